@@ -1,0 +1,9 @@
+//! The Matrix server-server protocol, as pure functions and types.
+//!
+//! No HTTP server, no database and no global state live here: the homeserver wires these
+//! pieces to its storage and network layers.
+
+pub mod keys;
+pub mod signing;
+
+pub use keys::{KeyFileError, ServerSigningKey};

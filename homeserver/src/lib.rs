@@ -1,0 +1,4 @@
+//! Myelin, a Matrix homeserver.
+
+pub mod config;
+pub mod storage;

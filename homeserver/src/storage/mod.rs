@@ -1,0 +1,192 @@
+//! The one storage seam: connection pools, migrations, the record codec, and queries grouped by
+//! table. One set of SQL texts serves SQLite and PostgreSQL (through sqlx's `Any` driver); only
+//! the migrations (DDL) differ per engine.
+
+mod accounts;
+mod codec;
+mod registration_tokens;
+mod tokens;
+mod uiaa;
+
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use accounts::{DeviceRow, NewAccount, NewDevice, RegisterOutcome, UserRow};
+pub use codec::{decode_record, encode_record};
+pub use registration_tokens::RegistrationTokenRow;
+pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};
+pub use uiaa::UiaaSessionRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StorageError {
+    /// True when a write lost a race against a uniqueness constraint.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// Handle to the database. Cheap to clone.
+///
+/// SQLite allows one writer at a time; giving writes their own single-connection pool makes them
+/// queue in-process instead of failing with `SQLITE_BUSY`. On PostgreSQL both handles are the same
+/// pool.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    read: AnyPool,
+    write: AnyPool,
+    engine: Engine,
+}
+
+impl Storage {
+    /// Connects (creating an SQLite file if needed) and applies pending migrations.
+    pub async fn connect(options: &StorageOptions) -> Result<Self> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let engine = Engine::from_url(&options.url).ok_or(StorageError::UnsupportedUrl)?;
+        let connect_options = AnyConnectOptions::from_str(&options.url)?;
+        let pool_options = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(options.acquire_timeout)
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if engine == Engine::Sqlite {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let storage = match engine {
+            Engine::Sqlite => {
+                let write = pool_options(1).connect_with(connect_options.clone()).await?;
+                let read = pool_options(options.max_connections).connect_with(connect_options).await?;
+                Self { read, write, engine }
+            }
+            Engine::Postgres => {
+                let pool = pool_options(options.max_connections).connect_with(connect_options).await?;
+                Self { read: pool.clone(), write: pool, engine }
+            }
+        };
+        storage.migrate().await?;
+        Ok(storage)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match self.engine {
+            Engine::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.write).await?,
+            Engine::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.write).await?,
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Cheap liveness check of the database.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Booleans are stored as 0/1 integers on both engines.
+fn flag(value: bool) -> i64 {
+    i64::from(value)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Opens a fresh database per test: a temporary SQLite file, and a fresh PostgreSQL schema
+    //! when `MYELIN_TEST_POSTGRES` is set.
+
+    use super::*;
+
+    pub async fn sqlite() -> Storage {
+        let dir = std::env::temp_dir().join(format!("myelin-unit-{}", random_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+        Storage::connect(&options(url)).await.unwrap()
+    }
+
+    pub async fn postgres() -> Option<Storage> {
+        let base = std::env::var("MYELIN_TEST_POSTGRES").ok()?;
+        let schema = format!("unit_{}", random_suffix().to_lowercase());
+        let pool = sqlx::PgPool::connect(&base).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.unwrap();
+        pool.close().await;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options[search_path]={schema}");
+        Some(Storage::connect(&options(url)).await.unwrap())
+    }
+
+    /// Both engines that are available here.
+    pub async fn engines() -> Vec<Storage> {
+        let mut all = vec![sqlite().await];
+        all.extend(postgres().await);
+        all
+    }
+
+    fn options(url: String) -> StorageOptions {
+        StorageOptions { url, max_connections: 4, acquire_timeout: Duration::from_secs(10) }
+    }
+
+    fn random_suffix() -> String {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
