@@ -276,6 +276,9 @@ impl Config {
         if !self.well_known.client_base_url.is_empty() && !is_http_url(&self.well_known.client_base_url) {
             errors.push(error("well_known.client_base_url", "must start with http:// or https://"));
         }
+        if !self.well_known.server.is_empty() && ruma::ServerName::parse(&self.well_known.server).is_err() {
+            errors.push(error("well_known.server", "must be host[:port], e.g. matrix.example.org:443"));
+        }
         if !self.database_url.is_empty() && crate::storage::Engine::from_url(&self.database_url).is_none() {
             errors.push(error("database_url", "must start with sqlite:// or postgres:// (or postgresql://)"));
         }

@@ -1,1 +1,186 @@
-fn main(){}
+//! The `myelin` command: serve, and the administrative commands around it.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use homeserver::config::{Config, EXAMPLE_CONFIG, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "myelin", version, about = "Myelin, a Matrix homeserver")]
+struct Cli {
+    /// Configuration file. Without this flag, ./myelin.toml is used if it exists.
+    #[arg(long, short, global = true, env = "MYELIN_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print a complete, commented configuration file.
+    GenerateConfig,
+    /// Validate the configuration and report every problem.
+    CheckConfig,
+    /// Create a user account.
+    CreateUser {
+        /// Localpart (e.g. alice) or full user ID on this server.
+        name: String,
+        /// Read the password from this file ("-" for standard input). Without it the account has
+        /// no password and cannot log in with one.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Make the user a server admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Manage registration tokens (used when `registration = "token"`).
+    RegistrationToken {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it.
+    Create {
+        /// Token text; random when omitted.
+        #[arg(long)]
+        token: Option<String>,
+        /// How many registrations it allows; unlimited when omitted.
+        #[arg(long)]
+        uses: Option<i64>,
+        /// Expire it after this many seconds.
+        #[arg(long)]
+        expires_in_secs: Option<i64>,
+    },
+    /// List tokens.
+    List,
+    /// Delete a token.
+    Delete { token: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::GenerateConfig) => {
+            print!("{EXAMPLE_CONFIG}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Version) => {
+            println!("myelin {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let explicit = cli.config.is_some();
+    let path = cli.config.unwrap_or_else(|| PathBuf::from("myelin.toml"));
+    let (config, source) = match Config::load(&path, explicit) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None | Some(Command::Serve) => homeserver::server::run(config, source).await.map_err(|e| e.to_string()),
+            Some(Command::CreateUser { name, password_file, admin }) => {
+                create_user(config, name, password_file, admin).await
+            }
+            Some(Command::RegistrationToken { action }) => registration_token(config, action).await,
+            Some(Command::GenerateConfig | Command::Version | Command::CheckConfig) => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn create_user(config: Config, name: String, password_file: Option<PathBuf>, admin: bool) -> Result<(), String> {
+    let password = match password_file {
+        None => None,
+        Some(path) => Some(read_secret(&path)?),
+    };
+    let state = homeserver::server::build_state(config).await.map_err(|e| e.to_string())?;
+    let user_id = homeserver::accounts::create_account(&state, &name, password, admin)
+        .await
+        .map_err(|e| format!("{} ({})", e, e.errcode()))?;
+    println!("created {user_id}{}", if admin { " (admin)" } else { "" });
+    state.storage.close().await;
+    Ok(())
+}
+
+fn read_secret(path: &PathBuf) -> Result<String, String> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read standard input: {e}"))?;
+    } else {
+        text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    }
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn registration_token(config: Config, action: TokenAction) -> Result<(), String> {
+    let state = homeserver::server::build_state(config).await.map_err(|e| e.to_string())?;
+    let storage = &state.storage;
+    let now = state.now_ms();
+    match action {
+        TokenAction::Create { token, uses, expires_in_secs } => {
+            let token = token.unwrap_or_else(|| homeserver::accounts::tokens::new_opaque_id(16));
+            let expiry = expires_in_secs.map(|secs| now + secs * 1000);
+            if !storage.create_registration_token(&token, uses, expiry, now).await.map_err(|e| e.to_string())? {
+                return Err(format!("token {token} already exists"));
+            }
+            println!("{token}");
+        }
+        TokenAction::List => {
+            for row in storage.registration_tokens().await.map_err(|e| e.to_string())? {
+                let uses = row.uses_allowed.map_or("unlimited".to_owned(), |n| n.to_string());
+                let expiry = row.expiry_time.map_or("never".to_owned(), |t| t.to_string());
+                println!("{}\tused {} of {}\texpires {}", row.token, row.completed, uses, expiry);
+            }
+        }
+        TokenAction::Delete { token } => {
+            if !storage.delete_registration_token(&token).await.map_err(|e| e.to_string())? {
+                return Err(format!("no token {token}"));
+            }
+            println!("deleted {token}");
+        }
+    }
+    storage.close().await;
+    Ok(())
+}

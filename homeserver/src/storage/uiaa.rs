@@ -9,14 +9,21 @@ pub struct UiaaSessionRow {
     pub session_id: String,
     pub user_id: Option<String>,
     pub purpose: String,
-    /// Completed stage types, in order.
-    pub completed: Vec<String>,
+    /// The service's record of what the client has completed so far.
+    pub progress: serde_json::Value,
     pub created_ts: i64,
 }
 
 impl Storage {
-    pub async fn create_uiaa_session(&self, session_id: &str, user_id: Option<&str>, purpose: &str, now: i64) -> Result<()> {
-        let completed = encode_record(session_id, &serde_json::json!([]));
+    pub async fn create_uiaa_session(
+        &self,
+        session_id: &str,
+        user_id: Option<&str>,
+        purpose: &str,
+        progress: &serde_json::Value,
+        now: i64,
+    ) -> Result<()> {
+        let completed = encode_record(session_id, progress);
         sqlx::query(
             "INSERT INTO uiaa_sessions (session_id, user_id, purpose, completed, created_ts) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -39,19 +46,18 @@ impl Storage {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let completed_bytes: Vec<u8> = row.try_get("completed")?;
-        let completed = serde_json::from_value(decode_record(session_id, &completed_bytes)?)
-            .map_err(|e| super::StorageError::Corrupt(format!("uiaa session {session_id}: {e}")))?;
+        let progress = decode_record(session_id, &completed_bytes)?;
         Ok(Some(UiaaSessionRow {
             session_id: row.try_get("session_id")?,
             user_id: row.try_get("user_id")?,
             purpose: row.try_get("purpose")?,
-            completed,
+            progress,
             created_ts: row.try_get("created_ts")?,
         }))
     }
 
-    pub async fn set_uiaa_completed(&self, session_id: &str, completed: &[String]) -> Result<()> {
-        let bytes = encode_record(session_id, &serde_json::json!(completed));
+    pub async fn set_uiaa_progress(&self, session_id: &str, progress: &serde_json::Value) -> Result<()> {
+        let bytes = encode_record(session_id, progress);
         sqlx::query("UPDATE uiaa_sessions SET completed = $2 WHERE session_id = $1")
             .bind(session_id)
             .bind(bytes)
@@ -85,11 +91,13 @@ mod tests {
     #[tokio::test]
     async fn sessions_store_completed_stages_and_expire() {
         for storage in engines().await {
-            storage.create_uiaa_session("s1", Some("@a:test"), "delete_device", 100).await.unwrap();
-            storage.create_uiaa_session("s2", None, "register", 200).await.unwrap();
-            storage.set_uiaa_completed("s1", &["m.login.password".into()]).await.unwrap();
+            let empty = serde_json::json!({});
+            storage.create_uiaa_session("s1", Some("@a:test"), "delete_device", &empty, 100).await.unwrap();
+            storage.create_uiaa_session("s2", None, "register", &empty, 200).await.unwrap();
+            let progress = serde_json::json!({"stages": ["m.login.password"]});
+            storage.set_uiaa_progress("s1", &progress).await.unwrap();
             let s1 = storage.uiaa_session("s1").await.unwrap().unwrap();
-            assert_eq!(s1.completed, vec!["m.login.password".to_string()]);
+            assert_eq!(s1.progress, progress);
             assert_eq!(s1.user_id.as_deref(), Some("@a:test"));
             assert_eq!(storage.delete_uiaa_sessions_before(150).await.unwrap(), 1);
             assert!(storage.uiaa_session("s1").await.unwrap().is_none());

@@ -1,0 +1,45 @@
+//! Password hashing with argon2id, off the async runtime (it is deliberately slow).
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+
+use crate::error::{Error, Result};
+
+pub async fn hash(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt_bytes = [0u8; 16];
+        getrandom::fill(&mut salt_bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| Error::internal(e.to_string()))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))?
+}
+
+/// True when `password` matches the stored hash. A missing or unreadable hash never matches.
+pub async fn verify(stored_hash: Option<String>, password: String) -> Result<bool> {
+    let Some(stored_hash) = stored_hash else { return Ok(false) };
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&stored_hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn hashes_verify_only_the_right_password() {
+        let hash = super::hash("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(super::verify(Some(hash.clone()), "correct horse".into()).await.unwrap());
+        assert!(!super::verify(Some(hash), "wrong".into()).await.unwrap());
+        assert!(!super::verify(None, "anything".into()).await.unwrap());
+        assert!(!super::verify(Some("not a hash".into()), "x".into()).await.unwrap());
+    }
+}

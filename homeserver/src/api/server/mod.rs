@@ -1,0 +1,12 @@
+//! Server-server (federation) API, one module per area.
+
+mod keys;
+
+use axum::Router;
+
+use super::ruma::RumaRouter;
+use crate::state::AppState;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router.ruma(keys::server_keys).ruma(keys::well_known_server)
+}

@@ -1,0 +1,105 @@
+//! Process start-up: build the state from configuration, listen, and shut down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigSource};
+use crate::signing_key;
+use crate::state::{AppState, SystemClock};
+use crate::storage::{Storage, StorageOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    SigningKey(#[from] signing_key::SigningKeyError),
+    #[error("cannot open the database: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens the database (applying migrations) and loads or creates the signing key.
+pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartupError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    let key_path = config.effective_signing_key_path();
+    let (key, generated) = signing_key::load_or_generate(&key_path)?;
+    if generated {
+        tracing::info!(path = %key_path.display(), key_id = %key.key_id(), "generated a new signing key");
+    }
+    let storage = Storage::connect(&StorageOptions {
+        url: config.effective_database_url(),
+        max_connections: config.database.max_connections,
+        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
+    })
+    .await?;
+    Ok(AppState::new(config, storage, key, Arc::new(SystemClock)))
+}
+
+/// Serves until SIGINT or SIGTERM, then finishes in-flight requests and closes the database.
+pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupError> {
+    match &source {
+        ConfigSource::File(path) => tracing::info!(path = %path.display(), "loaded configuration"),
+        ConfigSource::DefaultsAndEnvironment => {
+            tracing::info!("no config file found: using defaults and MYELIN_* environment variables")
+        }
+    }
+    let addr = config.listen_addr();
+    tracing::info!(
+        server_name = %config.server_name,
+        database = %describe_database(&config),
+        registration = ?config.registration,
+        "starting Myelin {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let state = build_state(config).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Listen { addr: addr.to_string(), source })?;
+    tracing::info!(%addr, "listening");
+    let storage = state.storage.clone();
+    axum::serve(listener, crate::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(StartupError::Serve)?;
+    storage.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The database in use, without credentials.
+fn describe_database(config: &Config) -> String {
+    let url = config.effective_database_url();
+    match url.split_once('@') {
+        Some((_, host)) => format!("postgres://…@{host}"),
+        None => url,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}

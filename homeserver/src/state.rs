@@ -1,0 +1,59 @@
+//! Shared application state: configuration, storage and the server's identity.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use federation::ServerSigningKey;
+use ruma::OwnedServerName;
+
+use crate::config::Config;
+use crate::storage::Storage;
+
+/// The source of "now"; tests can substitute a clock they control.
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Everything a request handler or service needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub server_name: OwnedServerName,
+    pub storage: Storage,
+    pub signing_key: ServerSigningKey,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppState {
+    pub fn new(config: Config, storage: Storage, signing_key: ServerSigningKey, clock: Arc<dyn Clock>) -> Self {
+        let server_name = OwnedServerName::try_from(config.server_name.as_str())
+            .expect("server_name is validated when the configuration is loaded");
+        Self(Arc::new(Inner { config, server_name, storage, signing_key, clock }))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
