@@ -1,0 +1,284 @@
+//! Test harness: a real Myelin router served on 127.0.0.1:0, on SQLite or PostgreSQL, with an
+//! HTTP client and helpers for the flows most tests need.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use homeserver::config::{Config, RegistrationMode};
+use homeserver::state::Clock;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Generates one test per database engine from an async body taking `Engine`.
+macro_rules! engine_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Engine::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::common::postgres_url().is_none() {
+                        eprintln!("skipped: MYELIN_TEST_POSTGRES is not set");
+                        return;
+                    }
+                    super::$name($crate::common::Engine::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use engine_tests;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("MYELIN_TEST_POSTGRES").ok().filter(|url| !url.is_empty())
+}
+
+pub fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom_fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn getrandom_fill(bytes: &mut [u8]) {
+    // Good enough for unique names: time, process and a counter.
+    static COUNTER: AtomicI64 = AtomicI64::new(0);
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER.fetch_add(1, Ordering::Relaxed) as u64;
+    let mut x = seed | 1;
+    for b in bytes.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}
+
+/// A fresh, empty temporary directory.
+pub fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("myelin-{label}-{}", random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A database URL for a fresh, empty database on `engine`.
+pub async fn fresh_database_url(engine: Engine, data_dir: &std::path::Path) -> String {
+    match engine {
+        Engine::Sqlite => format!("sqlite://{}?mode=rwc", data_dir.join("myelin.db").display()),
+        Engine::Postgres => {
+            let base = postgres_url().expect("MYELIN_TEST_POSTGRES");
+            let schema = format!("it_{}", random_suffix());
+            let pool = sqlx::PgPool::connect(&base).await.unwrap();
+            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.unwrap();
+            pool.close().await;
+            let separator = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{separator}options[search_path]={schema}")
+        }
+    }
+}
+
+/// A clock tests can move forward.
+#[derive(Debug)]
+pub struct TestClock(AtomicI64);
+
+impl TestClock {
+    pub fn advance_secs(&self, secs: i64) {
+        self.0.fetch_add(secs * 1000, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub struct TestServer {
+    pub base_url: String,
+    pub server_name: String,
+    pub clock: Arc<TestClock>,
+    pub state: homeserver::AppState,
+    http: reqwest::Client,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub const SERVER_NAME: &str = "test.myelin.local";
+
+impl TestServer {
+    pub async fn start(engine: Engine) -> Self {
+        Self::start_with(engine, |_| {}).await
+    }
+
+    /// Starts a server after `adjust` has changed the test configuration.
+    pub async fn start_with(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = temp_dir("it");
+        let mut config = Config {
+            server_name: SERVER_NAME.into(),
+            data_dir: data_dir.clone(),
+            database_url: fresh_database_url(engine, &data_dir).await,
+            registration: RegistrationMode::Open,
+            ..Config::default()
+        };
+        config.database.max_connections = 4;
+        adjust(&mut config);
+        let errors = config.validate();
+        assert!(errors.is_empty(), "test config invalid: {errors:?}");
+
+        let key = federation::ServerSigningKey::generate();
+        let storage = homeserver::storage::Storage::connect(&homeserver::storage::StorageOptions {
+            url: config.effective_database_url(),
+            max_connections: config.database.max_connections,
+            acquire_timeout: std::time::Duration::from_secs(30),
+        })
+        .await
+        .expect("database");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let clock = Arc::new(TestClock(AtomicI64::new(now)));
+        let server_name = config.server_name.clone();
+        let state = homeserver::AppState::new(config, storage, key, clock.clone());
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = homeserver::app(state.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            base_url: format!("http://{addr}"),
+            server_name,
+            clock,
+            state,
+            http: reqwest::Client::new(),
+            _shutdown: shutdown,
+        }
+    }
+
+    pub fn user_id(&self, localpart: &str) -> String {
+        format!("@{localpart}:{}", self.server_name)
+    }
+
+    /// Sends a request; `body` is sent as JSON when given. Returns the status and the JSON body
+    /// (`Value::Null` when the body is empty or not JSON).
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::DELETE, path, token, Some(body)).await
+    }
+
+    /// Registers through the dummy UIA flow (registration must be open).
+    pub async fn register(&self, localpart: &str, password: &str) -> Session {
+        let body = json!({"username": localpart, "password": password});
+        let (status, challenge) = self.post("/_matrix/client/v3/register", None, body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+        let session = challenge["session"].as_str().expect("session").to_owned();
+        let mut body = body;
+        body["auth"] = json!({"type": "m.login.dummy", "session": session});
+        let (status, response) = self.post("/_matrix/client/v3/register", None, body).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+        Session::from_response(&response)
+    }
+
+    pub async fn login(&self, user: &str, password: &str) -> Session {
+        let (status, response) = self.post("/_matrix/client/v3/login", None, password_login(user, password)).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+        Session::from_response(&response)
+    }
+}
+
+pub fn password_login(user: &str, password: &str) -> Value {
+    json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password})
+}
+
+/// The UIA `auth` object for a password stage.
+pub fn password_auth(user_id: &str, password: &str, session: &str) -> Value {
+    json!({
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user_id},
+        "password": password,
+        "session": session,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub access_token: String,
+    pub device_id: String,
+}
+
+impl Session {
+    pub fn from_response(response: &Value) -> Self {
+        Self {
+            user_id: response["user_id"].as_str().expect("user_id").to_owned(),
+            access_token: response["access_token"].as_str().expect("access_token").to_owned(),
+            device_id: response["device_id"].as_str().expect("device_id").to_owned(),
+        }
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        Some(&self.access_token)
+    }
+}
+
+/// Asserts a Matrix error response.
+#[track_caller]
+pub fn assert_error(actual: (StatusCode, Value), status: StatusCode, errcode: &str) {
+    assert_eq!(actual.0, status, "body: {}", actual.1);
+    assert_eq!(actual.1["errcode"], errcode, "body: {}", actual.1);
+    assert!(actual.1["error"].is_string(), "error message missing: {}", actual.1);
+}
