@@ -11,16 +11,12 @@ use ruma::CanonicalJsonObject;
 use ruma::signatures::Ed25519KeyPair;
 
 /// PKCS#8 v1 DER prefix for an Ed25519 private key; the 32-byte seed follows it.
-const PKCS8_ED25519_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+const PKCS8_ED25519_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
 /// Characters allowed in a key version, per the spec's key ID grammar.
 fn is_valid_version(version: &str) -> bool {
-    !version.is_empty()
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !version.is_empty() && version.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -58,10 +54,7 @@ impl ServerSigningKey {
         let mut suffix = [0u8; 4];
         getrandom::fill(&mut suffix).expect("the operating system has no random source");
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-        let suffix: String = suffix
-            .iter()
-            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-            .collect();
+        let suffix: String = suffix.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
         Self::from_seed(format!("a_{suffix}"), seed).expect("a generated key is always valid")
     }
 
@@ -90,9 +83,7 @@ impl ServerSigningKey {
         if !is_valid_version(version) {
             return Err(KeyFileError::Version(version.to_owned()));
         }
-        let bytes = STANDARD_NO_PAD
-            .decode(seed.trim_end_matches('='))
-            .map_err(|_| KeyFileError::Seed)?;
+        let bytes = STANDARD_NO_PAD.decode(seed.trim_end_matches('=')).map_err(|_| KeyFileError::Seed)?;
         let seed: [u8; 32] = bytes.try_into().map_err(|_| KeyFileError::Seed)?;
         Self::from_seed(version.to_owned(), seed)
     }
@@ -150,8 +141,8 @@ pub fn signed_server_keys(
         "verify_keys": { key.key_id(): { "key": key.public_key_base64() } },
         "old_verify_keys": old_verify_keys,
     });
-    let mut object = crate::signing::to_canonical_object(body)
-        .expect("server key JSON is always a valid canonical object");
+    let mut object =
+        crate::signing::to_canonical_object(body).expect("server key JSON is always a valid canonical object");
     crate::signing::sign_object(server_name, key, &mut object);
     object
 }
@@ -190,10 +181,7 @@ mod tests {
             ServerSigningKey::parse_key_file("ed25519 bad:id AAAA").unwrap_err(),
             KeyFileError::Version("bad:id".into())
         );
-        assert_eq!(
-            ServerSigningKey::parse_key_file("ed25519 a_1 AAAA").unwrap_err(),
-            KeyFileError::Seed
-        );
+        assert_eq!(ServerSigningKey::parse_key_file("ed25519 a_1 AAAA").unwrap_err(), KeyFileError::Seed);
     }
 
     #[test]
@@ -205,16 +193,14 @@ mod tests {
             expired_ts: 5,
         };
         let object = signed_server_keys("example.org", &key, &[old], 1_000);
-        crate::signing::verify_object("example.org", &key.key_id(), &key.public_key_base64(), &object)
-            .unwrap();
+        crate::signing::verify_object("example.org", &key.key_id(), &key.public_key_base64(), &object).unwrap();
         let json = serde_json::to_value(&object).unwrap();
         assert_eq!(json["old_verify_keys"]["ed25519:old"]["expired_ts"], 5);
 
         let mut tampered = object.clone();
         tampered.insert("valid_until_ts".into(), ruma::UInt::from(2_000u32).into());
         assert!(
-            crate::signing::verify_object("example.org", &key.key_id(), &key.public_key_base64(), &tampered)
-                .is_err()
+            crate::signing::verify_object("example.org", &key.key_id(), &key.public_key_base64(), &tampered).is_err()
         );
     }
 }

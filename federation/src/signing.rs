@@ -37,8 +37,8 @@ pub fn verify_object(
     public_key_base64: &str,
     object: &CanonicalJsonObject,
 ) -> Result<(), SigningError> {
-    let key = Base64::parse(public_key_base64)
-        .map_err(|e| SigningError::Verification(format!("bad public key: {e}")))?;
+    let key =
+        Base64::parse(public_key_base64).map_err(|e| SigningError::Verification(format!("bad public key: {e}")))?;
     let mut key_map = BTreeMap::new();
     key_map.insert(entity.to_owned(), BTreeMap::from([(key_id.to_owned(), key)]));
     ruma::signatures::verify_json(&key_map, object).map_err(|e| SigningError::Verification(e.to_string()))

@@ -91,7 +91,7 @@ pub struct OldVerifyKeyConfig {
     pub expired_ts: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WellKnownConfig {
     pub client_base_url: String,
@@ -151,12 +151,6 @@ impl Default for AuthConfig {
 impl Default for KeysConfig {
     fn default() -> Self {
         Self { validity_period_secs: 7 * 24 * 3600, old_verify_keys: BTreeMap::new() }
-    }
-}
-
-impl Default for WellKnownConfig {
-    fn default() -> Self {
-        Self { client_base_url: String::new(), server: String::new() }
     }
 }
 
@@ -386,9 +380,7 @@ fn insert_path(dict: &mut figment::value::Dict, path: &[&str], value: figment::v
             dict.insert((*last).to_owned(), value);
         }
         [first, rest @ ..] => {
-            let entry = dict
-                .entry((*first).to_owned())
-                .or_insert_with(|| Value::from(figment::value::Dict::new()));
+            let entry = dict.entry((*first).to_owned()).or_insert_with(|| Value::from(figment::value::Dict::new()));
             if let Value::Dict(_, inner) = entry {
                 insert_path(inner, rest, value);
             }
@@ -453,9 +445,7 @@ mod tests {
     #[test]
     fn reports_every_problem_at_once() {
         let file = "server_name = \"bad name!\"\nlisten = \"nowhere\"\nregistraton = \"open\"\n[database]\nmax_conections = 3\nmax_connections = 0\n";
-        let errors = Config::from_sources(Some(file), &env(&[("MYELIN_PUBLIC_BASEURL", "ftp://x")]))
-            .unwrap_err()
-            .0;
+        let errors = Config::from_sources(Some(file), &env(&[("MYELIN_PUBLIC_BASEURL", "ftp://x")])).unwrap_err().0;
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         for expected in [
             "registraton",

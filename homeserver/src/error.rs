@@ -94,10 +94,9 @@ impl Error {
     pub fn errcode(&self) -> String {
         match self {
             Self::Matrix { kind, .. } => kind.errcode().to_string(),
-            Self::Uiaa(info) => info
-                .auth_error
-                .as_ref()
-                .map_or_else(|| "M_UNAUTHORIZED".to_owned(), |e| e.kind.errcode().to_string()),
+            Self::Uiaa(info) => {
+                info.auth_error.as_ref().map_or_else(|| "M_UNAUTHORIZED".to_owned(), |e| e.kind.errcode().to_string())
+            }
             Self::Storage(_) | Self::Internal(_) => "M_UNKNOWN".to_owned(),
         }
     }

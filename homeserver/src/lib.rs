@@ -49,11 +49,8 @@ pub fn app(state: AppState) -> Router {
 /// strings can hold access tokens.
 fn request_span<B>(request: &Request<B>) -> tracing::Span {
     let route = request.extensions().get::<MatchedPath>().map_or("<unmatched>", MatchedPath::as_str);
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
+    let request_id =
+        request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
     tracing::info_span!("request", method = %request.method(), route, request_id)
 }
 

@@ -59,9 +59,8 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
         env!("CARGO_PKG_VERSION")
     );
     let state = build_state(config).await?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Listen { addr: addr.to_string(), source })?;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| StartupError::Listen { addr: addr.to_string(), source })?;
     tracing::info!(%addr, "listening");
     let storage = state.storage.clone();
     axum::serve(listener, crate::app(state))

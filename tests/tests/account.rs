@@ -84,7 +84,11 @@ async fn deactivation_is_final(engine: Engine) {
         "M_USER_IN_USE",
     );
     let body = json!({"username": "alice", "password": "correct-horse", "auth": {"type": "m.login.dummy"}});
-    assert_error(server.post("/_matrix/client/v3/register", None, body).await, StatusCode::BAD_REQUEST, "M_USER_IN_USE");
+    assert_error(
+        server.post("/_matrix/client/v3/register", None, body).await,
+        StatusCode::BAD_REQUEST,
+        "M_USER_IN_USE",
+    );
 }
 
 async fn capabilities_describe_the_server(engine: Engine) {
@@ -98,5 +102,9 @@ async fn capabilities_describe_the_server(engine: Engine) {
     assert_eq!(caps["m.room_versions"]["default"], "10");
     assert_eq!(caps["m.room_versions"]["available"]["11"], "stable");
     assert_eq!(caps["m.room_versions"]["available"]["1"], "stable");
-    assert_error(server.get("/_matrix/client/v3/capabilities", None).await, StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+    assert_error(
+        server.get("/_matrix/client/v3/capabilities", None).await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
+    );
 }

@@ -31,7 +31,11 @@ async fn list_get_and_rename_devices(engine: Engine) {
 
     // Another user's device is not visible or writable.
     assert_error(server.get(&path, mallory.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
-    assert_error(server.put(&path, mallory.token(), json!({"display_name": "x"})).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    assert_error(
+        server.put(&path, mallory.token(), json!({"display_name": "x"})).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
     assert_error(
         server.get("/_matrix/client/v3/devices/NOSUCHDEVICE", alice.token()).await,
         StatusCode::NOT_FOUND,
@@ -87,7 +91,8 @@ async fn deleting_devices_needs_the_password(engine: Engine) {
     let (status, response) = server.post("/_matrix/client/v3/delete_devices", alice.token(), body).await;
     assert_eq!(status, StatusCode::OK, "{response}");
     let (_, devices) = server.get("/_matrix/client/v3/devices", alice.token()).await;
-    let ids: Vec<&str> = devices["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        devices["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![alice.device_id.as_str()]);
 
     assert_error(

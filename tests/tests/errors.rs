@@ -59,12 +59,10 @@ async fn malformed_bodies(engine: Engine) {
         assert_eq!(body["errcode"], "M_NOT_JSON", "{body}");
     }
     // Valid JSON of the wrong shape.
-    for wrong in [json!({"type": "m.login.password", "password": 5}), json!([1, 2]), json!("string"), json!({"type": 7})] {
-        assert_error(
-            server.post("/_matrix/client/v3/login", None, wrong).await,
-            StatusCode::BAD_REQUEST,
-            "M_BAD_JSON",
-        );
+    for wrong in
+        [json!({"type": "m.login.password", "password": 5}), json!([1, 2]), json!("string"), json!({"type": 7})]
+    {
+        assert_error(server.post("/_matrix/client/v3/login", None, wrong).await, StatusCode::BAD_REQUEST, "M_BAD_JSON");
     }
     let body = json!({"username": ["not", "a", "string"], "auth": {"type": "m.login.dummy"}});
     assert_error(server.post("/_matrix/client/v3/register", None, body).await, StatusCode::BAD_REQUEST, "M_BAD_JSON");
@@ -82,7 +80,11 @@ async fn malformed_bodies(engine: Engine) {
 async fn oversized_bodies(engine: Engine) {
     let server = TestServer::start_with(engine, |c| c.limits.max_request_bytes = 65_536).await;
     let big = json!({"username": "a".repeat(70_000), "password": "x"});
-    assert_error(server.post("/_matrix/client/v3/register", None, big).await, StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE");
+    assert_error(
+        server.post("/_matrix/client/v3/register", None, big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+    );
     // A declared length over the limit is refused before the body is read.
     let response = server.raw(Method::POST, "/_matrix/client/v3/login", vec![b' '; 70_000]).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);

@@ -34,7 +34,11 @@ async fn password_login_by_localpart_or_user_id(engine: Engine) {
     let (status, _) = server.post(LOGIN, None, legacy).await;
     assert_eq!(status, StatusCode::OK);
 
-    assert_error(server.post(LOGIN, None, password_login("alice", "wrong")).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_error(
+        server.post(LOGIN, None, password_login("alice", "wrong")).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
     assert_error(server.post(LOGIN, None, password_login("nobody", "x")).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     assert_error(
         server.post(LOGIN, None, password_login("@alice:elsewhere.example", "correct-horse")).await,
@@ -120,7 +124,8 @@ async fn logout_revokes_one_device_and_logout_all_every_device(engine: Engine) {
         "M_UNKNOWN_TOKEN",
     );
     let (_, devices) = server.get("/_matrix/client/v3/devices", second.token()).await;
-    let ids: Vec<&str> = devices["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        devices["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 2);
     assert!(!ids.contains(&first.device_id.as_str()), "logout deletes the device");
 

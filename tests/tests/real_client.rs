@@ -13,10 +13,8 @@ use crate::common::{Engine, TestServer, engine_tests};
 engine_tests!(matrix_nio_registers_and_logs_in);
 
 fn nio_available() -> bool {
-    let available = Command::new("python3")
-        .args(["-c", "import nio"])
-        .output()
-        .is_ok_and(|output| output.status.success());
+    let available =
+        Command::new("python3").args(["-c", "import nio"]).output().is_ok_and(|output| output.status.success());
     if !available {
         assert!(
             std::env::var("MYELIN_REQUIRE_REAL_CLIENTS").is_err(),

@@ -19,7 +19,8 @@ const REGISTER: &str = "/_matrix/client/v3/register";
 
 async fn open_registration_uses_the_dummy_flow(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let (status, challenge) = server.post(REGISTER, None, json!({"username": "alice", "password": "hunter2hunter2"})).await;
+    let (status, challenge) =
+        server.post(REGISTER, None, json!({"username": "alice", "password": "hunter2hunter2"})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(challenge["flows"], json!([{"stages": ["m.login.dummy"]}]));
     assert!(challenge["session"].as_str().is_some_and(|s| !s.is_empty()));

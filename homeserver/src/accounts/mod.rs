@@ -60,7 +60,8 @@ fn mint_tokens(state: &AppState, with_refresh: bool) -> (IssuedTokens, NewTokens
     let auth = &state.config.auth;
     let (refresh_token, refresh_hash) = tokens::new_token("myrt_");
     let lifetime = Duration::from_secs(auth.refreshable_access_token_lifetime_secs);
-    let refresh_expires = (auth.refresh_token_lifetime_secs > 0).then(|| now + secs_to_ms(auth.refresh_token_lifetime_secs));
+    let refresh_expires =
+        (auth.refresh_token_lifetime_secs > 0).then(|| now + secs_to_ms(auth.refresh_token_lifetime_secs));
     let stored = NewTokens {
         access_hash,
         access_expires_ts: Some(now + secs_to_ms(auth.refreshable_access_token_lifetime_secs)),
@@ -74,7 +75,11 @@ fn secs_to_ms(secs: u64) -> i64 {
 }
 
 fn weak_password(min: usize) -> Error {
-    Error::matrix(StatusCode::BAD_REQUEST, ErrorKind::WeakPassword, format!("Password must be at least {min} characters"))
+    Error::matrix(
+        StatusCode::BAD_REQUEST,
+        ErrorKind::WeakPassword,
+        format!("Password must be at least {min} characters"),
+    )
 }
 
 fn check_password_policy(state: &AppState, password: &str) -> Result<()> {
@@ -153,7 +158,11 @@ pub async fn register(state: &AppState, registration: Registration, auth: Option
         RegisterOutcome::Created => {}
         RegisterOutcome::UserIdTaken => return Err(user_in_use()),
         RegisterOutcome::RegistrationTokenUnusable => {
-            return Err(Error::matrix(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, "Registration token is no longer valid"));
+            return Err(Error::matrix(
+                StatusCode::UNAUTHORIZED,
+                ErrorKind::Unauthorized,
+                "Registration token is no longer valid",
+            ));
         }
     }
     tracing::info!(user_id = %user_id, "registered user");
@@ -189,7 +198,12 @@ async fn generated_user_id(state: &AppState) -> Result<OwnedUserId> {
 }
 
 /// Creates an account directly (CLI and admin bootstrap): no UIAA, no device.
-pub async fn create_account(state: &AppState, localpart: &str, password: Option<String>, is_admin: bool) -> Result<OwnedUserId> {
+pub async fn create_account(
+    state: &AppState,
+    localpart: &str,
+    password: Option<String>,
+    is_admin: bool,
+) -> Result<OwnedUserId> {
     let user_id = username::user_id_for_registration(localpart, &state.server_name)?;
     if let Some(password) = &password {
         check_password_policy(state, password)?;
@@ -221,7 +235,10 @@ pub struct PasswordLogin {
     pub refresh_token: bool,
 }
 
-pub async fn login_with_password(state: &AppState, login: PasswordLogin) -> Result<(OwnedUserId, OwnedDeviceId, IssuedTokens)> {
+pub async fn login_with_password(
+    state: &AppState,
+    login: PasswordLogin,
+) -> Result<(OwnedUserId, OwnedDeviceId, IssuedTokens)> {
     let invalid = || Error::forbidden("Invalid username or password");
     let user_id = username::user_id_for_login(&login.identifier, &state.server_name).ok_or_else(invalid)?;
     let user = state.storage.user(user_id.as_str()).await?;
@@ -271,7 +288,8 @@ pub async fn change_password(
     auth: Option<&AuthData>,
 ) -> Result<()> {
     check_password_policy(state, &new_password)?;
-    let request = uiaa::UiaaRequest { purpose: "change_password", flows: uiaa::password_flows(), user: Some(&authed.user_id) };
+    let request =
+        uiaa::UiaaRequest { purpose: "change_password", flows: uiaa::password_flows(), user: Some(&authed.user_id) };
     uiaa::check(state, auth, request).await?;
     let hash = password::hash(new_password).await?;
     state.storage.set_password_hash(authed.user_id.as_str(), &hash).await?;
@@ -283,7 +301,8 @@ pub async fn change_password(
 
 /// Deactivates the account after a password UIAA stage.
 pub async fn deactivate(state: &AppState, authed: &Authed, auth: Option<&AuthData>) -> Result<()> {
-    let request = uiaa::UiaaRequest { purpose: "deactivate", flows: uiaa::password_flows(), user: Some(&authed.user_id) };
+    let request =
+        uiaa::UiaaRequest { purpose: "deactivate", flows: uiaa::password_flows(), user: Some(&authed.user_id) };
     uiaa::check(state, auth, request).await?;
     state.storage.deactivate_user(authed.user_id.as_str()).await?;
     tracing::info!(user_id = %authed.user_id, "deactivated user");

@@ -41,7 +41,8 @@ pub fn password_flows() -> Vec<AuthFlow> {
 /// otherwise the `Err` carries the 401 UIAA body (with an `errcode` when a stage failed).
 pub async fn check(state: &AppState, auth: Option<&AuthData>, request: UiaaRequest<'_>) -> Result<Completed> {
     let now = state.now_ms();
-    let lifetime_ms = i64::try_from(state.config.auth.uiaa_session_lifetime_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let lifetime_ms =
+        i64::try_from(state.config.auth.uiaa_session_lifetime_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let user = request.user.map(|u| u.as_str());
 
     let Some(auth) = auth else {
@@ -56,7 +57,11 @@ pub async fn check(state: &AppState, auth: Option<&AuthData>, request: UiaaReque
                 row.purpose == request.purpose && row.user_id.as_deref() == user && row.created_ts + lifetime_ms > now
             });
             let Some(row) = usable else {
-                return Err(Error::matrix(http::StatusCode::BAD_REQUEST, ErrorKind::Unknown, "Unknown or expired UIA session"));
+                return Err(Error::matrix(
+                    http::StatusCode::BAD_REQUEST,
+                    ErrorKind::Unknown,
+                    "Unknown or expired UIA session",
+                ));
             };
             let progress: Progress = serde_json::from_value(row.progress)
                 .map_err(|e| Error::internal(format!("corrupt UIA session: {e}")))?;
@@ -145,7 +150,12 @@ fn stage_error(kind: ErrorKind, message: &str) -> StandardErrorBody {
     StandardErrorBody::new(kind, message.to_owned())
 }
 
-fn challenge(request: &UiaaRequest<'_>, session_id: String, progress: &Progress, error: Option<StandardErrorBody>) -> Error {
+fn challenge(
+    request: &UiaaRequest<'_>,
+    session_id: String,
+    progress: &Progress,
+    error: Option<StandardErrorBody>,
+) -> Error {
     let mut info = UiaaInfo::new(request.flows.clone());
     info.session = Some(session_id);
     info.completed = progress.stages.clone();

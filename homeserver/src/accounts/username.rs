@@ -24,10 +24,7 @@ pub fn user_id_for_registration(requested: &str, server_name: &ServerName) -> Re
     if localpart.is_empty() {
         return Err(invalid("User ID cannot be empty"));
     }
-    if !localpart
-        .bytes()
-        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'))
-    {
+    if !localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+')) {
         return Err(invalid("User ID may only contain a-z, 0-9, and . _ = - / +"));
     }
     if localpart.starts_with('_') {

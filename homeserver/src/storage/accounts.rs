@@ -159,10 +159,7 @@ impl Storage {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM devices WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM devices WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -246,7 +243,12 @@ impl Storage {
     }
 }
 
-async fn upsert_device_with_tokens(conn: &mut AnyConnection, user_id: &str, device: &NewDevice, now: i64) -> Result<()> {
+async fn upsert_device_with_tokens(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    device: &NewDevice,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip) \
          VALUES ($1, $2, $3, $4, $4, $5) \
@@ -285,13 +287,20 @@ mod tests {
     }
 
     fn account(user_id: &str) -> NewAccount<'_> {
-        NewAccount { user_id, password_hash: Some("hash"), is_admin: false, displayname: "alice", registration_token: None }
+        NewAccount {
+            user_id,
+            password_hash: Some("hash"),
+            is_admin: false,
+            displayname: "alice",
+            registration_token: None,
+        }
     }
 
     #[tokio::test]
     async fn register_device_login_and_deactivate() {
         for storage in engines().await {
-            let device = NewDevice { device_id: "DEV1".into(), display_name: Some("phone".into()), ip: None, tokens: tokens(1) };
+            let device =
+                NewDevice { device_id: "DEV1".into(), display_name: Some("phone".into()), ip: None, tokens: tokens(1) };
             assert_eq!(
                 storage.register_account(account("@alice:test"), Some(&device), 10).await.unwrap(),
                 RegisterOutcome::Created

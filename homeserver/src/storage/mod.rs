@@ -88,10 +88,8 @@ impl Storage {
         let engine = Engine::from_url(&options.url).ok_or(StorageError::UnsupportedUrl)?;
         let connect_options = AnyConnectOptions::from_str(&options.url)?;
         let pool_options = |max: u32| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(options.acquire_timeout)
-                .after_connect(move |conn, _meta| {
+            AnyPoolOptions::new().max_connections(max).acquire_timeout(options.acquire_timeout).after_connect(
+                move |conn, _meta| {
                     Box::pin(async move {
                         if engine == Engine::Sqlite {
                             conn.execute(
@@ -102,7 +100,8 @@ impl Storage {
                         }
                         Ok(())
                     })
-                })
+                },
+            )
         };
         let storage = match engine {
             Engine::Sqlite => {

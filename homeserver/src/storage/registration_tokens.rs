@@ -52,12 +52,11 @@ impl Storage {
     }
 
     pub async fn registration_token(&self, token: &str) -> Result<Option<RegistrationTokenRow>> {
-        let row = sqlx::query(
-            "SELECT token, uses_allowed, completed, expiry_time FROM registration_tokens WHERE token = $1",
-        )
-        .bind(token)
-        .fetch_optional(&self.read)
-        .await?;
+        let row =
+            sqlx::query("SELECT token, uses_allowed, completed, expiry_time FROM registration_tokens WHERE token = $1")
+                .bind(token)
+                .fetch_optional(&self.read)
+                .await?;
         row.as_ref().map(RegistrationTokenRow::from_row).transpose()
     }
 
@@ -72,10 +71,8 @@ impl Storage {
 
     /// Returns false when there was no such token.
     pub async fn delete_registration_token(&self, token: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM registration_tokens WHERE token = $1")
-            .bind(token)
-            .execute(&self.write)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM registration_tokens WHERE token = $1").bind(token).execute(&self.write).await?;
         Ok(done.rows_affected() == 1)
     }
 }

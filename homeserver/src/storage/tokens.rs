@@ -105,10 +105,7 @@ impl Storage {
         }
         let device = RefreshedDevice { user_id: row.try_get("user_id")?, device_id: row.try_get("device_id")? };
         // Access tokens that reference the old refresh token go with it (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM refresh_tokens WHERE token_hash = $1")
-            .bind(old_hash)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM refresh_tokens WHERE token_hash = $1").bind(old_hash).execute(&mut *tx).await?;
         insert_tokens(&mut tx, &device.user_id, &device.device_id, new, now).await?;
         tx.commit().await?;
         Ok(Some(device))
@@ -131,14 +128,22 @@ mod tests {
                 displayname: "bob",
                 registration_token: None,
             };
-            let first = NewTokens { access_hash: vec![1; 32], access_expires_ts: Some(100), refresh: Some((vec![9; 32], None)) };
+            let first = NewTokens {
+                access_hash: vec![1; 32],
+                access_expires_ts: Some(100),
+                refresh: Some((vec![9; 32], None)),
+            };
             let device = NewDevice { device_id: "D".into(), display_name: None, ip: None, tokens: first };
             storage.register_account(account, Some(&device), 0).await.unwrap();
             let row = storage.access_token(&[1; 32]).await.unwrap().unwrap();
             assert!(row.is_admin);
             assert_eq!(row.expires_ts, Some(100));
 
-            let second = NewTokens { access_hash: vec![2; 32], access_expires_ts: Some(200), refresh: Some((vec![8; 32], Some(50))) };
+            let second = NewTokens {
+                access_hash: vec![2; 32],
+                access_expires_ts: Some(200),
+                refresh: Some((vec![8; 32], Some(50))),
+            };
             let refreshed = storage.exchange_refresh_token(&[9; 32], &second, 10).await.unwrap().unwrap();
             assert_eq!(refreshed.device_id, "D");
             assert!(storage.access_token(&[1; 32]).await.unwrap().is_none(), "old access token revoked");

@@ -67,19 +67,14 @@ impl Storage {
     }
 
     pub async fn delete_uiaa_session(&self, session_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM uiaa_sessions WHERE session_id = $1")
-            .bind(session_id)
-            .execute(&self.write)
-            .await?;
+        sqlx::query("DELETE FROM uiaa_sessions WHERE session_id = $1").bind(session_id).execute(&self.write).await?;
         Ok(())
     }
 
     /// Removes sessions created before `cutoff`; returns how many.
     pub async fn delete_uiaa_sessions_before(&self, cutoff: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM uiaa_sessions WHERE created_ts < $1")
-            .bind(cutoff)
-            .execute(&self.write)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM uiaa_sessions WHERE created_ts < $1").bind(cutoff).execute(&self.write).await?;
         Ok(done.rows_affected())
     }
 }

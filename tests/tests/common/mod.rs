@@ -180,7 +180,13 @@ impl TestServer {
 
     /// Sends a request; `body` is sent as JSON when given. Returns the status and the JSON body
     /// (`Value::Null` when the body is empty or not JSON).
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base_url));
         if let Some(token) = token {
             request = request.bearer_auth(token);

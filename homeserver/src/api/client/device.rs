@@ -13,10 +13,7 @@ fn to_device(row: DeviceRow) -> Device {
     let mut device = Device::new(row.device_id.into());
     device.display_name = row.display_name;
     device.last_seen_ip = row.last_seen_ip;
-    device.last_seen_ts = row
-        .last_seen_ts
-        .and_then(|ts| UInt::try_from(ts).ok())
-        .map(MilliSecondsSinceUnixEpoch);
+    device.last_seen_ts = row.last_seen_ts.and_then(|ts| UInt::try_from(ts).ok()).map(MilliSecondsSinceUnixEpoch);
     device
 }
 
@@ -38,10 +35,8 @@ pub async fn get(state: AppState, request: Ruma<get_device::v3::Request>) -> Res
 pub async fn update(state: AppState, request: Ruma<update_device::v3::Request>) -> Result<update_device::v3::Response> {
     let user_id = request.authed()?.user_id.as_str();
     let body = &request.body;
-    let updated = state
-        .storage
-        .set_device_display_name(user_id, body.device_id.as_str(), body.display_name.as_deref())
-        .await?;
+    let updated =
+        state.storage.set_device_display_name(user_id, body.device_id.as_str(), body.display_name.as_deref()).await?;
     if !updated {
         return Err(unknown_device());
     }

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use ruma::RoomVersionId;
-use ruma::api::client::discovery::get_capabilities::v3::{
-    Capabilities, RoomVersionStability, RoomVersionsCapability,
-};
+use ruma::api::client::discovery::get_capabilities::v3::{Capabilities, RoomVersionStability, RoomVersionsCapability};
 use ruma::api::client::discovery::{discover_homeserver, get_capabilities, get_supported_versions};
 
 use crate::api::ruma::Ruma;

@@ -42,7 +42,10 @@ pub async fn login(state: AppState, request: Ruma<login::v3::Request>) -> Result
     Ok(response)
 }
 
-pub async fn refresh(state: AppState, request: Ruma<refresh_token::v3::Request>) -> Result<refresh_token::v3::Response> {
+pub async fn refresh(
+    state: AppState,
+    request: Ruma<refresh_token::v3::Request>,
+) -> Result<refresh_token::v3::Response> {
     let tokens = accounts::refresh(&state, &request.body.refresh_token).await?;
     let mut response = refresh_token::v3::Response::new(tokens.access_token);
     response.refresh_token = tokens.refresh_token;

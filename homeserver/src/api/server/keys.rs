@@ -9,7 +9,10 @@ use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
-pub async fn server_keys(state: AppState, _request: Ruma<get_server_keys::v2::Request>) -> Result<get_server_keys::v2::Response> {
+pub async fn server_keys(
+    state: AppState,
+    _request: Ruma<get_server_keys::v2::Request>,
+) -> Result<get_server_keys::v2::Response> {
     let keys_config = &state.config.keys;
     let old_keys: Vec<OldVerifyKey> = keys_config
         .old_verify_keys

@@ -1,0 +1,170 @@
+//! The `myelin` binary as a process: start-up with no configuration, configuration errors,
+//! CLI account creation, restart with the same data, and graceful shutdown on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_myelin");
+
+fn temp_dir(label: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("myelin-proc-{label}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `myelin` run in `dir` with only the given `MYELIN_*` variables.
+fn myelin(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MYELIN_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+/// A minimal HTTP/1.1 exchange; returns status and body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+fn wait_until_serving(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http(port, "GET", "/_matrix/client/versions", "") {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("myelin exited early with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("myelin did not start serving within 30 s");
+}
+
+fn terminate(child: Child) -> Output {
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn starts_with_no_configuration_and_stops_on_sigterm() {
+    let dir = temp_dir("defaults");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child =
+        myelin(&dir, &[], &[("MYELIN_LISTEN", &listen)]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+    let (status, body) = http(port, "GET", "/.well-known/matrix/client", "").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("http://{listen}/")), "{body}");
+
+    let output = terminate(child);
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("no config file found"), "{log}");
+    assert!(log.contains("server_name=localhost") || log.contains("server_name\":\"localhost"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    // The embedded default keeps everything in ./data.
+    assert!(dir.join("data/myelin.db").exists());
+    assert!(dir.join("data/signing.key").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn invalid_configuration_reports_every_problem_and_refuses_to_start() {
+    let dir = temp_dir("badconfig");
+    std::fs::write(
+        dir.join("myelin.toml"),
+        "server_name = \"not a name\"\nlisten = \"everywhere\"\nregistraton = \"open\"\n[database]\nmax_connections = 0\n",
+    )
+    .unwrap();
+    let output = myelin(&dir, &["check-config"], &[("MYELIN_PUBLIC_BASEURL", "gopher://x")]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let errors = String::from_utf8_lossy(&output.stderr);
+    for key in ["server_name", "listen", "registraton", "database.max_connections", "public_baseurl"] {
+        assert!(errors.contains(&format!("`{key}`")), "{key} missing from:\n{errors}");
+    }
+    // Serving refuses too, and an explicitly named missing file is an error.
+    let output = myelin(&dir, &[], &[]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = myelin(&dir, &["--config", "absent.toml"], &[]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("absent.toml"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn generated_config_is_the_example_and_is_valid() {
+    let dir = temp_dir("genconfig");
+    let output = myelin(&dir, &["generate-config"], &[]).output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config.example.toml")).unwrap();
+    assert_eq!(text, example);
+    std::fs::write(dir.join("myelin.toml"), text).unwrap();
+    let output = myelin(&dir, &["check-config"], &[]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn cli_created_admin_logs_in_and_keys_survive_restart() {
+    let dir = temp_dir("cli");
+    std::fs::write(dir.join("password"), "cli-password-1\n").unwrap();
+    let env = [("MYELIN_SERVER_NAME", "cli.example")];
+    let output =
+        myelin(&dir, &["create-user", "root", "--password-file", "password", "--admin"], &env).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "created @root:cli.example (admin)");
+    let again = myelin(&dir, &["create-user", "root"], &env).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("M_USER_IN_USE"));
+
+    let token =
+        myelin(&dir, &["registration-token", "create", "--token", "invite1", "--uses", "2"], &env).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&token.stdout).trim(), "invite1");
+    let list = myelin(&dir, &["registration-token", "list"], &env).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("invite1\tused 0 of 2"));
+
+    let mut key_ids = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = myelin(&dir, &[], &[env[0], ("MYELIN_LISTEN", &listen)]).stderr(Stdio::null()).spawn().unwrap();
+        wait_until_serving(port, &mut child);
+        let login = r#"{"type":"m.login.password","identifier":{"type":"m.id.user","user":"root"},"password":"cli-password-1"}"#;
+        let (status, body) = http(port, "POST", "/_matrix/client/v3/login", login).unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("@root:cli.example"));
+        let (_, keys) = http(port, "GET", "/_matrix/key/v2/server", "").unwrap();
+        let start = keys.find("\"verify_keys\":{\"").unwrap() + 16;
+        key_ids.push(keys[start..].split('"').next().unwrap().to_owned());
+        assert!(terminate(child).status.success());
+    }
+    assert_eq!(key_ids[0], key_ids[1], "the signing key is kept across restarts");
+    let _ = std::fs::remove_dir_all(dir);
+}
