@@ -3,7 +3,10 @@
 //! No HTTP server, no database and no global state live here: the homeserver wires these
 //! pieces to its storage and network layers.
 
+pub mod auth;
 pub mod keys;
+pub mod pdu;
 pub mod signing;
 
 pub use keys::{KeyFileError, ServerSigningKey};
+pub use pdu::{DagPosition, EventTemplate, Pdu, PduError};
