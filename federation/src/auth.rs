@@ -69,18 +69,27 @@ mod tests {
         }
 
         /// Builds the event, authorizes it, and on success appends it to the room.
-        fn send(&mut self, sender: &str, event_type: &str, state_key: Option<&str>, content: serde_json::Value) -> Result<OwnedEventId, String> {
+        fn send(
+            &mut self,
+            sender: &str,
+            event_type: &str,
+            state_key: Option<&str>,
+            content: serde_json::Value,
+        ) -> Result<OwnedEventId, String> {
             let rules = rules_for(&self.version).unwrap();
             let sender = Self::user(sender);
             let event_type = TimelineEventType::from(event_type);
             let raw = serde_json::value::to_raw_value(&content).unwrap();
             let types = auth_types(&rules.authorization, &event_type, &sender, state_key, &raw)?;
             let auth_events: Vec<OwnedEventId> = types.iter().filter_map(|t| self.state.get(t).cloned()).collect();
-            let template = EventTemplate { event_type, state_key: state_key.map(str::to_owned), content, redacts: None };
-            let position = DagPosition { prev_events: self.last.iter().cloned().collect(), auth_events, depth: self.depth + 1 };
+            let template =
+                EventTemplate { event_type, state_key: state_key.map(str::to_owned), content, redacts: None };
+            let position =
+                DagPosition { prev_events: self.last.iter().cloned().collect(), auth_events, depth: self.depth + 1 };
             let room_id = <&RoomId>::try_from("!room:example.org").unwrap();
             let ts = MilliSecondsSinceUnixEpoch(UInt::from(self.depth as u32 + 1));
-            let pdu = build_pdu("example.org", &self.key, &self.version, room_id, &sender, &template, &position, ts).unwrap();
+            let pdu =
+                build_pdu("example.org", &self.key, &self.version, room_id, &sender, &template, &position, ts).unwrap();
             let state_before: StateEvents<'_> =
                 self.state.iter().map(|(k, id)| (k.clone(), &self.events[id])).collect();
             authorize(&rules.authorization, &pdu, &self.events, &state_before)?;
@@ -97,7 +106,8 @@ mod tests {
         fn public_room(version: RoomVersionId) -> Self {
             let mut room = Self::new(version);
             let creator = Self::user("alice");
-            room.send("alice", "m.room.create", Some(""), json!({"creator": creator, "room_version": room.version})).unwrap();
+            room.send("alice", "m.room.create", Some(""), json!({"creator": creator, "room_version": room.version}))
+                .unwrap();
             room.send("alice", "m.room.member", Some(creator.as_str()), json!({"membership": "join"})).unwrap();
             room.send("alice", "m.room.power_levels", Some(""), json!({"users": {creator.as_str(): 100}})).unwrap();
             room.send("alice", "m.room.join_rules", Some(""), json!({"join_rule": "public"})).unwrap();
@@ -112,7 +122,8 @@ mod tests {
             let bob = Room::user("bob");
             room.send("bob", "m.room.member", Some(bob.as_str()), json!({"membership": "join"})).unwrap();
             room.send("bob", "m.room.message", None, json!({"msgtype": "m.text", "body": "hi"})).unwrap();
-            let err = room.send("carol", "m.room.message", None, json!({"msgtype": "m.text", "body": "hi"})).unwrap_err();
+            let err =
+                room.send("carol", "m.room.message", None, json!({"msgtype": "m.text", "body": "hi"})).unwrap_err();
             assert!(!err.is_empty());
             // Bob cannot join on Carol's behalf.
             let carol = Room::user("carol");

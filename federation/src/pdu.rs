@@ -116,7 +116,8 @@ pub fn build_pdu(
 /// The reference-hash event ID (room versions 3 and later).
 pub fn event_id_for(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId, PduError> {
     if rules.event_id_format == EventIdFormatVersion::V1 {
-        let id = object.get("event_id").and_then(|v| v.as_str()).ok_or_else(|| PduError::Malformed("no event_id".into()))?;
+        let id =
+            object.get("event_id").and_then(|v| v.as_str()).ok_or_else(|| PduError::Malformed("no event_id".into()))?;
         return EventId::parse(id).map_err(|e| PduError::Malformed(e.to_string()));
     }
     let hash = ruma::signatures::reference_hash(object, rules).map_err(|e| match e {

@@ -7,10 +7,12 @@ pub mod accounts;
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod rooms;
 pub mod server;
 pub mod signing_key;
 pub mod state;
 pub mod storage;
+pub mod sync;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -36,13 +36,14 @@ pub struct Inner {
     pub storage: Storage,
     pub signing_key: ServerSigningKey,
     pub clock: Arc<dyn Clock>,
+    pub rooms: crate::rooms::RoomRuntime,
 }
 
 impl AppState {
     pub fn new(config: Config, storage: Storage, signing_key: ServerSigningKey, clock: Arc<dyn Clock>) -> Self {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .expect("server_name is validated when the configuration is loaded");
-        Self(Arc::new(Inner { config, server_name, storage, signing_key, clock }))
+        Self(Arc::new(Inner { config, server_name, storage, signing_key, clock, rooms: Default::default() }))
     }
 
     pub fn now_ms(&self) -> i64 {

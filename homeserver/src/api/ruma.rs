@@ -94,7 +94,12 @@ where
 
         let http_request = http::Request::from_parts(parts, &bytes[..]);
         let user = authenticate::<T>(&http_request, state).await?;
-        let path_refs: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        // Routes registered without a trailing empty segment (see `RumaRouter`) lack its argument.
+        let mut path_refs: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        let expected = T::_path_parameters().len();
+        while path_refs.len() < expected {
+            path_refs.push("");
+        }
         let body = T::try_from_http_request(http_request, &path_refs).map_err(|e| parse_error(e, &bytes))?;
         Ok(Self { body, user })
     }
@@ -182,6 +187,12 @@ impl RumaRouter for Router<AppState> {
         };
         for path in Req::PATH_BUILDER.all_paths() {
             self = self.route(path, on(filter, endpoint.clone()));
+            // axum never matches an empty segment, so `…/state/{type}/` (empty state key) needs
+            // routes of its own; the extractor pads the missing argument with "".
+            if let Some(base) = path.strip_suffix("/{state_key}") {
+                self = self.route(base, on(filter, endpoint.clone()));
+                self = self.route(&format!("{base}/"), on(filter, endpoint.clone()));
+            }
         }
         self
     }

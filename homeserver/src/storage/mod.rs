@@ -3,8 +3,12 @@
 //! the migrations (DDL) differ per engine.
 
 mod accounts;
+mod aliases;
 mod codec;
+mod filters;
+mod memberships;
 mod registration_tokens;
+mod rooms;
 mod tokens;
 mod uiaa;
 
@@ -17,7 +21,9 @@ use sqlx::{AnyPool, Executor};
 
 pub use accounts::{DeviceRow, NewAccount, NewDevice, RegisterOutcome, UserRow};
 pub use codec::{decode_record, encode_record};
+pub use memberships::MembershipRow;
 pub use registration_tokens::RegistrationTokenRow;
+pub use rooms::{EventRow, NewEvent, Persisted, RoomRow, StateMap};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};
 pub use uiaa::UiaaSessionRow;
 
@@ -77,6 +83,8 @@ pub struct Storage {
     read: AnyPool,
     write: AnyPool,
     engine: Engine,
+    /// Held while persisting events so stream orderings commit in the order they are assigned.
+    event_order: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Storage {
@@ -107,11 +115,11 @@ impl Storage {
             Engine::Sqlite => {
                 let write = pool_options(1).connect_with(connect_options.clone()).await?;
                 let read = pool_options(options.max_connections).connect_with(connect_options).await?;
-                Self { read, write, engine }
+                Self { read, write, engine, event_order: Default::default() }
             }
             Engine::Postgres => {
                 let pool = pool_options(options.max_connections).connect_with(connect_options).await?;
-                Self { read: pool.clone(), write: pool, engine }
+                Self { read: pool.clone(), write: pool, engine, event_order: Default::default() }
             }
         };
         storage.migrate().await?;

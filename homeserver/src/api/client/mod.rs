@@ -3,8 +3,12 @@
 mod account;
 mod device;
 mod discovery;
+mod membership;
+mod message;
 mod register;
+mod room;
 mod session;
+mod sync;
 
 use axum::Router;
 
@@ -32,4 +36,25 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(device::update)
         .ruma(device::delete)
         .ruma(device::delete_many)
+        .ruma(room::create)
+        .ruma(room::joined)
+        .ruma(room::members)
+        .ruma(room::joined_members)
+        .ruma(membership::join_by_id)
+        .ruma(membership::join_by_id_or_alias)
+        .ruma(membership::invite)
+        .ruma(membership::leave)
+        .ruma(membership::forget)
+        .ruma(membership::kick)
+        .ruma(membership::ban)
+        .ruma(membership::unban)
+        .ruma(message::send)
+        .ruma(message::put_state)
+        .ruma(message::get_state_for_key)
+        .ruma(message::get_state)
+        .ruma(message::messages)
+        .ruma(message::event)
+        .ruma(sync::sync_events)
+        .ruma(sync::create)
+        .ruma(sync::get)
 }

@@ -1,0 +1,143 @@
+//! Sending and reading events: `/send`, `/state`, `/messages`, `/event`.
+
+use ruma::api::client::message::{get_message_events, send_message_event};
+use ruma::api::client::room::get_room_event;
+use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
+use ruma::serde::Raw;
+use ruma::{RoomId, UserId};
+
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::rooms::client_event::client_event;
+use crate::rooms::membership::require_joined;
+use crate::rooms::send::{ClientTxn, send_event, state_template};
+use crate::rooms::timeline::{self, Direction};
+use crate::state::AppState;
+
+fn content_json(raw: &serde_json::value::RawValue) -> Result<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_str(raw.get()).map_err(|e| Error::bad_json(e.to_string()))?;
+    if !value.is_object() {
+        return Err(Error::bad_json("Event content must be a JSON object"));
+    }
+    Ok(value)
+}
+
+fn to_raw<T>(value: &serde_json::Value) -> Result<Raw<T>> {
+    serde_json::value::to_raw_value(value).map(Raw::from_json).map_err(|e| Error::internal(e.to_string()))
+}
+
+pub async fn send(
+    state: AppState,
+    request: Ruma<send_message_event::v3::Request>,
+) -> Result<send_message_event::v3::Response> {
+    let authed = request.authed()?;
+    let body = &request.body;
+    require_joined(&state, &body.room_id, &authed.user_id).await?;
+    let template = federation::EventTemplate {
+        event_type: body.event_type.to_string().into(),
+        state_key: None,
+        content: content_json(body.body.json())?,
+        redacts: None,
+    };
+    let txn = ClientTxn { device_id: authed.device_id.to_string(), txn_id: body.txn_id.to_string() };
+    let sent = send_event(&state, &body.room_id, &authed.user_id, template, Some(txn)).await?;
+    Ok(send_message_event::v3::Response::new(sent.event_id))
+}
+
+pub async fn put_state(
+    state: AppState,
+    request: Ruma<send_state_event::v3::Request>,
+) -> Result<send_state_event::v3::Response> {
+    let authed = request.authed()?;
+    let body = &request.body;
+    require_joined(&state, &body.room_id, &authed.user_id).await?;
+    let content = content_json(body.body.json())?;
+    let template = state_template(&body.event_type.to_string(), &body.state_key, content);
+    let sent = send_event(&state, &body.room_id, &authed.user_id, template, None).await?;
+    Ok(send_state_event::v3::Response::new(sent.event_id))
+}
+
+/// The state group a user may read: current for members, as of leaving for former members.
+async fn readable_state_group(state: &AppState, room_id: &RoomId, user_id: &UserId) -> Result<i64> {
+    let room = crate::rooms::state::room(state, room_id.as_str()).await?;
+    let membership = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
+    match membership {
+        Some(m) if m.membership == "join" => room.current_state_group(),
+        Some(m) if m.membership == "leave" || m.membership == "ban" => {
+            let event =
+                state.storage.event(&m.event_id).await?.ok_or_else(|| Error::internal("membership event missing"))?;
+            Ok(event.state_group_after)
+        }
+        _ => Err(Error::forbidden("You are not joined to this room")),
+    }
+}
+
+pub async fn get_state_for_key(
+    state: AppState,
+    request: Ruma<get_state_event_for_key::v3::Request>,
+) -> Result<get_state_event_for_key::v3::Response> {
+    let authed = request.authed()?;
+    let body = &request.body;
+    let group = readable_state_group(&state, &body.room_id, &authed.user_id).await?;
+    let key = (body.event_type.to_string(), body.state_key.clone());
+    let entries = state.storage.state_entries_at_group(group, std::slice::from_ref(&key)).await?;
+    let event_id = entries.get(&key).ok_or_else(|| Error::not_found("Event not found"))?;
+    let row = state.storage.event(event_id).await?.ok_or_else(|| Error::not_found("Event not found"))?;
+    let value = match body.format {
+        get_state_event_for_key::v3::StateEventFormat::Event => client_event(&row, state.now_ms(), true, None),
+        _ => row.json["content"].clone(),
+    };
+    let raw = serde_json::value::to_raw_value(&value).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(get_state_event_for_key::v3::Response::new(raw))
+}
+
+pub async fn get_state(
+    state: AppState,
+    request: Ruma<get_state_events::v3::Request>,
+) -> Result<get_state_events::v3::Response> {
+    let authed = request.authed()?;
+    let group = readable_state_group(&state, &request.body.room_id, &authed.user_id).await?;
+    let rows = crate::rooms::state::state_events(&state, group).await?;
+    let now = state.now_ms();
+    let events = rows.iter().map(|row| to_raw(&client_event(row, now, true, None))).collect::<Result<Vec<_>>>()?;
+    Ok(get_state_events::v3::Response::new(events))
+}
+
+pub async fn messages(
+    state: AppState,
+    request: Ruma<get_message_events::v3::Request>,
+) -> Result<get_message_events::v3::Response> {
+    let authed = request.authed()?;
+    let body = &request.body;
+    let dir = match body.dir {
+        ruma::api::Direction::Backward => Direction::Backward,
+        ruma::api::Direction::Forward => Direction::Forward,
+    };
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let page = timeline::messages(
+        &state,
+        &authed.user_id,
+        &body.room_id,
+        body.from.as_deref(),
+        body.to.as_deref(),
+        dir,
+        limit,
+        &body.filter,
+    )
+    .await?;
+    let mut response = get_message_events::v3::Response::new();
+    response.start = page.start;
+    response.end = page.end;
+    response.chunk = page.chunk.iter().map(to_raw).collect::<Result<_>>()?;
+    Ok(response)
+}
+
+pub async fn event(
+    state: AppState,
+    request: Ruma<get_room_event::v3::Request>,
+) -> Result<get_room_event::v3::Response> {
+    let authed = request.authed()?;
+    let body = &request.body;
+    let value = timeline::event(&state, &authed.user_id, &body.room_id, body.event_id.as_str()).await?;
+    Ok(get_room_event::v3::Response::new(to_raw(&value)?))
+}

@@ -1,0 +1,148 @@
+//! Membership changes: join, invite, leave, kick, ban, unban, forget.
+
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde_json::{Value, json};
+
+use super::send::{ClientTxn, Sent, send_event, state_template};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+async fn member_content(state: &AppState, user_id: &UserId, membership: &str, reason: Option<&str>) -> Result<Value> {
+    let mut content = json!({"membership": membership});
+    if membership == "join" || membership == "invite" {
+        if let Some(name) = state.storage.profile_displayname(user_id.as_str()).await? {
+            content["displayname"] = json!(name);
+        }
+    }
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    Ok(content)
+}
+
+async fn set_membership(
+    state: &AppState,
+    room_id: &RoomId,
+    sender: &UserId,
+    target: &UserId,
+    content: Value,
+) -> Result<Sent> {
+    send_event(state, room_id, sender, state_template("m.room.member", target.as_str(), content), None::<ClientTxn>)
+        .await
+}
+
+/// Joins a local room. Joining a room one is already in is a no-op.
+pub async fn join(state: &AppState, room_id: &RoomId, user_id: &UserId, reason: Option<&str>) -> Result<OwnedRoomId> {
+    if state.storage.room(room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found("Unknown room (joining rooms on other servers is not supported yet)"));
+    }
+    let current = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
+    if current.is_some_and(|m| m.membership == "join") {
+        return Ok(room_id.to_owned());
+    }
+    let content = member_content(state, user_id, "join", reason).await?;
+    set_membership(state, room_id, user_id, user_id, content).await?;
+    Ok(room_id.to_owned())
+}
+
+pub async fn invite(
+    state: &AppState,
+    room_id: &RoomId,
+    sender: &UserId,
+    target: &UserId,
+    reason: Option<&str>,
+) -> Result<()> {
+    if state.storage.user(target.as_str()).await?.is_none() {
+        return Err(Error::not_found("Unknown user (inviting users of other servers is not supported yet)"));
+    }
+    require_joined(state, room_id, sender).await?;
+    let current = state.storage.membership(room_id.as_str(), target.as_str()).await?;
+    match current.as_ref().map(|m| m.membership.as_str()) {
+        Some("join") => return Err(Error::forbidden(format!("{target} is already in the room"))),
+        Some("ban") => return Err(Error::forbidden(format!("{target} is banned from the room"))),
+        _ => {}
+    }
+    let content = member_content(state, target, "invite", reason).await?;
+    set_membership(state, room_id, sender, target, content).await?;
+    Ok(())
+}
+
+/// Leaves a room, or rejects an invite.
+pub async fn leave(state: &AppState, room_id: &RoomId, user_id: &UserId, reason: Option<&str>) -> Result<()> {
+    let current = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
+    match current.as_ref().map(|m| m.membership.as_str()) {
+        Some("join" | "invite" | "knock") => {}
+        Some("leave") => return Ok(()),
+        _ => return Err(Error::forbidden("You are not in this room")),
+    }
+    let content = member_content(state, user_id, "leave", reason).await?;
+    set_membership(state, room_id, user_id, user_id, content).await?;
+    Ok(())
+}
+
+/// Kick (`leave` for someone else), ban or unban, as `sender`.
+pub async fn moderate(
+    state: &AppState,
+    room_id: &RoomId,
+    sender: &UserId,
+    target: &UserId,
+    action: Moderation,
+    reason: Option<&str>,
+) -> Result<()> {
+    require_joined(state, room_id, sender).await?;
+    let current = state.storage.membership(room_id.as_str(), target.as_str()).await?;
+    let current = current.as_ref().map(|m| m.membership.as_str());
+    let membership = match action {
+        Moderation::Kick => {
+            if !matches!(current, Some("join" | "invite" | "knock")) {
+                return Err(Error::forbidden(format!("{target} is not in the room")));
+            }
+            "leave"
+        }
+        Moderation::Ban => "ban",
+        Moderation::Unban => {
+            if current != Some("ban") {
+                return Err(Error::forbidden(format!("{target} is not banned")));
+            }
+            "leave"
+        }
+    };
+    let content = member_content(state, target, membership, reason).await?;
+    set_membership(state, room_id, sender, target, content).await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moderation {
+    Kick,
+    Ban,
+    Unban,
+}
+
+/// Forgets a room the user has left.
+pub async fn forget(state: &AppState, room_id: &RoomId, user_id: &UserId) -> Result<()> {
+    let current = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
+    match current.as_ref().map(|m| m.membership.as_str()) {
+        Some("leave" | "ban") => {
+            state.storage.forget_room(room_id.as_str(), user_id.as_str()).await.map_err(Into::into)
+        }
+        Some(_) => Err(Error::matrix(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::Unknown,
+            "Leave the room before forgetting it",
+        )),
+        None => Err(Error::not_found("You have never been in this room")),
+    }
+}
+
+/// Fails with 403 unless `user_id` is joined to the room (404 if the room is unknown).
+pub async fn require_joined(state: &AppState, room_id: &RoomId, user_id: &UserId) -> Result<()> {
+    let membership = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
+    if membership.is_some_and(|m| m.membership == "join") {
+        return Ok(());
+    }
+    if state.storage.room(room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found("Unknown room"));
+    }
+    Err(Error::forbidden("You are not joined to this room"))
+}

@@ -1,0 +1,52 @@
+//! Rooms: the event DAG, membership, state and timelines. Every local event goes through
+//! [`send::send_event`], the one path that builds, authorizes and persists events.
+
+pub mod client_event;
+pub mod create;
+pub mod membership;
+pub mod send;
+pub mod state;
+pub mod timeline;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ruma::{OwnedRoomId, RoomId};
+use tokio::sync::watch;
+
+/// In-process room coordination: per-room send locks and the new-event notifier that wakes
+/// long-polling `/sync` requests.
+pub struct RoomRuntime {
+    locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+    newest_event: watch::Sender<i64>,
+}
+
+impl Default for RoomRuntime {
+    fn default() -> Self {
+        Self { locks: Mutex::new(HashMap::new()), newest_event: watch::channel(0).0 }
+    }
+}
+
+impl RoomRuntime {
+    /// The lock that keeps one room's local sends in a line, so each event's `prev_events` is
+    /// the previous one.
+    pub fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(room_id.to_owned()).or_default().clone()
+    }
+
+    /// Announces a newly persisted event's stream position.
+    pub fn notify_new_event(&self, stream_ordering: i64) {
+        self.newest_event.send_if_modified(|newest| {
+            let newer = stream_ordering > *newest;
+            if newer {
+                *newest = stream_ordering;
+            }
+            newer
+        });
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.newest_event.subscribe()
+    }
+}

@@ -1,0 +1,152 @@
+//! The single path for local events: choose DAG position and auth events, build and sign the
+//! PDU, authorize it against the room state, persist it, and wake waiting syncs.
+
+use federation::pdu::{DagPosition, EventTemplate, MAX_PDU_BYTES, build_pdu, rules_for};
+use federation::{Pdu, PduError};
+use http::StatusCode;
+use ruma::api::error::ErrorKind;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UInt, UserId};
+
+use super::state::{Room, load_pdus, room};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::storage::NewEvent;
+
+/// Prev events a new event cites at most (the spec's limit is 20).
+const MAX_PREV_EVENTS: usize = 20;
+
+/// The client transaction an event was sent with.
+#[derive(Debug, Clone)]
+pub struct ClientTxn {
+    pub device_id: String,
+    pub txn_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub event_id: OwnedEventId,
+    pub stream_ordering: i64,
+}
+
+/// Sends an event into an existing room as `sender`.
+pub async fn send_event(
+    state: &AppState,
+    room_id: &RoomId,
+    sender: &UserId,
+    template: EventTemplate,
+    txn: Option<ClientTxn>,
+) -> Result<Sent> {
+    let lock = state.rooms.room_lock(room_id);
+    let _guard = lock.lock().await;
+    let room = room(state, room_id.as_str()).await?;
+    if let Some(txn) = &txn {
+        // Checked under the room lock so two retries of one transaction cannot both send.
+        let existing = state.storage.txn_event_id(sender.as_str(), &txn.device_id, &txn.txn_id).await?;
+        if let Some(event_id) = existing {
+            let event_id = OwnedEventId::try_from(event_id).map_err(|e| Error::internal(e.to_string()))?;
+            return Ok(Sent { event_id, stream_ordering: 0 });
+        }
+    }
+    send_locked(state, &room, room_id, sender, template, txn).await
+}
+
+/// Sends the first event of a new room (its create event) or any event while the caller already
+/// holds the room lock.
+pub(super) async fn send_locked(
+    state: &AppState,
+    room: &Room,
+    room_id: &RoomId,
+    sender: &UserId,
+    template: EventTemplate,
+    txn: Option<ClientTxn>,
+) -> Result<Sent> {
+    let rules = rules_for(&room.version).map_err(unsupported_version)?;
+    let content_raw = serde_json::value::to_raw_value(&template.content).map_err(|e| Error::bad_json(e.to_string()))?;
+    let auth_types = federation::auth::auth_types(
+        &rules.authorization,
+        &template.event_type,
+        sender,
+        template.state_key.as_deref(),
+        &content_raw,
+    )
+    .map_err(|reason| Error::bad_json(format!("Invalid content: {reason}")))?;
+    let state_group_before = room.current_state_group()?;
+    let keys: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
+    let auth_state = state.storage.state_entries_at_group(state_group_before, &keys).await?;
+    let auth_pdus = load_pdus(state, auth_state.values()).await?;
+
+    let extremities = state.storage.forward_extremities(room_id.as_str()).await?;
+    let depth = extremities.iter().map(|(_, depth)| *depth).max().map_or(1, |d| d + 1);
+    let prev_events = extremities
+        .iter()
+        .take(MAX_PREV_EVENTS)
+        .map(|(id, _)| OwnedEventId::try_from(id.as_str()).map_err(|e| Error::internal(e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let mut auth_events: Vec<OwnedEventId> = auth_pdus.keys().cloned().collect();
+    auth_events.sort();
+    let position = DagPosition { prev_events, auth_events, depth: u64::try_from(depth).unwrap_or(1) };
+
+    let now = UInt::try_from(state.now_ms().max(0)).unwrap_or_default();
+    let pdu = build_pdu(
+        state.server_name.as_str(),
+        &state.signing_key,
+        &room.version,
+        room_id,
+        sender,
+        &template,
+        &position,
+        MilliSecondsSinceUnixEpoch(now),
+    )
+    .map_err(pdu_error)?;
+    let encoded_len = serde_json::to_vec(&pdu.json).map(|v| v.len()).unwrap_or(usize::MAX);
+    if encoded_len > MAX_PDU_BYTES {
+        return Err(Error::too_large(format!("Event is larger than {MAX_PDU_BYTES} bytes")));
+    }
+
+    let state_before: federation::auth::StateEvents<'_> =
+        auth_pdus.values().filter_map(|pdu| state_key_of(pdu).map(|key| (key, pdu))).collect();
+    federation::auth::authorize(&rules.authorization, &pdu, &auth_pdus, &state_before)
+        .map_err(|reason| Error::forbidden(format!("Event not allowed: {reason}")))?;
+
+    let persisted = state.storage.persist_event(&new_event(&pdu, sender, state_group_before, txn)?).await?;
+    state.rooms.notify_new_event(persisted.stream_ordering);
+    Ok(Sent { event_id: pdu.event_id, stream_ordering: persisted.stream_ordering })
+}
+
+fn state_key_of(pdu: &Pdu) -> Option<(ruma::events::StateEventType, String)> {
+    pdu.state_key.as_ref().map(|key| (pdu.event_type.to_string().into(), key.clone()))
+}
+
+fn new_event(pdu: &Pdu, sender: &UserId, state_group_before: i64, txn: Option<ClientTxn>) -> Result<NewEvent> {
+    Ok(NewEvent {
+        event_id: pdu.event_id.to_string(),
+        room_id: pdu.room_id.to_string(),
+        event_type: pdu.event_type.to_string(),
+        state_key: pdu.state_key.clone(),
+        sender: sender.to_string(),
+        depth: i64::try_from(pdu.depth).unwrap_or(i64::MAX),
+        origin_server_ts: i64::from(pdu.origin_server_ts.0),
+        json: serde_json::to_value(&pdu.json).map_err(|e| Error::internal(e.to_string()))?,
+        prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
+        rejected_reason: None,
+        state_group_before,
+        txn: txn.map(|txn| (sender.to_string(), txn.device_id, txn.txn_id)),
+    })
+}
+
+fn unsupported_version(e: PduError) -> Error {
+    Error::matrix(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, e.to_string())
+}
+
+fn pdu_error(e: PduError) -> Error {
+    match e {
+        PduError::TooLarge => Error::too_large(format!("Event is larger than {MAX_PDU_BYTES} bytes")),
+        PduError::UnsupportedRoomVersion(_) => unsupported_version(e),
+        PduError::Malformed(reason) => Error::bad_json(reason),
+    }
+}
+
+/// A template for a state event.
+pub fn state_template(event_type: &str, state_key: &str, content: serde_json::Value) -> EventTemplate {
+    EventTemplate { event_type: event_type.into(), state_key: Some(state_key.to_owned()), content, redacts: None }
+}

@@ -1,0 +1,212 @@
+//! Reading timelines: history visibility, `/messages` pagination, single events.
+
+use std::collections::HashMap;
+
+use ruma::api::client::filter::RoomEventFilter;
+use ruma::{RoomId, UserId};
+use serde_json::Value;
+
+use super::client_event::client_event;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::storage::EventRow;
+
+/// Stream tokens are `s<position>`: "everything up to and including this position".
+pub fn format_token(position: i64) -> String {
+    format!("s{position}")
+}
+
+pub fn parse_token(token: &str) -> Result<i64> {
+    token
+        .strip_prefix('s')
+        .and_then(|n| n.split('_').next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| Error::invalid_param(format!("Invalid pagination token `{token}`")))
+}
+
+/// Keeps the events `user_id` may see under the room's history visibility at each event:
+/// world-readable events, events while they were joined (or invited, for "invited"), everything
+/// for current members of "shared" rooms, and their own membership changes.
+pub async fn filter_visible(state: &AppState, user_id: &UserId, rows: Vec<EventRow>) -> Result<Vec<EventRow>> {
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let room_id = &rows[0].room_id;
+    let currently_joined =
+        state.storage.membership(room_id, user_id.as_str()).await?.is_some_and(|m| m.membership == "join");
+    let keys =
+        [("m.room.history_visibility".to_owned(), String::new()), ("m.room.member".to_owned(), user_id.to_string())];
+    // Events between two state changes share a state group: look each group up once.
+    let mut by_group: HashMap<i64, (String, String)> = HashMap::new();
+    for row in &rows {
+        if by_group.contains_key(&row.state_group_after) {
+            continue;
+        }
+        let entries = state.storage.state_entries_at_group(row.state_group_after, &keys).await?;
+        let ids: Vec<String> = entries.values().cloned().collect();
+        let events = state.storage.events_by_id(&ids).await?;
+        let mut visibility = "shared".to_owned();
+        let mut membership = "leave".to_owned();
+        for event in events {
+            match event.event_type.as_str() {
+                "m.room.history_visibility" => {
+                    visibility = event.json["content"]["history_visibility"].as_str().unwrap_or("shared").to_owned();
+                }
+                _ => membership = event.json["content"]["membership"].as_str().unwrap_or("leave").to_owned(),
+            }
+        }
+        by_group.insert(row.state_group_after, (visibility, membership));
+    }
+    Ok(rows
+        .into_iter()
+        .filter(|row| {
+            if row.state_key.as_deref() == Some(user_id.as_str()) && row.event_type == "m.room.member" {
+                return true;
+            }
+            let (visibility, membership) = &by_group[&row.state_group_after];
+            match visibility.as_str() {
+                "world_readable" => true,
+                "shared" => membership == "join" || currently_joined,
+                "invited" => membership == "join" || membership == "invite",
+                _ => membership == "join",
+            }
+        })
+        .collect())
+}
+
+/// Applies a room event filter's type and sender rules.
+pub fn matches_filter(filter: &RoomEventFilter, row: &EventRow) -> bool {
+    let type_matches = |pattern: &String| glob_matches(pattern, &row.event_type);
+    if filter.not_types.iter().any(type_matches) {
+        return false;
+    }
+    if let Some(types) = &filter.types
+        && !types.iter().any(type_matches)
+    {
+        return false;
+    }
+    if filter.not_senders.iter().any(|s| s.as_str() == row.sender) {
+        return false;
+    }
+    if let Some(senders) = &filter.senders
+        && !senders.iter().any(|s| s.as_str() == row.sender)
+    {
+        return false;
+    }
+    true
+}
+
+/// Filter type patterns may end in `*`.
+fn glob_matches(pattern: &str, value: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => pattern == value,
+    }
+}
+
+/// The newest stream position `user_id` may read in a room: now for members, the moment they
+/// left for former members. `None` when they were never in the room.
+pub async fn readable_up_to(state: &AppState, room_id: &RoomId, user_id: &UserId) -> Result<Option<i64>> {
+    let membership = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
+    Ok(match membership {
+        Some(m) if m.membership == "join" || m.membership == "invite" => {
+            Some(state.storage.max_stream_ordering().await?)
+        }
+        Some(m) => Some(m.stream_ordering),
+        None => None,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Backward,
+    Forward,
+}
+
+pub struct MessagesPage {
+    pub chunk: Vec<Value>,
+    pub start: String,
+    pub end: Option<String>,
+}
+
+/// Most rows examined per `/messages` request while skipping invisible or filtered events.
+const MAX_SCAN_ROUNDS: usize = 10;
+
+pub async fn messages(
+    state: &AppState,
+    user_id: &UserId,
+    room_id: &RoomId,
+    from: Option<&str>,
+    to: Option<&str>,
+    dir: Direction,
+    limit: usize,
+    filter: &RoomEventFilter,
+) -> Result<MessagesPage> {
+    super::state::room(state, room_id.as_str()).await?;
+    let Some(ceiling) = readable_up_to(state, room_id, user_id).await? else {
+        return Err(Error::forbidden("You have not been in this room"));
+    };
+    let limit = limit.clamp(1, 1000);
+    let from_position = match from {
+        Some(token) => parse_token(token)?,
+        None if dir == Direction::Backward => ceiling,
+        None => 0,
+    };
+    let to_position = to.map(parse_token).transpose()?;
+    let now = state.now_ms();
+
+    let mut chunk = Vec::new();
+    let mut cursor = from_position;
+    let mut exhausted = false;
+    for _ in 0..MAX_SCAN_ROUNDS {
+        let want = i64::try_from(limit - chunk.len()).unwrap_or(1);
+        let rows = match dir {
+            Direction::Backward => {
+                let floor = to_position.unwrap_or(0);
+                state.storage.room_events_backward(room_id.as_str(), floor, cursor.min(ceiling), want).await?
+            }
+            Direction::Forward => {
+                let before = to_position.map_or(ceiling, |t| t.min(ceiling)) + 1;
+                state.storage.room_events_forward(room_id.as_str(), cursor + 1, before, want).await?
+            }
+        };
+        let fetched = rows.len();
+        if let Some(last) = rows.last() {
+            cursor = match dir {
+                Direction::Backward => last.stream_ordering - 1,
+                Direction::Forward => last.stream_ordering,
+            };
+        }
+        let visible = filter_visible(state, user_id, rows).await?;
+        chunk.extend(visible.into_iter().filter(|row| matches_filter(filter, row)));
+        if (fetched as i64) < want {
+            exhausted = true;
+            break;
+        }
+        if chunk.len() >= limit {
+            break;
+        }
+    }
+    let end = if exhausted && chunk.is_empty() { None } else { Some(format_token(cursor)) };
+    let chunk = chunk.iter().map(|row| client_event(row, now, true, None)).collect();
+    Ok(MessagesPage { chunk, start: format_token(from_position), end })
+}
+
+/// One event, if it is in the room and visible to the user.
+pub async fn event(state: &AppState, user_id: &UserId, room_id: &RoomId, event_id: &str) -> Result<Value> {
+    let not_found = || Error::not_found("Event not found");
+    let row = state.storage.event(event_id).await?.ok_or_else(not_found)?;
+    if row.room_id != room_id.as_str() || row.rejected_reason.is_some() {
+        return Err(not_found());
+    }
+    let Some(ceiling) = readable_up_to(state, room_id, user_id).await? else {
+        return Err(not_found());
+    };
+    if row.stream_ordering > ceiling {
+        return Err(not_found());
+    }
+    let visible = filter_visible(state, user_id, vec![row]).await?;
+    let row = visible.into_iter().next().ok_or_else(not_found)?;
+    Ok(client_event(&row, state.now_ms(), true, None))
+}

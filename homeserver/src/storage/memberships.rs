@@ -1,0 +1,66 @@
+//! Current room memberships (derived from room state on every accepted member event).
+
+use sqlx::Row;
+
+use super::{Result, Storage};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipRow {
+    pub room_id: String,
+    pub user_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub stream_ordering: i64,
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<MembershipRow> {
+    Ok(MembershipRow {
+        room_id: row.try_get("room_id")?,
+        user_id: row.try_get("user_id")?,
+        membership: row.try_get("membership")?,
+        event_id: row.try_get("event_id")?,
+        stream_ordering: row.try_get("stream_ordering")?,
+    })
+}
+
+const COLUMNS: &str = "room_id, user_id, membership, event_id, stream_ordering";
+
+impl Storage {
+    pub async fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<MembershipRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM memberships WHERE room_id = $1 AND user_id = $2"))
+            .bind(room_id)
+            .bind(user_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Every room the user has a non-forgotten membership in.
+    pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<MembershipRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM memberships WHERE user_id = $1 AND forgotten = 0 ORDER BY room_id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn room_memberships(&self, room_id: &str) -> Result<Vec<MembershipRow>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM memberships WHERE room_id = $1 ORDER BY user_id"))
+            .bind(room_id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Hides a room the user has left from their room lists.
+    pub async fn forget_room(&self, room_id: &str, user_id: &str) -> Result<()> {
+        sqlx::query("UPDATE memberships SET forgotten = 1 WHERE room_id = $1 AND user_id = $2")
+            .bind(room_id)
+            .bind(user_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,498 @@
+//! Rooms, their events, state groups and memberships.
+
+use std::collections::HashMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{Result, Storage, StorageError, decode_record, encode_record, flag};
+
+/// A state map: `(event type, state key)` → event ID.
+pub type StateMap = HashMap<(String, String), String>;
+
+/// Longest delta chain before a state group is written as a full snapshot.
+const MAX_STATE_CHAIN: i64 = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRow {
+    pub room_id: String,
+    pub room_version: String,
+    pub creator: String,
+    pub is_public: bool,
+    pub current_state_group: Option<i64>,
+}
+
+/// A stored event with its position and state groups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub stream_ordering: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    pub state_group_before: i64,
+    pub state_group_after: i64,
+    pub rejected_reason: Option<String>,
+    pub json: serde_json::Value,
+}
+
+const EVENT_COLUMNS: &str = "e.stream_ordering, e.event_id, e.room_id, e.event_type, e.state_key, e.sender, e.depth, \
+     e.origin_server_ts, e.state_group_before, e.state_group_after, e.rejected_reason, e.json";
+
+impl EventRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let event_id: String = row.try_get("event_id")?;
+        let bytes: Vec<u8> = row.try_get("json")?;
+        let json = decode_record(&event_id, &bytes)?;
+        Ok(Self {
+            stream_ordering: row.try_get("stream_ordering")?,
+            event_id,
+            room_id: row.try_get("room_id")?,
+            event_type: row.try_get("event_type")?,
+            state_key: row.try_get("state_key")?,
+            sender: row.try_get("sender")?,
+            depth: row.try_get("depth")?,
+            origin_server_ts: row.try_get("origin_server_ts")?,
+            state_group_before: row.try_get("state_group_before")?,
+            state_group_after: row.try_get("state_group_after")?,
+            rejected_reason: row.try_get("rejected_reason")?,
+            json,
+        })
+    }
+}
+
+/// An event to persist, with everything derived from it that must change atomically.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    /// The signed event JSON.
+    pub json: serde_json::Value,
+    pub prev_events: Vec<String>,
+    pub rejected_reason: Option<String>,
+    /// State group of the room state before the event.
+    pub state_group_before: i64,
+    /// The client transaction that sent it: (user, device, txn ID).
+    pub txn: Option<(String, String, String)>,
+}
+
+/// Where an event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persisted {
+    pub stream_ordering: i64,
+    pub state_group_after: i64,
+}
+
+impl Storage {
+    pub async fn create_room(
+        &self,
+        room_id: &str,
+        room_version: &str,
+        creator: &str,
+        is_public: bool,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(room_id)
+        .bind(room_version)
+        .bind(creator)
+        .bind(now)
+        .bind(flag(is_public))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn room(&self, room_id: &str) -> Result<Option<RoomRow>> {
+        let row = sqlx::query(
+            "SELECT room_id, room_version, creator, is_public, current_state_group FROM rooms WHERE room_id = $1",
+        )
+        .bind(room_id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(RoomRow {
+            room_id: row.try_get("room_id")?,
+            room_version: row.try_get("room_version")?,
+            creator: row.try_get("creator")?,
+            is_public: row.try_get::<i64, _>("is_public")? != 0,
+            current_state_group: row.try_get("current_state_group")?,
+        }))
+    }
+
+    pub async fn set_room_public(&self, room_id: &str, is_public: bool) -> Result<()> {
+        sqlx::query("UPDATE rooms SET is_public = $2 WHERE room_id = $1")
+            .bind(room_id)
+            .bind(flag(is_public))
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Persists an event and everything that follows from it, in one transaction, in the order
+    /// events are accepted (a process-wide lock makes stream orderings commit in order).
+    pub async fn persist_event(&self, event: &NewEvent) -> Result<Persisted> {
+        let _order = self.event_order.lock().await;
+        let mut tx = self.write.begin().await?;
+        let stream_ordering: i64 = sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) + 1 AS next FROM events")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("next")?;
+        let accepted = event.rejected_reason.is_none();
+
+        let state_group_after = match (&event.state_key, accepted) {
+            (Some(state_key), true) => {
+                let entry = (event.event_type.clone(), state_key.clone(), event.event_id.clone());
+                write_state_group(&mut tx, &event.room_id, event.state_group_before, &entry).await?
+            }
+            _ => event.state_group_before,
+        };
+
+        sqlx::query(
+            "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, depth, \
+             origin_server_ts, state_group_before, state_group_after, rejected_reason, json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(stream_ordering)
+        .bind(&event.event_id)
+        .bind(&event.room_id)
+        .bind(&event.event_type)
+        .bind(event.state_key.as_deref())
+        .bind(&event.sender)
+        .bind(event.depth)
+        .bind(event.origin_server_ts)
+        .bind(event.state_group_before)
+        .bind(state_group_after)
+        .bind(event.rejected_reason.as_deref())
+        .bind(encode_record(&event.event_id, &event.json))
+        .execute(&mut *tx)
+        .await?;
+
+        if accepted {
+            for prev in &event.prev_events {
+                sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
+                    .bind(&event.room_id)
+                    .bind(prev)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)")
+                .bind(&event.room_id)
+                .bind(&event.event_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE rooms SET current_state_group = $2 WHERE room_id = $1")
+                .bind(&event.room_id)
+                .bind(state_group_after)
+                .execute(&mut *tx)
+                .await?;
+            if let (Some(user_id), "m.room.member") = (&event.state_key, event.event_type.as_str()) {
+                let membership = event.json["content"]["membership"].as_str().unwrap_or("leave");
+                sqlx::query(
+                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten) \
+                     VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (room_id, user_id) DO UPDATE SET \
+                     membership = excluded.membership, event_id = excluded.event_id, \
+                     stream_ordering = excluded.stream_ordering, forgotten = 0",
+                )
+                .bind(&event.room_id)
+                .bind(user_id)
+                .bind(membership)
+                .bind(&event.event_id)
+                .bind(stream_ordering)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some((user_id, device_id, txn_id)) = &event.txn {
+            sqlx::query("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)")
+                .bind(user_id)
+                .bind(device_id)
+                .bind(txn_id)
+                .bind(&event.event_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Persisted { stream_ordering, state_group_after })
+    }
+
+    /// Creates the empty state group a room starts from (before its create event) and makes it
+    /// the room's current state.
+    pub async fn create_empty_state_group(&self, room_id: &str) -> Result<i64> {
+        let _order = self.event_order.lock().await;
+        let mut tx = self.write.begin().await?;
+        let group = next_state_group(&mut tx).await?;
+        sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
+            .bind(group)
+            .bind(room_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE rooms SET current_state_group = $2 WHERE room_id = $1")
+            .bind(room_id)
+            .bind(group)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(group)
+    }
+
+    /// The full state of a state group, resolved through its delta chain in one query.
+    pub async fn state_at_group(&self, state_group: i64) -> Result<StateMap> {
+        let mut conn = self.read.acquire().await?;
+        load_state(&mut conn, state_group, &[]).await
+    }
+
+    /// Only the given `(type, state_key)` entries of a state group.
+    pub async fn state_entries_at_group(&self, state_group: i64, keys: &[(String, String)]) -> Result<StateMap> {
+        if keys.is_empty() {
+            return Ok(StateMap::new());
+        }
+        let mut conn = self.read.acquire().await?;
+        load_state(&mut conn, state_group, keys).await
+    }
+
+    pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT f.event_id, e.depth FROM forward_extremities f JOIN events e ON e.event_id = f.event_id \
+             WHERE f.room_id = $1 ORDER BY e.depth DESC, e.stream_ordering DESC",
+        )
+        .bind(room_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get("event_id")?, row.try_get("depth")?))).collect()
+    }
+
+    pub async fn event(&self, event_id: &str) -> Result<Option<EventRow>> {
+        let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = $1"))
+            .bind(event_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(EventRow::from_row).transpose()
+    }
+
+    /// Events by ID, in one query; missing IDs are simply absent.
+    pub async fn events_by_id(&self, event_ids: &[String]) -> Result<Vec<EventRow>> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=event_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id IN ({})", placeholders.join(", "));
+        let mut query = sqlx::query(&sql);
+        for id in event_ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(EventRow::from_row).collect()
+    }
+
+    /// Accepted events of a room with `after < stream_ordering <= up_to`, newest first, at most
+    /// `limit`.
+    pub async fn room_events_backward(
+        &self,
+        room_id: &str,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering > $2 \
+             AND e.stream_ordering <= $3 AND e.rejected_reason IS NULL ORDER BY e.stream_ordering DESC LIMIT $4"
+        ))
+        .bind(room_id)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(EventRow::from_row).collect()
+    }
+
+    /// Accepted events of a room with `from <= stream_ordering < before`, oldest first, at most
+    /// `limit`.
+    pub async fn room_events_forward(
+        &self,
+        room_id: &str,
+        from: i64,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering >= $2 \
+             AND e.stream_ordering < $3 AND e.rejected_reason IS NULL ORDER BY e.stream_ordering ASC LIMIT $4"
+        ))
+        .bind(room_id)
+        .bind(from)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(EventRow::from_row).collect()
+    }
+
+    /// For several rooms at once: the newest accepted events with `after < stream_ordering <=
+    /// up_to`, at most `per_room` each, newest first within a room. One query for all rooms.
+    pub async fn recent_events_in_rooms(
+        &self,
+        room_ids: &[String],
+        after: i64,
+        up_to: i64,
+        per_room: i64,
+    ) -> Result<Vec<EventRow>> {
+        if room_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (4..4 + room_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM (SELECT e.*, ROW_NUMBER() OVER (PARTITION BY e.room_id ORDER BY e.stream_ordering DESC) AS rn \
+             FROM events e WHERE e.room_id IN ({}) AND e.stream_ordering > $1 AND e.stream_ordering <= $2 \
+             AND e.rejected_reason IS NULL) e WHERE e.rn <= $3 ORDER BY e.room_id, e.stream_ordering DESC",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(after).bind(up_to).bind(per_room);
+        for room_id in room_ids {
+            query = query.bind(room_id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(EventRow::from_row).collect()
+    }
+
+    /// The newest stream position (0 for an empty server).
+    pub async fn max_stream_ordering(&self) -> Result<i64> {
+        let row =
+            sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) AS max FROM events").fetch_one(&self.read).await?;
+        Ok(row.try_get("max")?)
+    }
+
+    /// The last accepted event of a room at or before a stream position.
+    pub async fn room_event_at_or_before(&self, room_id: &str, stream_ordering: i64) -> Result<Option<EventRow>> {
+        let rows = self.room_events_backward(room_id, 0, stream_ordering, 1).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    pub async fn txn_event_id(&self, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
+            .bind(user_id)
+            .bind(device_id)
+            .bind(txn_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.try_get("event_id")).transpose()?)
+    }
+
+    /// Transaction IDs a device used for any of `event_ids`: event ID → txn ID.
+    pub async fn txn_ids_for_events(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        event_ids: &[String],
+    ) -> Result<HashMap<String, String>> {
+        if event_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let placeholders: Vec<String> = (3..3 + event_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(user_id).bind(device_id);
+        for id in event_ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(|row| Ok((row.try_get("event_id")?, row.try_get("txn_id")?))).collect()
+    }
+}
+
+/// Resolves a state group through its delta chain; with `keys`, only those entries.
+async fn load_state(conn: &mut AnyConnection, state_group: i64, keys: &[(String, String)]) -> Result<StateMap> {
+    let key_filter = if keys.is_empty() {
+        String::new()
+    } else {
+        let clauses: Vec<String> = (0..keys.len())
+            .map(|i| format!("(s.event_type = ${} AND s.state_key = ${})", 2 + 2 * i, 3 + 2 * i))
+            .collect();
+        format!("WHERE {}", clauses.join(" OR "))
+    };
+    let sql = format!(
+        "WITH RECURSIVE chain (state_group, distance) AS ( \
+             SELECT $1, 0 \
+             UNION ALL \
+             SELECT g.prev_group, chain.distance + 1 FROM state_groups g \
+             JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
+         SELECT s.event_type, s.state_key, s.event_id FROM state_group_entries s \
+         JOIN chain ON s.state_group = chain.state_group {key_filter} ORDER BY chain.distance DESC"
+    );
+    let mut query = sqlx::query(&sql).bind(state_group);
+    for (event_type, state_key) in keys {
+        query = query.bind(event_type).bind(state_key);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut state = StateMap::with_capacity(rows.len());
+    // Oldest deltas first, so newer entries overwrite them.
+    for row in rows {
+        state.insert((row.try_get("event_type")?, row.try_get("state_key")?), row.try_get("event_id")?);
+    }
+    Ok(state)
+}
+
+async fn next_state_group(conn: &mut AnyConnection) -> Result<i64> {
+    let row =
+        sqlx::query("SELECT COALESCE(MAX(state_group), 0) + 1 AS next FROM state_groups").fetch_one(&mut *conn).await?;
+    Ok(row.try_get("next")?)
+}
+
+/// Writes the state group after a state event: a delta on `before`, or a full snapshot when the
+/// delta chain has grown long.
+async fn write_state_group(
+    conn: &mut AnyConnection,
+    room_id: &str,
+    before: i64,
+    entry: &(String, String, String),
+) -> Result<i64> {
+    let chain_len: i64 = sqlx::query("SELECT chain_len FROM state_groups WHERE state_group = $1")
+        .bind(before)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get("chain_len"))
+        .transpose()?
+        .ok_or_else(|| StorageError::Corrupt(format!("state group {before} is missing")))?;
+    let group = next_state_group(conn).await?;
+    let snapshot = chain_len >= MAX_STATE_CHAIN;
+    let (prev_group, new_len) = if snapshot { (None, 0) } else { (Some(before), chain_len + 1) };
+    sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)")
+        .bind(group)
+        .bind(room_id)
+        .bind(prev_group)
+        .bind(new_len)
+        .execute(&mut *conn)
+        .await?;
+    let full_before = if snapshot { load_state(conn, before, &[]).await? } else { StateMap::new() };
+    let mut entries: Vec<(&str, &str, &str)> = full_before
+        .iter()
+        .filter(|((t, k), _)| !(t == &entry.0 && k == &entry.1))
+        .map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str()))
+        .collect();
+    entries.push((&entry.0, &entry.1, &entry.2));
+    for (event_type, state_key, event_id) in entries {
+        sqlx::query(
+            "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(group)
+        .bind(event_type)
+        .bind(state_key)
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(group)
+}

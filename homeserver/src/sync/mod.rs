@@ -1,0 +1,253 @@
+//! `/sync`: initial and incremental, with long-polling woken by new events.
+//!
+//! The `since` token is a stream position; an incremental sync reads only events after it, so its
+//! cost follows what changed, not the size of history.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use ruma::api::client::filter::{FilterDefinition, LazyLoadOptions, RoomEventFilter};
+use ruma::api::client::sync::sync_events::v3::{
+    InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response, State, StateEvents, Timeline,
+};
+use ruma::serde::Raw;
+use ruma::{OwnedRoomId, UserId};
+use serde_json::Value;
+
+use crate::accounts::Authed;
+use crate::error::{Error, Result};
+use crate::rooms::client_event::{client_event, stripped_state};
+use crate::rooms::timeline::{filter_visible, format_token, matches_filter, parse_token};
+use crate::state::AppState;
+use crate::storage::{EventRow, MembershipRow};
+
+/// Timeline events per room when the filter does not say.
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+/// The longest a client may make us wait.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Stripped state types shown with invites.
+const INVITE_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
+
+pub struct SyncRequest {
+    pub since: Option<String>,
+    pub full_state: bool,
+    pub timeout: Option<Duration>,
+    pub filter: FilterDefinition,
+}
+
+pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Result<Response> {
+    let since = request.since.as_deref().map(parse_token).transpose()?;
+    let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // Subscribe before reading, so an event persisted meanwhile still wakes us.
+        let mut wake = state.rooms.subscribe();
+        let response = sync_once(state, authed, since, &request).await?;
+        let has_news =
+            !response.rooms.join.is_empty() || !response.rooms.invite.is_empty() || !response.rooms.leave.is_empty();
+        if since.is_none() || has_news || request.full_state || tokio::time::Instant::now() >= deadline {
+            return Ok(response);
+        }
+        match tokio::time::timeout_at(deadline, wake.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => {
+                // Timed out with nothing new: the same position again.
+                return Ok(response);
+            }
+        }
+    }
+}
+
+fn raw<T>(value: &Value) -> Result<Raw<T>> {
+    let json = serde_json::value::to_raw_value(value).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(Raw::from_json(json))
+}
+
+async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, request: &SyncRequest) -> Result<Response> {
+    let up_to = state.storage.max_stream_ordering().await?;
+    let mut response = Response::new(format_token(up_to));
+    let room_filter = &request.filter.room;
+    let timeline_filter = &room_filter.timeline;
+    let limit = timeline_filter
+        .limit
+        .map_or(DEFAULT_TIMELINE_LIMIT, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX))
+        .clamp(1, 100);
+    let lazy_members = matches!(room_filter.state.lazy_load_options, LazyLoadOptions::Enabled { .. });
+
+    let memberships = state.storage.memberships_of_user(authed.user_id.as_str()).await?;
+    let wanted = |m: &MembershipRow| {
+        room_filter.rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r.as_str() == m.room_id))
+            && !room_filter.not_rooms.iter().any(|r| r.as_str() == m.room_id)
+    };
+    let after = since.unwrap_or(0);
+    let joined: Vec<&MembershipRow> = memberships.iter().filter(|m| m.membership == "join" && wanted(m)).collect();
+    let joined_ids: Vec<String> = joined.iter().map(|m| m.room_id.clone()).collect();
+
+    // One query for every joined room's recent timeline.
+    let per_room = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+    let recent = state.storage.recent_events_in_rooms(&joined_ids, after, up_to, per_room).await?;
+    let mut by_room: HashMap<String, Vec<EventRow>> = HashMap::new();
+    for row in recent {
+        by_room.entry(row.room_id.clone()).or_default().push(row);
+    }
+
+    for membership in &joined {
+        let mut rows = by_room.remove(&membership.room_id).unwrap_or_default();
+        let newly_joined = since.is_some_and(|s| membership.stream_ordering > s);
+        if since.is_some() && rows.is_empty() && !request.full_state {
+            continue;
+        }
+        let limited = rows.len() > limit;
+        rows.truncate(limit);
+        rows.reverse();
+        let rows = filter_visible(state, &authed.user_id, rows).await?;
+        let timeline_rows: Vec<&EventRow> = rows.iter().filter(|row| matches_filter(timeline_filter, row)).collect();
+
+        let room = crate::rooms::state::room(state, &membership.room_id).await?;
+        let start_group = match rows.first() {
+            Some(first) => first.state_group_before,
+            None => room.current_state_group()?,
+        };
+        let state_rows = if since.is_none() || request.full_state || newly_joined {
+            crate::rooms::state::state_events(state, start_group).await?
+        } else if limited {
+            changed_state(state, &membership.room_id, since.unwrap_or(0), start_group).await?
+        } else {
+            Vec::new()
+        };
+        let state_rows = select_state(state_rows, &timeline_rows, &authed.user_id, lazy_members, &room_filter.state);
+
+        let own_ids: Vec<String> =
+            timeline_rows.iter().filter(|r| r.sender == authed.user_id.as_str()).map(|r| r.event_id.clone()).collect();
+        let txns =
+            state.storage.txn_ids_for_events(authed.user_id.as_str(), authed.device_id.as_str(), &own_ids).await?;
+        let now = state.now_ms();
+
+        let mut timeline = Timeline::new();
+        timeline.limited = limited;
+        timeline.prev_batch = Some(format_token(rows.first().map_or(up_to, |r| r.stream_ordering - 1)));
+        timeline.events = timeline_rows
+            .iter()
+            .map(|row| raw(&client_event(row, now, false, txns.get(&row.event_id).map(String::as_str))))
+            .collect::<Result<_>>()?;
+        let mut joined_room = JoinedRoom::new();
+        joined_room.timeline = timeline;
+        let state_events: Vec<_> =
+            state_rows.iter().map(|row| raw(&client_event(row, now, false, None))).collect::<Result<_>>()?;
+        joined_room.state = State::Before(StateEvents::from(state_events));
+        response.rooms.join.insert(room_id(&membership.room_id)?, joined_room);
+    }
+
+    for membership in memberships.iter().filter(|m| m.membership == "invite" && wanted(m)) {
+        if since.is_some_and(|s| membership.stream_ordering <= s) && !request.full_state {
+            continue;
+        }
+        let mut invited = InvitedRoom::new();
+        invited.invite_state = InviteState::from(invite_state(state, membership).await?);
+        response.rooms.invite.insert(room_id(&membership.room_id)?, invited);
+    }
+
+    if let Some(since) = since {
+        for membership in memberships.iter().filter(|m| matches!(m.membership.as_str(), "leave" | "ban") && wanted(m)) {
+            if membership.stream_ordering <= since || membership.stream_ordering > up_to {
+                continue;
+            }
+            let rows = state
+                .storage
+                .room_events_backward(
+                    &membership.room_id,
+                    since,
+                    membership.stream_ordering,
+                    i64::try_from(limit).unwrap_or(10),
+                )
+                .await?;
+            let mut rows = filter_visible(state, &authed.user_id, rows).await?;
+            rows.reverse();
+            let now = state.now_ms();
+            let mut left = LeftRoom::new();
+            left.timeline.events =
+                rows.iter().map(|row| raw(&client_event(row, now, false, None))).collect::<Result<_>>()?;
+            left.timeline.prev_batch = Some(format_token(rows.first().map_or(since, |r| r.stream_ordering - 1)));
+            response.rooms.leave.insert(room_id(&membership.room_id)?, left);
+        }
+    }
+    Ok(response)
+}
+
+fn room_id(id: &str) -> Result<OwnedRoomId> {
+    OwnedRoomId::try_from(id).map_err(|e| Error::internal(format!("stored room ID: {e}")))
+}
+
+/// State entries at `start_group` that differ from the room's state at stream position `since`.
+async fn changed_state(state: &AppState, room_id: &str, since: i64, start_group: i64) -> Result<Vec<EventRow>> {
+    let before = state.storage.room_event_at_or_before(room_id, since).await?;
+    let old = match before {
+        Some(row) => state.storage.state_at_group(row.state_group_after).await?,
+        None => Default::default(),
+    };
+    let new = state.storage.state_at_group(start_group).await?;
+    let changed: Vec<String> = new.into_iter().filter(|(key, id)| old.get(key) != Some(id)).map(|(_, id)| id).collect();
+    Ok(state.storage.events_by_id(&changed).await?)
+}
+
+/// Applies the state filter and, with lazy loading, keeps only the members the timeline needs.
+fn select_state(
+    rows: Vec<EventRow>,
+    timeline: &[&EventRow],
+    user_id: &UserId,
+    lazy_members: bool,
+    filter: &RoomEventFilter,
+) -> Vec<EventRow> {
+    let timeline_ids: HashSet<&str> = timeline.iter().map(|r| r.event_id.as_str()).collect();
+    let senders: HashSet<&str> = timeline.iter().map(|r| r.sender.as_str()).collect();
+    rows.into_iter()
+        .filter(|row| !timeline_ids.contains(row.event_id.as_str()))
+        .filter(|row| matches_filter(filter, row))
+        .filter(|row| {
+            !lazy_members
+                || row.event_type != "m.room.member"
+                || row.state_key.as_deref().is_some_and(|key| senders.contains(key) || key == user_id.as_str())
+        })
+        .collect()
+}
+
+async fn invite_state(
+    state: &AppState,
+    membership: &MembershipRow,
+) -> Result<Vec<Raw<ruma::events::AnyStrippedStateEvent>>> {
+    let invite =
+        state.storage.event(&membership.event_id).await?.ok_or_else(|| Error::internal("invite event missing"))?;
+    let keys: Vec<(String, String)> = INVITE_STATE_TYPES.iter().map(|t| ((*t).to_owned(), String::new())).collect();
+    let entries = state.storage.state_entries_at_group(invite.state_group_after, &keys).await?;
+    let ids: Vec<String> = entries.into_values().collect();
+    let mut rows = state.storage.events_by_id(&ids).await?;
+    rows.push(invite);
+    rows.iter().map(|row| raw(&stripped_state(row))).collect()
+}
+
+/// Resolves the `filter` parameter: inline JSON or a stored filter ID.
+pub async fn resolve_filter(
+    state: &AppState,
+    user_id: &UserId,
+    filter: Option<ruma::api::client::sync::sync_events::v3::Filter>,
+) -> Result<FilterDefinition> {
+    use ruma::api::client::sync::sync_events::v3::Filter;
+    match filter {
+        None => Ok(FilterDefinition::default()),
+        Some(Filter::FilterDefinition(definition)) => Ok(definition),
+        Some(Filter::FilterId(id)) => {
+            let json = state.storage.filter(user_id.as_str(), &id).await?;
+            let json = json.ok_or_else(|| Error::not_found("Unknown filter"))?;
+            serde_json::from_str(&json).map_err(|e| Error::internal(format!("stored filter: {e}")))
+        }
+        Some(_) => Err(Error::invalid_param("Unsupported filter")),
+    }
+}
