@@ -108,7 +108,7 @@ pub fn build_pdu(
     }
     let mut object = crate::signing::to_canonical_object(event).map_err(|e| PduError::Malformed(e.to_string()))?;
     ruma::signatures::hash_and_sign_event(server_name, key.key_pair(), &mut object, &rules.redaction)
-        .map_err(|e| PduError::Malformed(e.to_string()))?;
+        .map_err(json_error)?;
     let event_id = event_id_for(&object, &rules)?;
     Pdu::from_parts(event_id, object, false)
 }
@@ -120,11 +120,15 @@ pub fn event_id_for(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> R
             object.get("event_id").and_then(|v| v.as_str()).ok_or_else(|| PduError::Malformed("no event_id".into()))?;
         return EventId::parse(id).map_err(|e| PduError::Malformed(e.to_string()));
     }
-    let hash = ruma::signatures::reference_hash(object, rules).map_err(|e| match e {
+    let hash = ruma::signatures::reference_hash(object, rules).map_err(json_error)?;
+    EventId::parse(format!("${hash}")).map_err(|e| PduError::Malformed(e.to_string()))
+}
+
+fn json_error(e: ruma::signatures::JsonError) -> PduError {
+    match e {
         ruma::signatures::JsonError::PduTooLarge => PduError::TooLarge,
         other => PduError::Malformed(other.to_string()),
-    })?;
-    EventId::parse(format!("${hash}")).map_err(|e| PduError::Malformed(e.to_string()))
+    }
 }
 
 #[derive(Deserialize)]

@@ -9,3 +9,6 @@ mod errors;
 mod login;
 mod real_client;
 mod registration;
+mod rooms;
+mod sync;
+mod timeline;

@@ -62,6 +62,8 @@ CREATE TABLE memberships (
     event_id        TEXT NOT NULL,
     stream_ordering BIGINT NOT NULL,
     forgotten       BIGINT NOT NULL DEFAULT 0,
+    -- When the user last joined: "shared" history stays readable up to there after leaving.
+    last_join_ordering BIGINT,
     PRIMARY KEY (room_id, user_id)
 );
 CREATE INDEX memberships_user ON memberships (user_id, membership);

@@ -9,10 +9,10 @@ use crate::state::AppState;
 
 async fn member_content(state: &AppState, user_id: &UserId, membership: &str, reason: Option<&str>) -> Result<Value> {
     let mut content = json!({"membership": membership});
-    if membership == "join" || membership == "invite" {
-        if let Some(name) = state.storage.profile_displayname(user_id.as_str()).await? {
-            content["displayname"] = json!(name);
-        }
+    if (membership == "join" || membership == "invite")
+        && let Some(name) = state.storage.profile_displayname(user_id.as_str()).await?
+    {
+        content["displayname"] = json!(name);
     }
     if let Some(reason) = reason {
         content["reason"] = json!(reason);

@@ -25,16 +25,18 @@ pub fn parse_token(token: &str) -> Result<i64> {
         .ok_or_else(|| Error::invalid_param(format!("Invalid pagination token `{token}`")))
 }
 
-/// Keeps the events `user_id` may see under the room's history visibility at each event:
-/// world-readable events, events while they were joined (or invited, for "invited"), everything
-/// for current members of "shared" rooms, and their own membership changes.
+/// Keeps the events `user_id` may see under the room's history visibility at each event (the
+/// spec's algorithm): world-readable events, events while they were joined (or invited, for
+/// "invited"), "shared" events sent before they last joined or while they are joined, and their
+/// own membership changes.
 pub async fn filter_visible(state: &AppState, user_id: &UserId, rows: Vec<EventRow>) -> Result<Vec<EventRow>> {
     if rows.is_empty() {
         return Ok(rows);
     }
     let room_id = &rows[0].room_id;
-    let currently_joined =
-        state.storage.membership(room_id, user_id.as_str()).await?.is_some_and(|m| m.membership == "join");
+    let membership_now = state.storage.membership(room_id, user_id.as_str()).await?;
+    let currently_joined = membership_now.as_ref().is_some_and(|m| m.membership == "join");
+    let last_join = membership_now.as_ref().and_then(|m| m.last_join_ordering);
     let keys =
         [("m.room.history_visibility".to_owned(), String::new()), ("m.room.member".to_owned(), user_id.to_string())];
     // Events between two state changes share a state group: look each group up once.
@@ -67,7 +69,9 @@ pub async fn filter_visible(state: &AppState, user_id: &UserId, rows: Vec<EventR
             let (visibility, membership) = &by_group[&row.state_group_after];
             match visibility.as_str() {
                 "world_readable" => true,
-                "shared" => membership == "join" || currently_joined,
+                "shared" => {
+                    membership == "join" || currently_joined || last_join.is_some_and(|j| j >= row.stream_ordering)
+                }
                 "invited" => membership == "join" || membership == "invite",
                 _ => membership == "join",
             }
@@ -133,20 +137,26 @@ pub struct MessagesPage {
 /// Most rows examined per `/messages` request while skipping invisible or filtered events.
 const MAX_SCAN_ROUNDS: usize = 10;
 
+/// A `/messages` request.
+pub struct MessagesQuery<'a> {
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub dir: Direction,
+    pub limit: usize,
+    pub filter: &'a RoomEventFilter,
+}
+
 pub async fn messages(
     state: &AppState,
     user_id: &UserId,
     room_id: &RoomId,
-    from: Option<&str>,
-    to: Option<&str>,
-    dir: Direction,
-    limit: usize,
-    filter: &RoomEventFilter,
+    query: MessagesQuery<'_>,
 ) -> Result<MessagesPage> {
     super::state::room(state, room_id.as_str()).await?;
     let Some(ceiling) = readable_up_to(state, room_id, user_id).await? else {
         return Err(Error::forbidden("You have not been in this room"));
     };
+    let MessagesQuery { from, to, dir, limit, filter } = query;
     let limit = limit.clamp(1, 1000);
     let from_position = match from {
         Some(token) => parse_token(token)?,

@@ -11,6 +11,8 @@ pub struct MembershipRow {
     pub membership: String,
     pub event_id: String,
     pub stream_ordering: i64,
+    /// Stream position of the user's latest join, if they ever joined.
+    pub last_join_ordering: Option<i64>,
 }
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<MembershipRow> {
@@ -20,10 +22,11 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<MembershipRow> {
         membership: row.try_get("membership")?,
         event_id: row.try_get("event_id")?,
         stream_ordering: row.try_get("stream_ordering")?,
+        last_join_ordering: row.try_get("last_join_ordering")?,
     })
 }
 
-const COLUMNS: &str = "room_id, user_id, membership, event_id, stream_ordering";
+const COLUMNS: &str = "room_id, user_id, membership, event_id, stream_ordering, last_join_ordering";
 
 impl Storage {
     pub async fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<MembershipRow>> {

@@ -199,10 +199,12 @@ impl Storage {
             if let (Some(user_id), "m.room.member") = (&event.state_key, event.event_type.as_str()) {
                 let membership = event.json["content"]["membership"].as_str().unwrap_or("leave");
                 sqlx::query(
-                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten) \
-                     VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (room_id, user_id) DO UPDATE SET \
+                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten, \
+                     last_join_ordering) VALUES ($1, $2, $3, $4, $5, 0, CASE WHEN $3 = 'join' THEN $5 ELSE NULL END) \
+                     ON CONFLICT (room_id, user_id) DO UPDATE SET \
                      membership = excluded.membership, event_id = excluded.event_id, \
-                     stream_ordering = excluded.stream_ordering, forgotten = 0",
+                     stream_ordering = excluded.stream_ordering, forgotten = 0, \
+                     last_join_ordering = COALESCE(excluded.last_join_ordering, memberships.last_join_ordering)",
                 )
                 .bind(&event.room_id)
                 .bind(user_id)

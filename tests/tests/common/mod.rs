@@ -288,3 +288,52 @@ pub fn assert_error(actual: (StatusCode, Value), status: StatusCode, errcode: &s
     assert_eq!(actual.1["errcode"], errcode, "body: {}", actual.1);
     assert!(actual.1["error"].is_string(), "error message missing: {}", actual.1);
 }
+
+impl TestServer {
+    pub async fn create_room(&self, session: &Session, body: Value) -> String {
+        let (status, response) = self.post("/_matrix/client/v3/createRoom", session.token(), body).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+        response["room_id"].as_str().expect("room_id").to_owned()
+    }
+
+    pub async fn send_text(&self, session: &Session, room_id: &str, body: &str) -> String {
+        let txn = format!("t{}", random_suffix());
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}");
+        let (status, response) = self.put(&path, session.token(), json!({"msgtype": "m.text", "body": body})).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+        response["event_id"].as_str().expect("event_id").to_owned()
+    }
+
+    pub async fn join(&self, session: &Session, room_id_or_alias: &str) -> (StatusCode, Value) {
+        let path = format!("/_matrix/client/v3/join/{}", room_id_or_alias.replace('#', "%23"));
+        self.post(&path, session.token(), json!({})).await
+    }
+
+    pub async fn sync(&self, session: &Session, query: &str) -> Value {
+        let (status, response) = self.get(&format!("/_matrix/client/v3/sync?{query}"), session.token()).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+        response
+    }
+
+    /// The current content of a state event, as the user sees it.
+    pub async fn state_content(&self, session: &Session, room_id: &str, event_type: &str, state_key: &str) -> Value {
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}");
+        let (status, response) = self.get(&path, session.token()).await;
+        assert_eq!(status, StatusCode::OK, "{event_type}: {response}");
+        response
+    }
+}
+
+/// Bodies of `m.room.message` events in a list of client events.
+pub fn message_bodies(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

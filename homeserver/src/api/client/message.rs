@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::rooms::client_event::client_event;
 use crate::rooms::membership::require_joined;
 use crate::rooms::send::{ClientTxn, send_event, state_template};
-use crate::rooms::timeline::{self, Direction};
+use crate::rooms::timeline::{self, Direction, MessagesQuery};
 use crate::state::AppState;
 
 fn content_json(raw: &serde_json::value::RawValue) -> Result<serde_json::Value> {
@@ -114,17 +114,8 @@ pub async fn messages(
         ruma::api::Direction::Forward => Direction::Forward,
     };
     let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
-    let page = timeline::messages(
-        &state,
-        &authed.user_id,
-        &body.room_id,
-        body.from.as_deref(),
-        body.to.as_deref(),
-        dir,
-        limit,
-        &body.filter,
-    )
-    .await?;
+    let query = MessagesQuery { from: body.from.as_deref(), to: body.to.as_deref(), dir, limit, filter: &body.filter };
+    let page = timeline::messages(&state, &authed.user_id, &body.room_id, query).await?;
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;
     response.end = page.end;
