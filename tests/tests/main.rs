@@ -4,8 +4,10 @@ mod common;
 
 mod account;
 mod devices;
+mod directory;
 mod discovery;
 mod errors;
+mod events;
 mod login;
 mod real_client;
 mod registration;

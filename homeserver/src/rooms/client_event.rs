@@ -20,8 +20,18 @@ pub fn client_event(row: &EventRow, now_ms: i64, with_room_id: bool, transaction
     if with_room_id {
         event.insert("room_id".into(), json!(row.room_id));
     }
+    // Since v11 `redacts` lives in the content; clients of older spec versions read it at the top.
+    if row.event_type == "m.room.redaction"
+        && !event.contains_key("redacts")
+        && let Some(redacts) = row.json["content"].get("redacts")
+    {
+        event.insert("redacts".into(), redacts.clone());
+    }
     let mut unsigned = Map::new();
     unsigned.insert("age".into(), json!((now_ms - row.origin_server_ts).max(0)));
+    if let Some(because) = row.json["unsigned"].get("redacted_because") {
+        unsigned.insert("redacted_because".into(), because.clone());
+    }
     if let Some(txn) = transaction_id {
         unsigned.insert("transaction_id".into(), json!(txn));
     }

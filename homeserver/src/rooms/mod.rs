@@ -3,7 +3,9 @@
 
 pub mod client_event;
 pub mod create;
+pub mod directory;
 pub mod membership;
+pub mod redaction;
 pub mod send;
 pub mod state;
 pub mod timeline;

@@ -220,3 +220,57 @@ pub async fn event(state: &AppState, user_id: &UserId, room_id: &RoomId, event_i
     let row = visible.into_iter().next().ok_or_else(not_found)?;
     Ok(client_event(&row, state.now_ms(), true, None))
 }
+
+/// `/context`: events around one event, and the room state at the last event returned.
+pub struct Context {
+    pub event: Value,
+    pub before: Vec<Value>,
+    pub after: Vec<Value>,
+    pub state: Vec<Value>,
+    pub start: String,
+    pub end: String,
+}
+
+pub async fn context(
+    state: &AppState,
+    user_id: &UserId,
+    room_id: &RoomId,
+    event_id: &str,
+    limit: usize,
+    filter: &RoomEventFilter,
+) -> Result<Context> {
+    let event = self::event(state, user_id, room_id, event_id).await?;
+    let row = state.storage.event(event_id).await?.ok_or_else(|| Error::not_found("Event not found"))?;
+    let ceiling = readable_up_to(state, room_id, user_id).await?.unwrap_or(0);
+    let half = i64::try_from(limit.min(100).div_ceil(2)).unwrap_or(5);
+    let before_rows = state.storage.room_events_backward(room_id.as_str(), 0, row.stream_ordering - 1, half).await?;
+    let after_rows =
+        state.storage.room_events_forward(room_id.as_str(), row.stream_ordering + 1, ceiling + 1, half).await?;
+    let start = format_token(before_rows.last().map_or(row.stream_ordering - 1, |r| r.stream_ordering - 1));
+    let end = format_token(after_rows.last().map_or(row.stream_ordering, |r| r.stream_ordering));
+    let state_group = after_rows.last().map_or(row.state_group_after, |r| r.state_group_after);
+    let visible_before: Vec<EventRow> =
+        filter_visible(state, user_id, before_rows).await?.into_iter().filter(|r| matches_filter(filter, r)).collect();
+    let visible_after: Vec<EventRow> =
+        filter_visible(state, user_id, after_rows).await?.into_iter().filter(|r| matches_filter(filter, r)).collect();
+    let lazy = matches!(filter.lazy_load_options, ruma::api::client::filter::LazyLoadOptions::Enabled { .. });
+    let senders: std::collections::HashSet<&str> =
+        visible_before.iter().chain(&visible_after).map(|r| r.sender.as_str()).chain([row.sender.as_str()]).collect();
+    let state_rows = super::state::state_events(state, state_group).await?;
+    let now = state.now_ms();
+    let state_events = state_rows
+        .iter()
+        .filter(|r| {
+            !lazy || r.event_type != "m.room.member" || r.state_key.as_deref().is_some_and(|k| senders.contains(k))
+        })
+        .map(|r| client_event(r, now, true, None))
+        .collect();
+    Ok(Context {
+        event,
+        before: visible_before.iter().map(|r| client_event(r, now, true, None)).collect(),
+        after: visible_after.iter().map(|r| client_event(r, now, true, None)).collect(),
+        state: state_events,
+        start,
+        end,
+    })
+}

@@ -381,6 +381,16 @@ impl Storage {
         Ok(rows.into_iter().next())
     }
 
+    /// Replaces an event's stored JSON (with its redacted form); the original is not kept.
+    pub async fn replace_event_json(&self, event_id: &str, json: &serde_json::Value) -> Result<()> {
+        sqlx::query("UPDATE events SET json = $2 WHERE event_id = $1")
+            .bind(event_id)
+            .bind(encode_record(event_id, json))
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     pub async fn txn_event_id(&self, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
             .bind(user_id)

@@ -1,6 +1,8 @@
 //! Sending and reading events: `/send`, `/state`, `/messages`, `/event`.
 
+use ruma::api::client::context::get_context;
 use ruma::api::client::message::{get_message_events, send_message_event};
+use ruma::api::client::redact::redact_event;
 use ruma::api::client::room::get_room_event;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use ruma::serde::Raw;
@@ -131,4 +133,36 @@ pub async fn event(
     let body = &request.body;
     let value = timeline::event(&state, &authed.user_id, &body.room_id, body.event_id.as_str()).await?;
     Ok(get_room_event::v3::Response::new(to_raw(&value)?))
+}
+
+pub async fn redact(state: AppState, request: Ruma<redact_event::v3::Request>) -> Result<redact_event::v3::Response> {
+    let authed = request.authed()?;
+    let body = &request.body;
+    let txn = ClientTxn { device_id: authed.device_id.to_string(), txn_id: body.txn_id.to_string() };
+    let event_id = crate::rooms::redaction::redact(
+        &state,
+        &body.room_id,
+        &authed.user_id,
+        body.event_id.as_str(),
+        body.reason.as_deref(),
+        txn,
+    )
+    .await?;
+    Ok(redact_event::v3::Response::new(event_id))
+}
+
+pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -> Result<get_context::v3::Response> {
+    let authed = request.authed()?;
+    let body = &request.body;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(10);
+    let context =
+        timeline::context(&state, &authed.user_id, &body.room_id, body.event_id.as_str(), limit, &body.filter).await?;
+    let mut response = get_context::v3::Response::new();
+    response.start = Some(context.start);
+    response.end = Some(context.end);
+    response.event = Some(to_raw(&context.event)?);
+    response.events_before = context.before.iter().map(to_raw).collect::<Result<_>>()?;
+    response.events_after = context.after.iter().map(to_raw).collect::<Result<_>>()?;
+    response.state = context.state.iter().map(to_raw).collect::<Result<_>>()?;
+    Ok(response)
 }

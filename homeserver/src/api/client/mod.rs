@@ -2,6 +2,7 @@
 
 mod account;
 mod device;
+mod directory;
 mod discovery;
 mod membership;
 mod message;
@@ -54,7 +55,17 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(message::get_state)
         .ruma(message::messages)
         .ruma(message::event)
+        .ruma(message::redact)
+        .ruma(message::context)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)
+        .ruma(directory::create)
+        .ruma(directory::get)
+        .ruma(directory::delete)
+        .ruma(directory::room_aliases)
+        .ruma(directory::public_rooms)
+        .ruma(directory::public_rooms_filtered)
+        .ruma(directory::get_visibility)
+        .ruma(directory::set_visibility)
 }

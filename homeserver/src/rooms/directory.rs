@@ -1,0 +1,138 @@
+//! Room aliases and the public room directory.
+
+use http::StatusCode;
+use ruma::api::error::ErrorKind;
+use ruma::{RoomAliasId, RoomId, UserId};
+use serde_json::Value;
+
+use super::state::{PowerLevels, current_state_content, room};
+use crate::accounts::Authed;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+fn ensure_local(state: &AppState, alias: &RoomAliasId) -> Result<()> {
+    if alias.server_name() != state.server_name {
+        return Err(Error::invalid_param("Aliases of other servers cannot be managed here"));
+    }
+    Ok(())
+}
+
+pub async fn create_alias(state: &AppState, authed: &Authed, alias: &RoomAliasId, room_id: &RoomId) -> Result<()> {
+    ensure_local(state, alias)?;
+    super::membership::require_joined(state, room_id, &authed.user_id).await?;
+    let created =
+        state.storage.create_alias(alias.as_str(), room_id.as_str(), authed.user_id.as_str(), state.now_ms()).await?;
+    if !created {
+        return Err(Error::matrix(StatusCode::CONFLICT, ErrorKind::RoomInUse, "Room alias already exists"));
+    }
+    Ok(())
+}
+
+/// Who may delete an alias: its creator, a server admin, or someone who may change the room's
+/// canonical alias.
+pub async fn delete_alias(state: &AppState, authed: &Authed, alias: &RoomAliasId) -> Result<()> {
+    ensure_local(state, alias)?;
+    let (room_id, creator) =
+        state.storage.alias_entry(alias.as_str()).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+    if creator != authed.user_id.as_str()
+        && !authed.is_admin
+        && !can_set_canonical_alias(state, &room_id, &authed.user_id).await?
+    {
+        return Err(Error::forbidden("You may not delete this alias"));
+    }
+    state.storage.delete_alias(alias.as_str()).await?;
+    Ok(())
+}
+
+async fn can_set_canonical_alias(state: &AppState, room_id: &str, user_id: &UserId) -> Result<bool> {
+    let room = room(state, room_id).await?;
+    let content = current_state_content(state, &room, "m.room.power_levels", "").await?;
+    let levels = PowerLevels::from_content(content.clone(), &room.row.creator);
+    let needed = content
+        .as_ref()
+        .and_then(|c| c["events"]["m.room.canonical_alias"].as_i64().or_else(|| c["state_default"].as_i64()))
+        .unwrap_or(50);
+    Ok(levels.user_level(user_id.as_str()) >= needed)
+}
+
+/// A room's summary for the public directory.
+pub struct DirectoryEntry {
+    pub room_id: String,
+    pub joined: i64,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub canonical_alias: Option<String>,
+    pub avatar_url: Option<String>,
+    pub join_rule: String,
+    pub world_readable: bool,
+    pub guest_can_join: bool,
+}
+
+const SUMMARY_STATE: &[&str] = &[
+    "m.room.name",
+    "m.room.topic",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.join_rules",
+    "m.room.history_visibility",
+    "m.room.guest_access",
+];
+
+/// Published rooms, largest first, optionally matching a search term; `(page, total)`.
+pub async fn public_rooms(
+    state: &AppState,
+    search: Option<&str>,
+    offset: usize,
+    limit: usize,
+) -> Result<(Vec<DirectoryEntry>, usize)> {
+    let mut rooms = state.storage.public_rooms().await?;
+    rooms.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let keys: Vec<(String, String)> = SUMMARY_STATE.iter().map(|t| ((*t).to_owned(), String::new())).collect();
+    let needle = search.map(str::to_lowercase).filter(|s| !s.is_empty());
+    let mut entries = Vec::new();
+    for (room_id, joined) in rooms {
+        let room = room(state, &room_id).await?;
+        let ids = state.storage.state_entries_at_group(room.current_state_group()?, &keys).await?;
+        let ids: Vec<String> = ids.into_values().collect();
+        let mut content = std::collections::HashMap::new();
+        for row in state.storage.events_by_id(&ids).await? {
+            content.insert(row.event_type.clone(), row.json["content"].clone());
+        }
+        let text = |event_type: &str, field: &str| {
+            content.get(event_type).and_then(|c: &Value| c[field].as_str()).map(str::to_owned)
+        };
+        let entry = DirectoryEntry {
+            room_id,
+            joined,
+            name: text("m.room.name", "name"),
+            topic: text("m.room.topic", "topic"),
+            canonical_alias: text("m.room.canonical_alias", "alias"),
+            avatar_url: text("m.room.avatar", "url"),
+            join_rule: text("m.room.join_rules", "join_rule").unwrap_or_else(|| "invite".into()),
+            world_readable: text("m.room.history_visibility", "history_visibility").as_deref()
+                == Some("world_readable"),
+            guest_can_join: text("m.room.guest_access", "guest_access").as_deref() == Some("can_join"),
+        };
+        let matches = needle.as_ref().is_none_or(|needle| {
+            [&entry.name, &entry.topic, &entry.canonical_alias]
+                .iter()
+                .any(|field| field.as_ref().is_some_and(|f| f.to_lowercase().contains(needle.as_str())))
+        });
+        if matches {
+            entries.push(entry);
+        }
+    }
+    let total = entries.len();
+    Ok((entries.into_iter().skip(offset).take(limit).collect(), total))
+}
+
+/// Publishes or unpublishes a room; needs the power to send `m.room.canonical_alias`.
+pub async fn set_published(state: &AppState, authed: &Authed, room_id: &RoomId, public: bool) -> Result<()> {
+    room(state, room_id.as_str()).await?;
+    super::membership::require_joined(state, room_id, &authed.user_id).await?;
+    if !authed.is_admin && !can_set_canonical_alias(state, room_id.as_str(), &authed.user_id).await? {
+        return Err(Error::forbidden("You may not change this room's directory visibility"));
+    }
+    state.storage.set_room_public(room_id.as_str(), public).await?;
+    Ok(())
+}

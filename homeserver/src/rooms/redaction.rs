@@ -1,0 +1,67 @@
+//! Redactions: permission, the `m.room.redaction` event, and replacing the target with its
+//! redacted form (the original content is not kept).
+
+use federation::pdu::{EventTemplate, rules_for};
+use ruma::canonical_json::RedactedBecause;
+use ruma::{OwnedEventId, RoomId, UserId};
+use serde_json::json;
+
+use super::client_event::client_event;
+use super::send::{ClientTxn, send_event};
+use super::state::{PowerLevels, current_state_content, room, to_pdu};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+pub async fn redact(
+    state: &AppState,
+    room_id: &RoomId,
+    sender: &UserId,
+    target_id: &str,
+    reason: Option<&str>,
+    txn: ClientTxn,
+) -> Result<OwnedEventId> {
+    super::membership::require_joined(state, room_id, sender).await?;
+    let target = state.storage.event(target_id).await?;
+    let target = target.filter(|t| t.room_id == room_id.as_str() && t.rejected_reason.is_none());
+    let target = target.ok_or_else(|| Error::not_found("Event not found"))?;
+    let room = room(state, room_id.as_str()).await?;
+    if target.sender != sender.as_str() {
+        let levels = PowerLevels::from_content(
+            current_state_content(state, &room, "m.room.power_levels", "").await?,
+            &room.row.creator,
+        );
+        if levels.user_level(sender.as_str()) < levels.redact() {
+            return Err(Error::forbidden("You do not have permission to redact other users' events"));
+        }
+    }
+
+    let mut content = json!({});
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    let target_event_id = OwnedEventId::try_from(target_id).map_err(|_| Error::invalid_param("Invalid event ID"))?;
+    let template = EventTemplate {
+        event_type: "m.room.redaction".into(),
+        state_key: None,
+        content,
+        redacts: Some(target_event_id),
+    };
+    let sent = send_event(state, room_id, sender, template, Some(txn)).await?;
+
+    // Replace the target with its redacted form, carrying the redaction for clients.
+    let redaction =
+        state.storage.event(sent.event_id.as_str()).await?.ok_or_else(|| Error::internal("redaction vanished"))?;
+    let mut because = client_event(&redaction, redaction.origin_server_ts, true, None);
+    if let Some(unsigned) = because.as_object_mut() {
+        unsigned.remove("unsigned");
+    }
+    let because = federation::signing::to_canonical_object(because).map_err(|e| Error::internal(e.to_string()))?;
+    let rules = rules_for(&room.version).map_err(|e| Error::internal(e.to_string()))?;
+    let original = to_pdu(&target)?;
+    let redacted =
+        ruma::canonical_json::redact(original.json, &rules.redaction, Some(RedactedBecause::from_json(because)))
+            .map_err(|e| Error::internal(format!("redaction failed: {e}")))?;
+    let redacted = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
+    state.storage.replace_event_json(target_id, &redacted).await?;
+    Ok(sent.event_id)
+}

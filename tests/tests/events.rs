@@ -1,0 +1,92 @@
+//! Redactions and `/context`.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::{Engine, TestServer, assert_error, engine_tests, message_bodies};
+
+engine_tests!(redaction_removes_content_for_everyone, context_around_an_event);
+
+async fn redaction_removes_content_for_everyone(engine: Engine) {
+    for version in ["10", "11"] {
+        let server = TestServer::start(engine).await;
+        let alice = server.register("alice", "correct-horse").await;
+        let bob = server.register("bob", "correct-horse").await;
+        let room = server.create_room(&alice, json!({"preset": "public_chat", "room_version": version})).await;
+        server.join(&bob, &room).await;
+        let secret = server.send_text(&bob, &room, "oops, a password").await;
+        let alices = server.send_text(&alice, &room, "alice's words").await;
+        let redact = |event: &str, txn: &str| format!("/_matrix/client/v3/rooms/{room}/redact/{event}/{txn}");
+
+        // Bob (power 0) cannot redact alice's event; he can redact his own.
+        assert_error(
+            server.put(&redact(&alices, "r0"), bob.token(), json!({})).await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+        let (status, response) = server.put(&redact(&secret, "r1"), bob.token(), json!({"reason": "leaked"})).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+        let redaction_id = response["event_id"].as_str().unwrap().to_owned();
+        // Retrying the transaction returns the same redaction.
+        let (_, again) = server.put(&redact(&secret, "r1"), bob.token(), json!({"reason": "leaked"})).await;
+        assert_eq!(again["event_id"], redaction_id.as_str());
+
+        let (status, event) =
+            server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{secret}"), alice.token()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(event["content"], json!({}), "content is gone (v{version})");
+        assert_eq!(event["unsigned"]["redacted_because"]["event_id"], redaction_id.as_str());
+        assert_eq!(event["unsigned"]["redacted_because"]["content"]["reason"], "leaked");
+
+        let (_, page) =
+            server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=10"), alice.token()).await;
+        let chunk = page["chunk"].as_array().unwrap();
+        assert_eq!(message_bodies(&page["chunk"]), vec!["alice's words"]);
+        let redaction = chunk.iter().find(|e| e["type"] == "m.room.redaction").unwrap();
+        assert_eq!(redaction["redacts"], secret.as_str(), "top-level redacts for every room version");
+        let sync = server.sync(&alice, "").await;
+        assert!(!sync.to_string().contains("oops, a password"));
+
+        // The room admin may redact anyone's events; unknown events are 404.
+        let (status, _) = server.put(&redact(&alices, "r2"), alice.token(), json!({})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_error(
+            server.put(&redact("$nope", "r3"), alice.token(), json!({})).await,
+            StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
+        );
+        // The original content is gone from the database, not just hidden.
+        let stored = server.state.storage.event(&secret).await.unwrap().unwrap();
+        assert!(!stored.json.to_string().contains("oops, a password"));
+    }
+}
+
+async fn context_around_an_event(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let alice = server.register("alice", "correct-horse").await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat", "name": "Ctx"})).await;
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        ids.push(server.send_text(&alice, &room, &format!("c{i}")).await);
+    }
+    let path = format!("/_matrix/client/v3/rooms/{room}/context/{}?limit=4", ids[4]);
+    let (status, context) = server.get(&path, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{context}");
+    assert_eq!(context["event"]["content"]["body"], "c4");
+    assert_eq!(message_bodies(&context["events_before"]), vec!["c3", "c2"]);
+    assert_eq!(message_bodies(&context["events_after"]), vec!["c5", "c6"]);
+    assert!(context["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.name"));
+    // The tokens continue the timeline in both directions.
+    let start = context["start"].as_str().unwrap();
+    let (_, older) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=2&from={start}"), alice.token())
+        .await;
+    assert_eq!(message_bodies(&older["chunk"]), vec!["c1", "c0"]);
+    let end = context["end"].as_str().unwrap();
+    let (_, newer) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=5&from={end}"), alice.token()).await;
+    assert_eq!(message_bodies(&newer["chunk"]), vec!["c7", "c8"]);
+
+    let outsider = server.register("outsider", "correct-horse").await;
+    assert_error(server.get(&path, outsider.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
