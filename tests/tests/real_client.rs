@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::common::{Engine, TestServer, engine_tests};
 
-engine_tests!(matrix_nio_registers_and_logs_in);
+engine_tests!(matrix_nio_registers_and_logs_in, matrix_nio_users_chat);
 
 fn nio_available() -> bool {
     let available =
@@ -25,22 +25,25 @@ fn nio_available() -> bool {
     available
 }
 
+/// Runs one of the client scripts against the server and returns the JSON it printed.
+async fn run_script(name: &str, args: Vec<String>) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients").join(name);
+    let output = tokio::task::spawn_blocking(move || Command::new("python3").arg(script).args(args).output())
+        .await
+        .unwrap()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{name} failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(stdout.trim()).expect("JSON from the script")
+}
+
 async fn matrix_nio_registers_and_logs_in(engine: Engine) {
     if !nio_available() {
         return;
     }
     let server = TestServer::start(engine).await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/nio_smoke.py");
-    let base_url = server.base_url.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3").arg(script).args([&base_url, "niouser", "nio-password-1"]).output()
-    })
-    .await
-    .unwrap()
-    .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "nio failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let seen: Value = serde_json::from_str(stdout.trim()).expect("JSON from the script");
+    let args = vec![server.base_url.clone(), "niouser".into(), "nio-password-1".into()];
+    let seen = run_script("nio_smoke.py", args).await;
     let user_id = server.user_id("niouser");
     assert_eq!(seen["registered_user_id"], user_id.as_str());
     assert_eq!(seen["login_user_id"], user_id.as_str());
@@ -51,4 +54,20 @@ async fn matrix_nio_registers_and_logs_in(engine: Engine) {
     let login_device = seen["login_device_id"].as_str().unwrap();
     assert!(devices.iter().all(|d| d.device_id != login_device));
     assert_eq!(devices.len(), 1);
+}
+
+async fn matrix_nio_users_chat(engine: Engine) {
+    if !nio_available() {
+        return;
+    }
+    let server = TestServer::start(engine).await;
+    let seen = run_script("nio_chat.py", vec![server.base_url.clone()]).await;
+    assert_eq!(seen["bob_saw"], serde_json::json!(["hello bob"]));
+    assert_eq!(seen["alice_saw"], serde_json::json!(["hello bob", "hi alice"]));
+    assert_eq!(seen["room_name"], "nio chat");
+    let alice = server.user_id("nioalice");
+    let bob = server.user_id("niobob");
+    let mut expected = vec![alice, bob];
+    expected.sort();
+    assert_eq!(seen["alice_members"], serde_json::json!(expected));
 }

@@ -90,7 +90,12 @@ where
         if declared_length.is_some_and(|len| len > limit as u64) {
             return Err(request_too_large(limit));
         }
-        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| request_too_large(limit))?;
+        let mut bytes = axum::body::to_bytes(body, limit).await.map_err(|_| request_too_large(limit))?;
+        // Clients (matrix-nio among them) send no body at all where every field is optional;
+        // read that as the empty JSON object, as other servers do.
+        if bytes.is_empty() && parts.method != http::Method::GET && is_json_or_untyped(&parts.headers) {
+            bytes = bytes::Bytes::from_static(b"{}");
+        }
 
         let http_request = http::Request::from_parts(parts, &bytes[..]);
         let user = authenticate::<T>(&http_request, state).await?;
@@ -120,6 +125,13 @@ where
         (None, AuthMode::RequiredToken) => Err(Error::missing_token()),
         (None, _) => Ok(None),
     }
+}
+
+fn is_json_or_untyped(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|content_type| content_type.starts_with("application/json"))
 }
 
 fn request_too_large(limit: usize) -> Error {
