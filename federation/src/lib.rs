@@ -7,6 +7,7 @@ pub mod auth;
 pub mod keys;
 pub mod pdu;
 pub mod signing;
+pub mod state_res;
 
 pub use keys::{KeyFileError, ServerSigningKey};
 pub use pdu::{DagPosition, EventTemplate, Pdu, PduError};
