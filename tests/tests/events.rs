@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::common::{Engine, TestServer, assert_error, engine_tests, message_bodies};
 
-engine_tests!(redaction_removes_content_for_everyone, context_around_an_event);
+engine_tests!(redaction_removes_content_for_everyone, context_around_an_event, state_changes_carry_prev_content);
 
 async fn redaction_removes_content_for_everyone(engine: Engine) {
     for version in ["10", "11"] {
@@ -89,4 +89,28 @@ async fn context_around_an_event(engine: Engine) {
 
     let outsider = server.register("outsider", "correct-horse").await;
     assert_error(server.get(&path, outsider.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
+
+async fn state_changes_carry_prev_content(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let alice = server.register("alice", "correct-horse").await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic");
+    let (_, first) = server.put(&topic, alice.token(), json!({"topic": "first topic"})).await;
+    let (_, second) = server.put(&topic, alice.token(), json!({"topic": "second"})).await;
+    let first_id = first["event_id"].as_str().unwrap();
+    let event_path = format!("/_matrix/client/v3/rooms/{room}/event/{}", second["event_id"].as_str().unwrap());
+    let (_, event) = server.get(&event_path, alice.token()).await;
+    assert_eq!(event["unsigned"]["prev_content"], json!({"topic": "first topic"}));
+    assert_eq!(event["unsigned"]["replaces_state"], first_id);
+    assert_eq!(event["unsigned"]["prev_sender"], alice.user_id.as_str());
+
+    // Redacting the first topic removes its content from the successor's prev_content too.
+    let redact = format!("/_matrix/client/v3/rooms/{room}/redact/{first_id}/rt");
+    let (status, _) = server.put(&redact, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, event) = server.get(&event_path, alice.token()).await;
+    assert_eq!(event["unsigned"]["prev_content"], json!({}));
+    let sync = server.sync(&alice, "").await;
+    assert!(!sync.to_string().contains("first topic"));
 }

@@ -29,8 +29,10 @@ pub fn client_event(row: &EventRow, now_ms: i64, with_room_id: bool, transaction
     }
     let mut unsigned = Map::new();
     unsigned.insert("age".into(), json!((now_ms - row.origin_server_ts).max(0)));
-    if let Some(because) = row.json["unsigned"].get("redacted_because") {
-        unsigned.insert("redacted_because".into(), because.clone());
+    for field in ["redacted_because", "prev_content", "replaces_state", "prev_sender"] {
+        if let Some(value) = row.json["unsigned"].get(field) {
+            unsigned.insert(field.into(), value.clone());
+        }
     }
     if let Some(txn) = transaction_id {
         unsigned.insert("transaction_id".into(), json!(txn));

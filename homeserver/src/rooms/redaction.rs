@@ -63,5 +63,24 @@ pub async fn redact(
             .map_err(|e| Error::internal(format!("redaction failed: {e}")))?;
     let redacted = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
     state.storage.replace_event_json(target_id, &redacted).await?;
+    forget_in_successor(state, &target, &redacted).await?;
     Ok(sent.event_id)
+}
+
+/// The state event that replaced a redacted one carries its old content in
+/// `unsigned.prev_content`: redact that copy too.
+async fn forget_in_successor(
+    state: &AppState,
+    target: &crate::storage::EventRow,
+    redacted: &serde_json::Value,
+) -> Result<()> {
+    let Some(state_key) = &target.state_key else { return Ok(()) };
+    let next =
+        state.storage.next_state_event(&target.room_id, &target.event_type, state_key, target.stream_ordering).await?;
+    let Some(mut next) = next else { return Ok(()) };
+    if next.json["unsigned"]["replaces_state"] == target.event_id.as_str() {
+        next.json["unsigned"]["prev_content"] = redacted["content"].clone();
+        state.storage.replace_event_json(&next.event_id, &next.json).await?;
+    }
+    Ok(())
 }

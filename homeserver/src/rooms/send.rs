@@ -71,9 +71,23 @@ pub(super) async fn send_locked(
     )
     .map_err(|reason| Error::bad_json(format!("Invalid content: {reason}")))?;
     let state_group_before = room.current_state_group()?;
-    let keys: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
-    let auth_state = state.storage.state_entries_at_group(state_group_before, &keys).await?;
-    let auth_pdus = load_pdus(state, auth_state.values()).await?;
+    let auth_keys: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
+    // A state event also needs the entry it replaces, for `unsigned.prev_content`; one query
+    // fetches both.
+    let replaced_key = template.state_key.as_ref().map(|key| (template.event_type.to_string(), key.clone()));
+    let mut keys = auth_keys.clone();
+    if let Some(key) = replaced_key.as_ref().filter(|key| !auth_keys.contains(key)) {
+        keys.push(key.clone());
+    }
+    let entries = state.storage.state_entries_at_group(state_group_before, &keys).await?;
+    let mut loaded = load_pdus(state, entries.values()).await?;
+    let replaced = replaced_key.and_then(|key| entries.get(&key)).and_then(|id| {
+        let pdu = loaded.get(id.as_str())?;
+        Some(serde_json::json!({"replaces_state": id, "prev_content": pdu.content_value(), "prev_sender": pdu.sender}))
+    });
+    let auth_ids: std::collections::HashSet<&String> = auth_keys.iter().filter_map(|key| entries.get(key)).collect();
+    loaded.retain(|id, _| auth_ids.contains(&id.to_string()));
+    let auth_pdus = loaded;
 
     let extremities = state.storage.forward_extremities(room_id.as_str()).await?;
     let depth = extremities.iter().map(|(_, depth)| *depth).max().map_or(1, |d| d + 1);
@@ -108,7 +122,12 @@ pub(super) async fn send_locked(
     federation::auth::authorize(&rules.authorization, &pdu, &auth_pdus, &state_before)
         .map_err(|reason| Error::forbidden(format!("Event not allowed: {reason}")))?;
 
-    let persisted = state.storage.persist_event(&new_event(&pdu, sender, state_group_before, txn)?).await?;
+    let mut event = new_event(&pdu, sender, state_group_before, txn)?;
+    if let Some(unsigned) = replaced {
+        // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
+        event.json["unsigned"] = unsigned;
+    }
+    let persisted = state.storage.persist_event(&event).await?;
     state.rooms.notify_new_event(persisted.stream_ordering);
     Ok(Sent { event_id: pdu.event_id, stream_ordering: persisted.stream_ordering })
 }

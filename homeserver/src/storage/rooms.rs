@@ -381,6 +381,27 @@ impl Storage {
         Ok(rows.into_iter().next())
     }
 
+    /// The first event after `after` that set the same state entry.
+    pub async fn next_state_event(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        after: i64,
+    ) -> Result<Option<EventRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.event_type = $2 AND e.state_key = $3 \
+             AND e.stream_ordering > $4 ORDER BY e.stream_ordering LIMIT 1"
+        ))
+        .bind(room_id)
+        .bind(event_type)
+        .bind(state_key)
+        .bind(after)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(EventRow::from_row).transpose()
+    }
+
     /// Replaces an event's stored JSON (with its redacted form); the original is not kept.
     pub async fn replace_event_json(&self, event_id: &str, json: &serde_json::Value) -> Result<()> {
         sqlx::query("UPDATE events SET json = $2 WHERE event_id = $1")
