@@ -9,6 +9,7 @@ mod directory;
 mod discovery;
 mod errors;
 mod events;
+mod lifecycle;
 mod login;
 mod real_client;
 mod registration;

@@ -29,6 +29,8 @@ CREATE TABLE events (
     json               BYTEA NOT NULL
 );
 CREATE INDEX events_room_order ON events (room_id, stream_ordering);
+CREATE INDEX events_room_ts ON events (room_id, origin_server_ts);
+CREATE INDEX events_room_state ON events (room_id, event_type, state_key);
 
 -- Events with no children yet: the `prev_events` of the room's next event.
 CREATE TABLE forward_extremities (

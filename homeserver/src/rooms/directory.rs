@@ -136,3 +136,26 @@ pub async fn set_published(state: &AppState, authed: &Authed, room_id: &RoomId, 
     state.storage.set_room_public(room_id.as_str(), public).await?;
     Ok(())
 }
+
+/// `m.room.canonical_alias` may only name aliases that point to the room (local aliases are
+/// checked; others cannot be here).
+pub async fn validate_canonical_alias(state: &AppState, room_id: &RoomId, content: &Value) -> Result<()> {
+    let bad_alias = |message: String| Error::matrix(StatusCode::BAD_REQUEST, ErrorKind::BadAlias, message);
+    let mut aliases: Vec<&Value> = content.get("alias").into_iter().filter(|v| !v.is_null()).collect();
+    if let Some(alt) = content.get("alt_aliases") {
+        let alt = alt.as_array().ok_or_else(|| Error::invalid_param("alt_aliases must be a list"))?;
+        aliases.extend(alt);
+    }
+    for alias in aliases {
+        let alias = alias.as_str().ok_or_else(|| Error::invalid_param("Aliases must be strings"))?;
+        let alias_id = RoomAliasId::parse(alias).map_err(|_| Error::invalid_param(format!("Invalid alias {alias}")))?;
+        if alias_id.server_name() != state.server_name {
+            continue;
+        }
+        match state.storage.alias_room(alias).await? {
+            Some(target) if target == room_id.as_str() => {}
+            _ => return Err(bad_alias(format!("{alias} does not point to this room"))),
+        }
+    }
+    Ok(())
+}

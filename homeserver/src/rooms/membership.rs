@@ -45,6 +45,22 @@ pub async fn join(state: &AppState, room_id: &RoomId, user_id: &UserId, reason: 
     Ok(room_id.to_owned())
 }
 
+/// Knocks on a local room (room versions 7 and later with the `knock` join rule).
+pub async fn knock(state: &AppState, room_id: &RoomId, user_id: &UserId, reason: Option<&str>) -> Result<()> {
+    if state.storage.room(room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found("Unknown room (knocking on rooms of other servers is not supported yet)"));
+    }
+    let current = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
+    match current.as_ref().map(|m| m.membership.as_str()) {
+        Some("join") => return Err(Error::forbidden("You are already in the room")),
+        Some("ban") => return Err(Error::forbidden("You are banned from the room")),
+        _ => {}
+    }
+    let content = member_content(state, user_id, "knock", reason).await?;
+    set_membership(state, room_id, user_id, user_id, content).await?;
+    Ok(())
+}
+
 pub async fn invite(
     state: &AppState,
     room_id: &RoomId,

@@ -9,6 +9,7 @@ pub mod redaction;
 pub mod send;
 pub mod state;
 pub mod timeline;
+pub mod upgrade;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

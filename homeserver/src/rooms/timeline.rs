@@ -274,3 +274,25 @@ pub async fn context(
         end,
     })
 }
+
+/// `/timestamp_to_event`: the visible event nearest a point in time.
+pub async fn event_near_timestamp(
+    state: &AppState,
+    user_id: &UserId,
+    room_id: &RoomId,
+    ts: i64,
+    dir: Direction,
+) -> Result<(String, i64)> {
+    super::state::room(state, room_id.as_str()).await?;
+    let ceiling = readable_up_to(state, room_id, user_id)
+        .await?
+        .ok_or_else(|| Error::forbidden("You have not been in this room"))?;
+    let row = state.storage.event_near_timestamp(room_id.as_str(), ts, dir == Direction::Forward).await?;
+    let row = row.filter(|r| r.stream_ordering <= ceiling);
+    let visible = match row {
+        Some(row) => filter_visible(state, user_id, vec![row]).await?.into_iter().next(),
+        None => None,
+    };
+    let row = visible.ok_or_else(|| Error::not_found("No event found in that direction"))?;
+    Ok((row.event_id, row.origin_server_ts))
+}

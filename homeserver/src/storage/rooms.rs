@@ -381,6 +381,21 @@ impl Storage {
         Ok(rows.into_iter().next())
     }
 
+    /// The accepted event closest to `ts` (milliseconds): the first at or after it going
+    /// forward, the last at or before it going backward.
+    pub async fn event_near_timestamp(&self, room_id: &str, ts: i64, forward: bool) -> Result<Option<EventRow>> {
+        let (comparison, order) = if forward { (">=", "ASC") } else { ("<=", "DESC") };
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.origin_server_ts {comparison} $2 \
+             AND e.rejected_reason IS NULL ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT 1"
+        ))
+        .bind(room_id)
+        .bind(ts)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(EventRow::from_row).transpose()
+    }
+
     /// The first event after `after` that set the same state entry.
     pub async fn next_state_event(
         &self,

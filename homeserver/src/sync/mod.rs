@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ruma::api::client::filter::{FilterDefinition, LazyLoadOptions, RoomEventFilter};
 use ruma::api::client::sync::sync_events::v3::{
-    InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response, State, StateEvents, Timeline,
+    InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response, State, StateEvents, Timeline,
 };
 use ruma::serde::Raw;
 use ruma::{OwnedRoomId, UserId};
@@ -151,8 +151,19 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, reques
             continue;
         }
         let mut invited = InvitedRoom::new();
-        invited.invite_state = InviteState::from(invite_state(state, membership).await?);
+        invited.invite_state = InviteState::from(stripped_room_state(state, membership).await?);
         response.rooms.invite.insert(room_id(&membership.room_id)?, invited);
+    }
+
+    for membership in memberships.iter().filter(|m| m.membership == "knock" && wanted(m)) {
+        if since.is_some_and(|s| membership.stream_ordering <= s) && !request.full_state {
+            continue;
+        }
+        let mut knocked = KnockedRoom::new();
+        let mut knock_state = KnockState::new();
+        knock_state.events = stripped_room_state(state, membership).await?;
+        knocked.knock_state = knock_state;
+        response.rooms.knock.insert(room_id(&membership.room_id)?, knocked);
     }
 
     if let Some(since) = since {
@@ -219,7 +230,8 @@ fn select_state(
         .collect()
 }
 
-async fn invite_state(
+/// The stripped state shown for an invite or a knock, with the membership event itself.
+async fn stripped_room_state(
     state: &AppState,
     membership: &MembershipRow,
 ) -> Result<Vec<Raw<ruma::events::AnyStrippedStateEvent>>> {

@@ -4,6 +4,8 @@ use ruma::api::client::membership::{
     ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room, unban_user,
 };
 
+use ruma::api::client::knock::knock_room;
+
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::rooms::create::resolve_room;
@@ -71,4 +73,11 @@ pub async fn unban(state: AppState, request: Ruma<unban_user::v3::Request>) -> R
     membership::moderate(&state, &body.room_id, sender, &body.user_id, Moderation::Unban, body.reason.as_deref())
         .await?;
     Ok(unban_user::v3::Response::new())
+}
+
+pub async fn knock(state: AppState, request: Ruma<knock_room::v3::Request>) -> Result<knock_room::v3::Response> {
+    let body = &request.body;
+    let room_id = resolve_room(&state, body.room_id_or_alias.as_str()).await?;
+    membership::knock(&state, &room_id, &request.authed()?.user_id, body.reason.as_deref()).await?;
+    Ok(knock_room::v3::Response::new(room_id))
 }

@@ -3,7 +3,7 @@
 use ruma::api::client::context::get_context;
 use ruma::api::client::message::{get_message_events, send_message_event};
 use ruma::api::client::redact::redact_event;
-use ruma::api::client::room::get_room_event;
+use ruma::api::client::room::{get_event_by_timestamp, get_room_event};
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use ruma::serde::Raw;
 use ruma::{RoomId, UserId};
@@ -54,6 +54,9 @@ pub async fn put_state(
     let body = &request.body;
     require_joined(&state, &body.room_id, &authed.user_id).await?;
     let content = content_json(body.body.json())?;
+    if body.event_type.to_string() == "m.room.canonical_alias" {
+        crate::rooms::directory::validate_canonical_alias(&state, &body.room_id, &content).await?;
+    }
     let template = state_template(&body.event_type.to_string(), &body.state_key, content);
     let sent = send_event(&state, &body.room_id, &authed.user_id, template, None).await?;
     Ok(send_state_event::v3::Response::new(sent.event_id))
@@ -165,4 +168,22 @@ pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -
     response.events_after = context.after.iter().map(to_raw).collect::<Result<_>>()?;
     response.state = context.state.iter().map(to_raw).collect::<Result<_>>()?;
     Ok(response)
+}
+
+pub async fn timestamp_to_event(
+    state: AppState,
+    request: Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<get_event_by_timestamp::v1::Response> {
+    let authed = request.authed()?;
+    let body = &request.body;
+    let dir = match body.dir {
+        ruma::api::Direction::Backward => Direction::Backward,
+        ruma::api::Direction::Forward => Direction::Forward,
+    };
+    let ts = i64::from(body.ts.0);
+    let (event_id, origin_server_ts) =
+        timeline::event_near_timestamp(&state, &authed.user_id, &body.room_id, ts, dir).await?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|e| Error::internal(e.to_string()))?;
+    let origin = ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::try_from(origin_server_ts).unwrap_or_default());
+    Ok(get_event_by_timestamp::v1::Response::new(event_id, origin))
 }

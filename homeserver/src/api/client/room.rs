@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ruma::api::client::membership::{get_member_events, joined_members, joined_rooms};
-use ruma::api::client::room::{Visibility, create_room};
+use ruma::api::client::room::{Visibility, create_room, upgrade_room};
 use ruma::serde::Raw;
 use ruma::{OwnedRoomId, OwnedUserId};
 
@@ -114,4 +114,19 @@ pub async fn joined_members(
         joined.insert(user_id, member);
     }
     Ok(joined_members::v3::Response::new(joined))
+}
+
+pub async fn upgrade(state: AppState, request: Ruma<upgrade_room::v3::Request>) -> Result<upgrade_room::v3::Response> {
+    let body = &request.body;
+    if !create::can_create(&body.new_version) {
+        return Err(Error::matrix(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::UnsupportedRoomVersion,
+            format!("This server cannot create rooms of version {}", body.new_version),
+        ));
+    }
+    let new_room =
+        crate::rooms::upgrade::upgrade(&state, &body.room_id, &request.authed()?.user_id, body.new_version.clone())
+            .await?;
+    Ok(upgrade_room::v3::Response::new(new_room))
 }
