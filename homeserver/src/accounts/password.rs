@@ -5,7 +5,16 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 
 use crate::error::{Error, Result};
 
+/// Each argon2 run holds 19 MiB and a core for tens of milliseconds; bounding how many run at
+/// once bounds memory and keeps a burst of logins from starving everything else.
+static HASHING_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>> {
+    HASHING_SLOTS.acquire().await.map_err(|e| Error::internal(e.to_string()))
+}
+
 pub async fn hash(password: String) -> Result<String> {
+    let _slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         let mut salt_bytes = [0u8; 16];
         getrandom::fill(&mut salt_bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
@@ -22,6 +31,7 @@ pub async fn hash(password: String) -> Result<String> {
 /// True when `password` matches the stored hash. A missing or unreadable hash never matches.
 pub async fn verify(stored_hash: Option<String>, password: String) -> Result<bool> {
     let Some(stored_hash) = stored_hash else { return Ok(false) };
+    let _slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored_hash)
             .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())

@@ -5,6 +5,7 @@
 mod accounts;
 mod aliases;
 mod codec;
+mod event_writer;
 mod filters;
 mod memberships;
 mod registration_tokens;
@@ -83,8 +84,9 @@ pub struct Storage {
     read: AnyPool,
     write: AnyPool,
     engine: Engine,
-    /// Held while persisting events so stream orderings commit in the order they are assigned.
+    /// Held while writing events or state groups, so their counters are assigned in commit order.
     event_order: std::sync::Arc<tokio::sync::Mutex<()>>,
+    event_writer: event_writer::EventWriter,
 }
 
 impl Storage {
@@ -115,11 +117,15 @@ impl Storage {
             Engine::Sqlite => {
                 let write = pool_options(1).connect_with(connect_options.clone()).await?;
                 let read = pool_options(options.max_connections).connect_with(connect_options).await?;
-                Self { read, write, engine, event_order: Default::default() }
+                let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
+                let event_writer = event_writer::EventWriter::spawn(write.clone(), event_order.clone());
+                Self { read, write, engine, event_order, event_writer }
             }
             Engine::Postgres => {
                 let pool = pool_options(options.max_connections).connect_with(connect_options).await?;
-                Self { read: pool.clone(), write: pool, engine, event_order: Default::default() }
+                let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
+                let event_writer = event_writer::EventWriter::spawn(pool.clone(), event_order.clone());
+                Self { read: pool.clone(), write: pool, engine, event_order, event_writer }
             }
         };
         storage.migrate().await?;

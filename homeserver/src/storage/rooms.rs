@@ -139,93 +139,11 @@ impl Storage {
         Ok(())
     }
 
-    /// Persists an event and everything that follows from it, in one transaction, in the order
-    /// events are accepted (a process-wide lock makes stream orderings commit in order).
+    /// Persists an event and everything that follows from it atomically, in the order events
+    /// are accepted. Concurrent callers' events are committed together in one transaction by the
+    /// event writer (group commit).
     pub async fn persist_event(&self, event: &NewEvent) -> Result<Persisted> {
-        let _order = self.event_order.lock().await;
-        let mut tx = self.write.begin().await?;
-        let stream_ordering: i64 = sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) + 1 AS next FROM events")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("next")?;
-        let accepted = event.rejected_reason.is_none();
-
-        let state_group_after = match (&event.state_key, accepted) {
-            (Some(state_key), true) => {
-                let entry = (event.event_type.clone(), state_key.clone(), event.event_id.clone());
-                write_state_group(&mut tx, &event.room_id, event.state_group_before, &entry).await?
-            }
-            _ => event.state_group_before,
-        };
-
-        sqlx::query(
-            "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, depth, \
-             origin_server_ts, state_group_before, state_group_after, rejected_reason, json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(stream_ordering)
-        .bind(&event.event_id)
-        .bind(&event.room_id)
-        .bind(&event.event_type)
-        .bind(event.state_key.as_deref())
-        .bind(&event.sender)
-        .bind(event.depth)
-        .bind(event.origin_server_ts)
-        .bind(event.state_group_before)
-        .bind(state_group_after)
-        .bind(event.rejected_reason.as_deref())
-        .bind(encode_record(&event.event_id, &event.json))
-        .execute(&mut *tx)
-        .await?;
-
-        if accepted {
-            for prev in &event.prev_events {
-                sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
-                    .bind(&event.room_id)
-                    .bind(prev)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)")
-                .bind(&event.room_id)
-                .bind(&event.event_id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE rooms SET current_state_group = $2 WHERE room_id = $1")
-                .bind(&event.room_id)
-                .bind(state_group_after)
-                .execute(&mut *tx)
-                .await?;
-            if let (Some(user_id), "m.room.member") = (&event.state_key, event.event_type.as_str()) {
-                let membership = event.json["content"]["membership"].as_str().unwrap_or("leave");
-                sqlx::query(
-                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten, \
-                     last_join_ordering) VALUES ($1, $2, $3, $4, $5, 0, CASE WHEN $3 = 'join' THEN $5 ELSE NULL END) \
-                     ON CONFLICT (room_id, user_id) DO UPDATE SET \
-                     membership = excluded.membership, event_id = excluded.event_id, \
-                     stream_ordering = excluded.stream_ordering, forgotten = 0, \
-                     last_join_ordering = COALESCE(excluded.last_join_ordering, memberships.last_join_ordering)",
-                )
-                .bind(&event.room_id)
-                .bind(user_id)
-                .bind(membership)
-                .bind(&event.event_id)
-                .bind(stream_ordering)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        if let Some((user_id, device_id, txn_id)) = &event.txn {
-            sqlx::query("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)")
-                .bind(user_id)
-                .bind(device_id)
-                .bind(txn_id)
-                .bind(&event.event_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(Persisted { stream_ordering, state_group_after })
+        self.event_writer.persist(event.clone()).await
     }
 
     /// Creates the empty state group a room starts from (before its create event) and makes it
@@ -459,6 +377,92 @@ impl Storage {
         let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(|row| Ok((row.try_get("event_id")?, row.try_get("txn_id")?))).collect()
     }
+}
+
+/// Writes one event and everything that follows from it (state group, forward extremities,
+/// current state, membership, transaction ID) on `tx`, with the next stream ordering.
+pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Result<Persisted> {
+    let stream_ordering: i64 = sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) + 1 AS next FROM events")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("next")?;
+    let accepted = event.rejected_reason.is_none();
+
+    let state_group_after = match (&event.state_key, accepted) {
+        (Some(state_key), true) => {
+            let entry = (event.event_type.clone(), state_key.clone(), event.event_id.clone());
+            write_state_group(tx, &event.room_id, event.state_group_before, &entry).await?
+        }
+        _ => event.state_group_before,
+    };
+
+    sqlx::query(
+        "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, depth, \
+         origin_server_ts, state_group_before, state_group_after, rejected_reason, json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(stream_ordering)
+    .bind(&event.event_id)
+    .bind(&event.room_id)
+    .bind(&event.event_type)
+    .bind(event.state_key.as_deref())
+    .bind(&event.sender)
+    .bind(event.depth)
+    .bind(event.origin_server_ts)
+    .bind(event.state_group_before)
+    .bind(state_group_after)
+    .bind(event.rejected_reason.as_deref())
+    .bind(encode_record(&event.event_id, &event.json))
+    .execute(&mut *tx)
+    .await?;
+
+    if accepted {
+        for prev in &event.prev_events {
+            sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
+                .bind(&event.room_id)
+                .bind(prev)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)")
+            .bind(&event.room_id)
+            .bind(&event.event_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE rooms SET current_state_group = $2 WHERE room_id = $1")
+            .bind(&event.room_id)
+            .bind(state_group_after)
+            .execute(&mut *tx)
+            .await?;
+        if let (Some(user_id), "m.room.member") = (&event.state_key, event.event_type.as_str()) {
+            let membership = event.json["content"]["membership"].as_str().unwrap_or("leave");
+            sqlx::query(
+                "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten, \
+                 last_join_ordering) VALUES ($1, $2, $3, $4, $5, 0, CASE WHEN $3 = 'join' THEN $5 ELSE NULL END) \
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET \
+                 membership = excluded.membership, event_id = excluded.event_id, \
+                 stream_ordering = excluded.stream_ordering, forgotten = 0, \
+                 last_join_ordering = COALESCE(excluded.last_join_ordering, memberships.last_join_ordering)",
+            )
+            .bind(&event.room_id)
+            .bind(user_id)
+            .bind(membership)
+            .bind(&event.event_id)
+            .bind(stream_ordering)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    if let Some((user_id, device_id, txn_id)) = &event.txn {
+        sqlx::query("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)")
+            .bind(user_id)
+            .bind(device_id)
+            .bind(txn_id)
+            .bind(&event.event_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(Persisted { stream_ordering, state_group_after })
 }
 
 /// Resolves a state group through its delta chain; with `keys`, only those entries.

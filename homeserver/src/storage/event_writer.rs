@@ -1,0 +1,83 @@
+//! Group commit for events: one task writes every event, committing all requests that queued up
+//! while the previous transaction ran in a single transaction. Each commit (an fsync on SQLite)
+//! is shared by many events, and stream orderings are assigned in commit order.
+
+use std::sync::Arc;
+
+use sqlx::AnyPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::rooms::{NewEvent, Persisted, insert_event};
+use super::{Result, StorageError};
+
+/// Most events committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Requests that may wait for the writer before senders are slowed down.
+const QUEUE_DEPTH: usize = 4096;
+
+struct Job {
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Persisted>>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct EventWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("event_id", &self.event.event_id).finish()
+    }
+}
+
+impl EventWriter {
+    /// Starts the writer task on the current runtime. `order` is held while writing so other
+    /// writers of the same counters (state groups) do not interleave.
+    pub(super) fn spawn(pool: AnyPool, order: Arc<Mutex<()>>) -> Self {
+        let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(run(pool, order, receiver));
+        Self { jobs }
+    }
+
+    pub(super) async fn persist(&self, event: NewEvent) -> Result<Persisted> {
+        let (reply, response) = oneshot::channel();
+        self.jobs.send(Job { event, reply }).await.map_err(|_| writer_gone())?;
+        response.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StorageError {
+    StorageError::Corrupt("the event writer has stopped".into())
+}
+
+async fn run(pool: AnyPool, order: Arc<Mutex<()>>, mut receiver: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let _order = order.lock().await;
+        match write_batch(&pool, &batch).await {
+            Ok(results) => {
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            // One bad event must not fail its neighbours: retry each on its own.
+            Err(_) => {
+                for job in batch.drain(..) {
+                    let result = write_batch(&pool, std::slice::from_ref(&job)).await.map(|mut r| r.remove(0));
+                    let _ = job.reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Persisted>> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        results.push(insert_event(&mut tx, &job.event).await?);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
