@@ -37,13 +37,22 @@ pub struct Inner {
     pub signing_key: ServerSigningKey,
     pub clock: Arc<dyn Clock>,
     pub rooms: crate::rooms::RoomRuntime,
+    pub token_cache: crate::accounts::token_cache::TokenCache,
 }
 
 impl AppState {
     pub fn new(config: Config, storage: Storage, signing_key: ServerSigningKey, clock: Arc<dyn Clock>) -> Self {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .expect("server_name is validated when the configuration is loaded");
-        Self(Arc::new(Inner { config, server_name, storage, signing_key, clock, rooms: Default::default() }))
+        Self(Arc::new(Inner {
+            config,
+            server_name,
+            storage,
+            signing_key,
+            clock,
+            rooms: Default::default(),
+            token_cache: Default::default(),
+        }))
     }
 
     pub fn now_ms(&self) -> i64 {

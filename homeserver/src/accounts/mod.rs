@@ -1,6 +1,7 @@
 //! Accounts: registration, login sessions, tokens, devices, passwords and deactivation.
 
 pub mod password;
+pub mod token_cache;
 pub mod tokens;
 pub mod uiaa;
 pub mod username;
@@ -27,17 +28,24 @@ pub struct Authed {
 
 /// Resolves an access token to its user and device.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Authed> {
-    let row = state.storage.access_token(&tokens::hash(token)).await?;
-    let Some(row) = row else { return Err(Error::unknown_token(false)) };
-    if row.deactivated {
-        return Err(Error::unknown_token(false));
-    }
-    if row.expires_ts.is_some_and(|expires| expires <= state.now_ms()) {
+    let hash = tokens::hash(token);
+    let (authed, expires_ts) = match state.token_cache.get(&hash) {
+        Some(cached) => cached,
+        None => {
+            let row = state.storage.access_token(&hash).await?;
+            let Some(row) = row.filter(|row| !row.deactivated) else { return Err(Error::unknown_token(false)) };
+            let user_id =
+                OwnedUserId::try_from(row.user_id).map_err(|e| Error::internal(format!("stored user ID: {e}")))?;
+            let authed = Authed { user_id, device_id: row.device_id.into(), is_admin: row.is_admin };
+            state.token_cache.insert(hash, authed.clone(), row.expires_ts);
+            (authed, row.expires_ts)
+        }
+    };
+    if expires_ts.is_some_and(|expires| expires <= state.now_ms()) {
         // The client can renew with its refresh token: a "soft logout".
         return Err(Error::unknown_token(true));
     }
-    let user_id = OwnedUserId::try_from(row.user_id).map_err(|e| Error::internal(format!("stored user ID: {e}")))?;
-    Ok(Authed { user_id, device_id: row.device_id.into(), is_admin: row.is_admin })
+    Ok(authed)
 }
 
 /// Tokens handed to a client for a new or renewed session.
@@ -255,6 +263,7 @@ pub async fn login_with_password(
         tokens: stored,
     };
     state.storage.login_device(user_id.as_str(), &device, state.now_ms()).await?;
+    state.token_cache.clear();
     Ok((user_id, device_id, issued))
 }
 
@@ -262,6 +271,7 @@ pub async fn login_with_password(
 pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<IssuedTokens> {
     let (issued, stored) = mint_tokens(state, true);
     let exchanged = state.storage.exchange_refresh_token(&tokens::hash(refresh_token), &stored, state.now_ms()).await?;
+    state.token_cache.clear();
     match exchanged {
         Some(_) => Ok(issued),
         None => Err(Error::unknown_token(false)),
@@ -271,11 +281,13 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<IssuedToke
 /// Logs out one session: the device goes, and with it its tokens.
 pub async fn logout(state: &AppState, authed: &Authed) -> Result<()> {
     state.storage.delete_devices(authed.user_id.as_str(), &[authed.device_id.to_string()]).await?;
+    state.token_cache.clear();
     Ok(())
 }
 
 pub async fn logout_all(state: &AppState, authed: &Authed) -> Result<()> {
     state.storage.delete_other_devices(authed.user_id.as_str(), None).await?;
+    state.token_cache.clear();
     Ok(())
 }
 
@@ -295,6 +307,7 @@ pub async fn change_password(
     state.storage.set_password_hash(authed.user_id.as_str(), &hash).await?;
     if logout_devices {
         state.storage.delete_other_devices(authed.user_id.as_str(), Some(authed.device_id.as_str())).await?;
+        state.token_cache.clear();
     }
     Ok(())
 }
@@ -305,6 +318,7 @@ pub async fn deactivate(state: &AppState, authed: &Authed, auth: Option<&AuthDat
         uiaa::UiaaRequest { purpose: "deactivate", flows: uiaa::password_flows(), user: Some(&authed.user_id) };
     uiaa::check(state, auth, request).await?;
     state.storage.deactivate_user(authed.user_id.as_str()).await?;
+    state.token_cache.clear();
     tracing::info!(user_id = %authed.user_id, "deactivated user");
     Ok(())
 }
@@ -322,5 +336,6 @@ pub async fn delete_devices(
     uiaa::check(state, auth, request).await?;
     let ids: Vec<String> = device_ids.iter().map(ToString::to_string).collect();
     state.storage.delete_devices(authed.user_id.as_str(), &ids).await?;
+    state.token_cache.clear();
     Ok(())
 }

@@ -6,8 +6,8 @@ use ruma::api::error::ErrorKind;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Value, json};
 
+use super::head::RoomHead;
 use super::send::{send_locked, state_template};
-use super::state::room;
 use crate::accounts::tokens;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -82,12 +82,11 @@ pub async fn create_room(state: &AppState, creator: &UserId, request: CreateRoom
         }
     }
 
-    let lock = state.rooms.room_lock(&room_id);
-    let _guard = lock.lock().await;
+    let slot = state.rooms.room_lock(&room_id);
+    let mut guard = slot.lock().await;
+    let head = guard.insert(RoomHead::load(state, &room_id).await?);
     for template in initial_events(state, creator, &request, &version, alias.as_deref()).await? {
-        // Each send reloads the room so it sees the state the previous event produced.
-        let current = room(state, room_id.as_str()).await?;
-        send_locked(state, &current, &room_id, creator, template, None).await?;
+        send_locked(state, head, &room_id, creator, template, None).await?;
     }
     Ok(room_id)
 }

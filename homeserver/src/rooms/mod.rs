@@ -4,6 +4,7 @@
 pub mod client_event;
 pub mod create;
 pub mod directory;
+pub mod head;
 pub mod membership;
 pub mod redaction;
 pub mod send;
@@ -17,10 +18,13 @@ use std::sync::{Arc, Mutex};
 use ruma::{OwnedRoomId, RoomId};
 use tokio::sync::watch;
 
-/// In-process room coordination: per-room send locks and the new-event notifier that wakes
-/// long-polling `/sync` requests.
+/// A room's send lock, guarding its cached head (loaded on first use).
+pub type RoomSlot = Arc<tokio::sync::Mutex<Option<head::RoomHead>>>;
+
+/// In-process room coordination: per-room send locks with the room heads they guard, and the
+/// new-event notifier that wakes long-polling `/sync` requests.
 pub struct RoomRuntime {
-    locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<OwnedRoomId, RoomSlot>>,
     newest_event: watch::Sender<i64>,
 }
 
@@ -33,9 +37,14 @@ impl Default for RoomRuntime {
 impl RoomRuntime {
     /// The lock that keeps one room's local sends in a line, so each event's `prev_events` is
     /// the previous one.
-    pub fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn room_lock(&self, room_id: &RoomId) -> RoomSlot {
         let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         locks.entry(room_id.to_owned()).or_default().clone()
+    }
+
+    /// Drops a room's cached head (after its stored events changed outside a send).
+    pub async fn forget_head(&self, room_id: &RoomId) {
+        *self.room_lock(room_id).lock().await = None;
     }
 
     /// Announces a newly persisted event's stream position.

@@ -7,7 +7,9 @@ use http::StatusCode;
 use ruma::api::error::ErrorKind;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UInt, UserId};
 
-use super::state::{Room, load_pdus, room};
+use ruma::events::StateEventType;
+
+use super::head::RoomHead;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::storage::NewEvent;
@@ -36,9 +38,8 @@ pub async fn send_event(
     template: EventTemplate,
     txn: Option<ClientTxn>,
 ) -> Result<Sent> {
-    let lock = state.rooms.room_lock(room_id);
-    let _guard = lock.lock().await;
-    let room = room(state, room_id.as_str()).await?;
+    let slot = state.rooms.room_lock(room_id);
+    let mut guard = slot.lock().await;
     if let Some(txn) = &txn {
         // Checked under the room lock so two retries of one transaction cannot both send.
         let existing = state.storage.txn_event_id(sender.as_str(), &txn.device_id, &txn.txn_id).await?;
@@ -47,20 +48,23 @@ pub async fn send_event(
             return Ok(Sent { event_id, stream_ordering: 0 });
         }
     }
-    send_locked(state, &room, room_id, sender, template, txn).await
+    let head = match &mut *guard {
+        Some(head) => head,
+        empty => empty.insert(RoomHead::load(state, room_id).await?),
+    };
+    send_locked(state, head, room_id, sender, template, txn).await
 }
 
-/// Sends the first event of a new room (its create event) or any event while the caller already
-/// holds the room lock.
+/// Sends an event while the caller holds the room lock and its head.
 pub(super) async fn send_locked(
     state: &AppState,
-    room: &Room,
+    head: &mut RoomHead,
     room_id: &RoomId,
     sender: &UserId,
     template: EventTemplate,
     txn: Option<ClientTxn>,
 ) -> Result<Sent> {
-    let rules = rules_for(&room.version).map_err(unsupported_version)?;
+    let rules = rules_for(&head.version).map_err(unsupported_version)?;
     let content_raw = serde_json::value::to_raw_value(&template.content).map_err(|e| Error::bad_json(e.to_string()))?;
     let auth_types = federation::auth::auth_types(
         &rules.authorization,
@@ -70,41 +74,35 @@ pub(super) async fn send_locked(
         &content_raw,
     )
     .map_err(|reason| Error::bad_json(format!("Invalid content: {reason}")))?;
-    let state_group_before = room.current_state_group()?;
-    let auth_keys: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
-    // A state event also needs the entry it replaces, for `unsigned.prev_content`; one query
-    // fetches both.
-    let replaced_key = template.state_key.as_ref().map(|key| (template.event_type.to_string(), key.clone()));
-    let mut keys = auth_keys.clone();
-    if let Some(key) = replaced_key.as_ref().filter(|key| !auth_keys.contains(key)) {
-        keys.push(key.clone());
-    }
-    let entries = state.storage.state_entries_at_group(state_group_before, &keys).await?;
-    let mut loaded = load_pdus(state, entries.values()).await?;
-    let replaced = replaced_key.and_then(|key| entries.get(&key)).and_then(|id| {
-        let pdu = loaded.get(id.as_str())?;
-        Some(serde_json::json!({"replaces_state": id, "prev_content": pdu.content_value(), "prev_sender": pdu.sender}))
+    let auth_keys: Vec<((StateEventType, String), OwnedEventId)> = auth_types
+        .into_iter()
+        .filter_map(|key| head.state.get(&(key.0.to_string(), key.1.clone())).map(|id| (key, id.clone())))
+        .collect();
+    // A state event also needs the entry it replaces, for `unsigned.prev_content`.
+    let replaced_id = template
+        .state_key
+        .as_ref()
+        .and_then(|key| head.state.get(&(template.event_type.to_string(), key.clone())))
+        .cloned();
+    let mut needed: Vec<OwnedEventId> = auth_keys.iter().map(|(_, id)| id.clone()).collect();
+    needed.extend(replaced_id.iter().cloned());
+    head.ensure_pdus(state, &needed).await?;
+    let replaced = replaced_id.as_ref().and_then(|id| head.pdus.get(id)).map(|pdu| {
+        serde_json::json!({"replaces_state": pdu.event_id, "prev_content": pdu.content_value(), "prev_sender": pdu.sender})
     });
-    let auth_ids: std::collections::HashSet<&String> = auth_keys.iter().filter_map(|key| entries.get(key)).collect();
-    loaded.retain(|id, _| auth_ids.contains(&id.to_string()));
-    let auth_pdus = loaded;
 
-    let extremities = state.storage.forward_extremities(room_id.as_str()).await?;
-    let depth = extremities.iter().map(|(_, depth)| *depth).max().map_or(1, |d| d + 1);
-    let prev_events = extremities
-        .iter()
-        .take(MAX_PREV_EVENTS)
-        .map(|(id, _)| OwnedEventId::try_from(id.as_str()).map_err(|e| Error::internal(e.to_string())))
-        .collect::<Result<Vec<_>>>()?;
-    let mut auth_events: Vec<OwnedEventId> = auth_pdus.keys().cloned().collect();
+    let prev_events: Vec<OwnedEventId> =
+        head.extremities.iter().take(MAX_PREV_EVENTS).map(|(id, _)| id.clone()).collect();
+    let depth = head.extremities.iter().map(|(_, depth)| *depth).max().map_or(1, |d| d + 1);
+    let mut auth_events: Vec<OwnedEventId> = auth_keys.iter().map(|(_, id)| id.clone()).collect();
     auth_events.sort();
-    let position = DagPosition { prev_events, auth_events, depth: u64::try_from(depth).unwrap_or(1) };
+    let position = DagPosition { prev_events, auth_events, depth };
 
     let now = UInt::try_from(state.now_ms().max(0)).unwrap_or_default();
     let pdu = build_pdu(
         state.server_name.as_str(),
         &state.signing_key,
-        &room.version,
+        &head.version,
         room_id,
         sender,
         &template,
@@ -118,22 +116,19 @@ pub(super) async fn send_locked(
     }
 
     let state_before: federation::auth::StateEvents<'_> =
-        auth_pdus.values().filter_map(|pdu| state_key_of(pdu).map(|key| (key, pdu))).collect();
-    federation::auth::authorize(&rules.authorization, &pdu, &auth_pdus, &state_before)
+        auth_keys.iter().filter_map(|(key, id)| head.pdus.get(id).map(|pdu| (key.clone(), pdu))).collect();
+    federation::auth::authorize(&rules.authorization, &pdu, &head.pdus, &state_before)
         .map_err(|reason| Error::forbidden(format!("Event not allowed: {reason}")))?;
 
-    let mut event = new_event(&pdu, sender, state_group_before, txn)?;
+    let mut event = new_event(&pdu, sender, head.state_group, txn)?;
     if let Some(unsigned) = replaced {
         // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
         event.json["unsigned"] = unsigned;
     }
     let persisted = state.storage.persist_event(&event).await?;
+    head.advance(&pdu, persisted);
     state.rooms.notify_new_event(persisted.stream_ordering);
     Ok(Sent { event_id: pdu.event_id, stream_ordering: persisted.stream_ordering })
-}
-
-fn state_key_of(pdu: &Pdu) -> Option<(ruma::events::StateEventType, String)> {
-    pdu.state_key.as_ref().map(|key| (pdu.event_type.to_string().into(), key.clone()))
 }
 
 fn new_event(pdu: &Pdu, sender: &UserId, state_group_before: i64, txn: Option<ClientTxn>) -> Result<NewEvent> {

@@ -1,0 +1,83 @@
+//! The head of a room: what the next local event needs (version, current state, forward
+//! extremities, auth-relevant state events), kept in memory under the room's send lock.
+//!
+//! Every local event is sent under that lock and advances the head, so after the first send a
+//! room's sends need no database reads besides the transaction-ID check.
+
+use std::collections::HashMap;
+
+use federation::Pdu;
+use ruma::{OwnedEventId, RoomId, RoomVersionId};
+
+use super::state::{room, to_pdu};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::storage::Persisted;
+
+/// State event types the auth rules read; their events are kept parsed in the head.
+const AUTH_STATE_TYPES: &[&str] =
+    &["m.room.create", "m.room.power_levels", "m.room.join_rules", "m.room.member", "m.room.third_party_invite"];
+
+pub struct RoomHead {
+    pub version: RoomVersionId,
+    pub state_group: i64,
+    /// Forward extremities with their depths, deepest first.
+    pub extremities: Vec<(OwnedEventId, u64)>,
+    /// The current state: `(type, state_key)` → event ID.
+    pub state: HashMap<(String, String), OwnedEventId>,
+    /// Parsed auth-relevant state events, loaded on first use.
+    pub pdus: HashMap<OwnedEventId, Pdu>,
+}
+
+fn event_id(id: String) -> Result<OwnedEventId> {
+    OwnedEventId::try_from(id).map_err(|e| Error::internal(format!("stored event ID: {e}")))
+}
+
+impl RoomHead {
+    pub async fn load(state: &AppState, room_id: &RoomId) -> Result<Self> {
+        let room = room(state, room_id.as_str()).await?;
+        let state_group = room.current_state_group()?;
+        let current = state.storage.state_at_group(state_group).await?;
+        let extremities = state.storage.forward_extremities(room_id.as_str()).await?;
+        Ok(Self {
+            version: room.version,
+            state_group,
+            extremities: extremities
+                .into_iter()
+                .map(|(id, depth)| Ok((event_id(id)?, u64::try_from(depth).unwrap_or(0))))
+                .collect::<Result<_>>()?,
+            state: current.into_iter().map(|(key, id)| Ok((key, event_id(id)?))).collect::<Result<_>>()?,
+            pdus: HashMap::new(),
+        })
+    }
+
+    /// Makes sure the given state events are parsed in `pdus`, loading the missing ones in one
+    /// query.
+    pub async fn ensure_pdus(&mut self, state: &AppState, ids: &[OwnedEventId]) -> Result<()> {
+        let missing: Vec<String> =
+            ids.iter().filter(|id| !self.pdus.contains_key(*id)).map(ToString::to_string).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for row in state.storage.events_by_id(&missing).await? {
+            let pdu = to_pdu(&row)?;
+            self.pdus.insert(pdu.event_id.clone(), pdu);
+        }
+        Ok(())
+    }
+
+    /// The room after an accepted event.
+    pub fn advance(&mut self, pdu: &Pdu, persisted: Persisted) {
+        self.extremities = vec![(pdu.event_id.clone(), pdu.depth)];
+        self.state_group = persisted.state_group_after;
+        if let Some(state_key) = &pdu.state_key {
+            let key = (pdu.event_type.to_string(), state_key.clone());
+            if let Some(replaced) = self.state.insert(key, pdu.event_id.clone()) {
+                self.pdus.remove(&replaced);
+            }
+            if AUTH_STATE_TYPES.contains(&pdu.event_type.to_string().as_str()) {
+                self.pdus.insert(pdu.event_id.clone(), pdu.clone());
+            }
+        }
+    }
+}
