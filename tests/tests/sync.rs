@@ -179,3 +179,37 @@ async fn limited_timelines_and_filters(engine: Engine) {
         .collect();
     assert_eq!(members, vec![alice.user_id.as_str()], "bob sent nothing in the timeline");
 }
+
+#[tokio::test]
+async fn room_summaries_name_direct_chats() {
+    for engine in crate::common::engines() {
+        let server = TestServer::start(engine).await;
+        let alice = server.register("alice", "correct-horse").await;
+        let bob = server.register("bob", "correct-horse").await;
+        let carol = server.register("carol", "correct-horse").await;
+        let dm = server
+            .create_room(
+                &alice,
+                json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [bob.user_id, carol.user_id]}),
+            )
+            .await;
+        server.join(&bob, &dm).await;
+
+        let sync = server.sync(&alice, "").await;
+        let summary = &sync["rooms"]["join"][&dm]["summary"];
+        assert_eq!(summary["m.joined_member_count"], 2);
+        assert_eq!(summary["m.invited_member_count"], 1);
+        let mut heroes: Vec<&str> =
+            summary["m.heroes"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        heroes.sort();
+        assert_eq!(heroes, vec![bob.user_id.as_str(), carol.user_id.as_str()], "everyone but the syncing user");
+
+        // Incremental: a membership change brings the updated summary.
+        let next = sync["next_batch"].as_str().unwrap().to_owned();
+        server.join(&carol, &dm).await;
+        let sync = server.sync(&alice, &format!("since={next}")).await;
+        let summary = &sync["rooms"]["join"][&dm]["summary"];
+        assert_eq!(summary["m.joined_member_count"], 3);
+        assert_eq!(summary["m.invited_member_count"], 0);
+    }
+}

@@ -12,9 +12,12 @@ use super::Authed;
 /// Entries kept at most; the cache starts over when full.
 const MAX_ENTRIES: usize = 100_000;
 
+/// Token hash → the caller and the token's expiry.
+type Entries = HashMap<Vec<u8>, (Authed, Option<i64>)>;
+
 #[derive(Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<Vec<u8>, (Authed, Option<i64>)>>,
+    entries: Mutex<Entries>,
 }
 
 impl TokenCache {
@@ -35,7 +38,7 @@ impl TokenCache {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (Authed, Option<i64>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

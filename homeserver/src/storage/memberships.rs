@@ -67,3 +67,58 @@ impl Storage {
         Ok(())
     }
 }
+
+/// A room's member counts and its first few other members (for room summaries).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberSummary {
+    pub joined: i64,
+    pub invited: i64,
+    pub heroes: Vec<String>,
+}
+
+impl Storage {
+    /// Summaries of several rooms in two queries; heroes are up to `heroes` joined or invited
+    /// members other than `user_id`, in the order they arrived.
+    pub async fn member_summaries(
+        &self,
+        room_ids: &[String],
+        user_id: &str,
+        heroes: i64,
+    ) -> Result<std::collections::HashMap<String, MemberSummary>> {
+        let mut summaries: std::collections::HashMap<String, MemberSummary> = std::collections::HashMap::new();
+        if room_ids.is_empty() {
+            return Ok(summaries);
+        }
+        let placeholders =
+            |first: usize| (first..first + room_ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let counts = format!(
+            "SELECT room_id, membership, COUNT(*) AS n FROM memberships WHERE membership IN ('join', 'invite') \
+             AND room_id IN ({}) GROUP BY room_id, membership",
+            placeholders(1)
+        );
+        let mut query = sqlx::query(&counts);
+        for room_id in room_ids {
+            query = query.bind(room_id);
+        }
+        for row in query.fetch_all(&self.read).await? {
+            let entry = summaries.entry(row.try_get("room_id")?).or_default();
+            let n: i64 = row.try_get("n")?;
+            if row.try_get::<String, _>("membership")? == "join" { entry.joined = n } else { entry.invited = n }
+        }
+        let firsts = format!(
+            "SELECT room_id, user_id FROM (SELECT room_id, user_id, ROW_NUMBER() OVER \
+             (PARTITION BY room_id ORDER BY stream_ordering) AS rn FROM memberships \
+             WHERE membership IN ('join', 'invite') AND user_id <> $1 AND room_id IN ({})) m \
+             WHERE m.rn <= $2 ORDER BY room_id, rn",
+            placeholders(3)
+        );
+        let mut query = sqlx::query(&firsts).bind(user_id).bind(heroes);
+        for room_id in room_ids {
+            query = query.bind(room_id);
+        }
+        for row in query.fetch_all(&self.read).await? {
+            summaries.entry(row.try_get("room_id")?).or_default().heroes.push(row.try_get("user_id")?);
+        }
+        Ok(summaries)
+    }
+}

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use accounts::{DeviceRow, NewAccount, NewDevice, RegisterOutcome, UserRow};
 pub use codec::{decode_record, encode_record};
-pub use memberships::MembershipRow;
+pub use memberships::{MemberSummary, MembershipRow};
 pub use registration_tokens::RegistrationTokenRow;
 pub use rooms::{EventRow, NewEvent, Persisted, RoomRow, StateMap};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};

@@ -146,6 +146,8 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, reques
         response.rooms.join.insert(room_id(&membership.room_id)?, joined_room);
     }
 
+    add_summaries(state, authed, since.is_none(), &mut response).await?;
+
     for membership in memberships.iter().filter(|m| m.membership == "invite" && wanted(m)) {
         if since.is_some_and(|s| membership.stream_ordering <= s) && !request.full_state {
             continue;
@@ -191,6 +193,30 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, reques
         }
     }
     Ok(response)
+}
+
+/// Member counts and heroes, which clients use to name rooms without a name (DMs). Sent on
+/// initial sync and whenever a room's membership changed.
+async fn add_summaries(state: &AppState, authed: &Authed, initial: bool, response: &mut Response) -> Result<()> {
+    let changed: Vec<String> = response
+        .rooms
+        .join
+        .iter()
+        .filter(|(_, room)| {
+            initial
+                || room.timeline.events.iter().any(|e| e.json().get().contains("\"m.room.member\""))
+                || matches!(&room.state, State::Before(s) if !s.events.is_empty())
+        })
+        .map(|(id, _)| id.to_string())
+        .collect();
+    let summaries = state.storage.member_summaries(&changed, authed.user_id.as_str(), 5).await?;
+    for (room_id, summary) in summaries {
+        let Some(room) = response.rooms.join.get_mut(room_id.as_str()) else { continue };
+        room.summary.joined_member_count = Some(ruma::UInt::try_from(summary.joined).unwrap_or_default());
+        room.summary.invited_member_count = Some(ruma::UInt::try_from(summary.invited).unwrap_or_default());
+        room.summary.heroes = summary.heroes.into_iter().filter_map(|u| ruma::OwnedUserId::try_from(u).ok()).collect();
+    }
+    Ok(())
 }
 
 fn room_id(id: &str) -> Result<OwnedRoomId> {

@@ -337,3 +337,12 @@ pub fn message_bodies(events: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The engines available here: SQLite always, PostgreSQL when `MYELIN_TEST_POSTGRES` is set.
+pub fn engines() -> Vec<Engine> {
+    let mut engines = vec![Engine::Sqlite];
+    if postgres_url().is_some() {
+        engines.push(Engine::Postgres);
+    }
+    engines
+}
