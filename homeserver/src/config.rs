@@ -127,7 +127,7 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout_secs: 30 }
+        Self { max_connections: 8, acquire_timeout_secs: 30 }
     }
 }
 

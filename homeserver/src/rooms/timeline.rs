@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::client_event::client_event;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::storage::EventRow;
+use crate::storage::{EventRow, Order};
 
 /// Stream tokens are `s<position>`: "everything up to and including this position".
 pub fn format_token(position: i64) -> String {
@@ -174,11 +174,14 @@ pub async fn messages(
         let rows = match dir {
             Direction::Backward => {
                 let floor = to_position.unwrap_or(0);
-                state.storage.room_events_backward(room_id.as_str(), floor, cursor.min(ceiling), want).await?
+                state
+                    .storage
+                    .room_events(room_id.as_str(), floor, cursor.min(ceiling), want, Order::NewestFirst)
+                    .await?
             }
             Direction::Forward => {
-                let before = to_position.map_or(ceiling, |t| t.min(ceiling)) + 1;
-                state.storage.room_events_forward(room_id.as_str(), cursor + 1, before, want).await?
+                let up_to = to_position.map_or(ceiling, |t| t.min(ceiling));
+                state.storage.room_events(room_id.as_str(), cursor, up_to, want, Order::OldestFirst).await?
             }
         };
         let fetched = rows.len();
@@ -243,9 +246,10 @@ pub async fn context(
     let row = state.storage.event(event_id).await?.ok_or_else(|| Error::not_found("Event not found"))?;
     let ceiling = readable_up_to(state, room_id, user_id).await?.unwrap_or(0);
     let half = i64::try_from(limit.min(100).div_ceil(2)).unwrap_or(5);
-    let before_rows = state.storage.room_events_backward(room_id.as_str(), 0, row.stream_ordering - 1, half).await?;
+    let before_rows =
+        state.storage.room_events(room_id.as_str(), 0, row.stream_ordering - 1, half, Order::NewestFirst).await?;
     let after_rows =
-        state.storage.room_events_forward(room_id.as_str(), row.stream_ordering + 1, ceiling + 1, half).await?;
+        state.storage.room_events(room_id.as_str(), row.stream_ordering, ceiling, half, Order::OldestFirst).await?;
     let start = format_token(before_rows.last().map_or(row.stream_ordering - 1, |r| r.stream_ordering - 1));
     let end = format_token(after_rows.last().map_or(row.stream_ordering, |r| r.stream_ordering));
     let state_group = after_rows.last().map_or(row.state_group_after, |r| r.state_group_after);

@@ -24,7 +24,7 @@ pub use accounts::{DeviceRow, NewAccount, NewDevice, RegisterOutcome, UserRow};
 pub use codec::{decode_record, encode_record};
 pub use memberships::{MemberSummary, MembershipRow};
 pub use registration_tokens::RegistrationTokenRow;
-pub use rooms::{EventRow, NewEvent, Persisted, RoomRow, StateMap};
+pub use rooms::{EventRow, NewEvent, Order, Persisted, RoomRow, StateMap};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};
 pub use uiaa::UiaaSessionRow;
 
@@ -104,7 +104,8 @@ impl Storage {
                         if engine == Engine::Sqlite {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                                 PRAGMA cache_size = -1024;",
                             )
                             .await?;
                         }

@@ -64,6 +64,13 @@ impl EventRow {
     }
 }
 
+/// Which end of a range of events to read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    NewestFirst,
+    OldestFirst,
+}
+
 /// An event to persist, with everything derived from it that must change atomically.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -215,44 +222,27 @@ impl Storage {
         rows.iter().map(EventRow::from_row).collect()
     }
 
-    /// Accepted events of a room with `after < stream_ordering <= up_to`, newest first, at most
-    /// `limit`.
-    pub async fn room_events_backward(
+    /// Accepted events of a room with `after < stream_ordering <= up_to`, at most `limit`, from
+    /// the newest or the oldest end of that range.
+    pub async fn room_events(
         &self,
         room_id: &str,
         after: i64,
         up_to: i64,
         limit: i64,
+        order: Order,
     ) -> Result<Vec<EventRow>> {
+        let direction = match order {
+            Order::NewestFirst => "DESC",
+            Order::OldestFirst => "ASC",
+        };
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering > $2 \
-             AND e.stream_ordering <= $3 AND e.rejected_reason IS NULL ORDER BY e.stream_ordering DESC LIMIT $4"
+             AND e.stream_ordering <= $3 AND e.rejected_reason IS NULL ORDER BY e.stream_ordering {direction} LIMIT $4"
         ))
         .bind(room_id)
         .bind(after)
         .bind(up_to)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(EventRow::from_row).collect()
-    }
-
-    /// Accepted events of a room with `from <= stream_ordering < before`, oldest first, at most
-    /// `limit`.
-    pub async fn room_events_forward(
-        &self,
-        room_id: &str,
-        from: i64,
-        before: i64,
-        limit: i64,
-    ) -> Result<Vec<EventRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering >= $2 \
-             AND e.stream_ordering < $3 AND e.rejected_reason IS NULL ORDER BY e.stream_ordering ASC LIMIT $4"
-        ))
-        .bind(room_id)
-        .bind(from)
-        .bind(before)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
@@ -295,7 +285,7 @@ impl Storage {
 
     /// The last accepted event of a room at or before a stream position.
     pub async fn room_event_at_or_before(&self, room_id: &str, stream_ordering: i64) -> Result<Option<EventRow>> {
-        let rows = self.room_events_backward(room_id, 0, stream_ordering, 1).await?;
+        let rows = self.room_events(room_id, 0, stream_ordering, 1, Order::NewestFirst).await?;
         Ok(rows.into_iter().next())
     }
 

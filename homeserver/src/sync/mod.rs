@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::rooms::client_event::{client_event, stripped_state};
 use crate::rooms::timeline::{filter_visible, format_token, matches_filter, parse_token};
 use crate::state::AppState;
-use crate::storage::{EventRow, MembershipRow};
+use crate::storage::{EventRow, MembershipRow, Order};
 
 /// Timeline events per room when the filter does not say.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
@@ -175,11 +175,12 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, reques
             }
             let rows = state
                 .storage
-                .room_events_backward(
+                .room_events(
                     &membership.room_id,
                     since,
                     membership.stream_ordering,
                     i64::try_from(limit).unwrap_or(10),
+                    Order::NewestFirst,
                 )
                 .await?;
             let mut rows = filter_visible(state, &authed.user_id, rows).await?;
