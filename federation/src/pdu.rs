@@ -83,7 +83,6 @@ pub fn build_pdu(
 ) -> Result<Pdu, PduError> {
     let rules = rules_for(room_version)?;
     let mut event = serde_json::json!({
-        "room_id": room_id,
         "sender": sender,
         "type": template.event_type.to_string(),
         "content": template.content,
@@ -94,6 +93,12 @@ pub fn build_pdu(
     });
     if rules.event_id_format == EventIdFormatVersion::V1 {
         return Err(PduError::UnsupportedRoomVersion(room_version.clone()));
+    }
+    // Since v12 the create event has no room ID: the room ID is derived from its event ID.
+    let derives_room_id =
+        rules.authorization.room_create_event_id_as_room_id && template.event_type == TimelineEventType::RoomCreate;
+    if !derives_room_id {
+        event["room_id"] = room_id.as_str().into();
     }
     if let Some(state_key) = &template.state_key {
         event["state_key"] = state_key.clone().into();
@@ -133,7 +138,7 @@ fn json_error(e: ruma::signatures::JsonError) -> PduError {
 
 #[derive(Deserialize)]
 struct PduFields {
-    room_id: OwnedRoomId,
+    room_id: Option<OwnedRoomId>,
     sender: OwnedUserId,
     #[serde(rename = "type")]
     event_type: TimelineEventType,
@@ -174,9 +179,18 @@ impl Pdu {
                 .and_then(|v| v.as_str())
                 .and_then(|id| EventId::parse(id).ok()),
         };
+        let room_id = match fields.room_id {
+            Some(room_id) => room_id,
+            // A v12 create event: the room ID is `!` and the event ID's reference hash.
+            None if fields.event_type == TimelineEventType::RoomCreate => {
+                OwnedRoomId::try_from(format!("!{}", &event_id.as_str()[1..]))
+                    .map_err(|e| PduError::Malformed(format!("room ID from create event: {e}")))?
+            }
+            None => return Err(PduError::Malformed("missing room_id".into())),
+        };
         Ok(Self {
             event_id,
-            room_id: fields.room_id,
+            room_id,
             sender: fields.sender,
             event_type: fields.event_type,
             state_key: fields.state_key,
@@ -209,7 +223,8 @@ impl ruma::state_res::Event for Pdu {
     }
 
     fn room_id(&self) -> Option<&RoomId> {
-        Some(&self.room_id)
+        // A v12 create event carries no room ID; ours is derived from its event ID.
+        self.json.contains_key("room_id").then_some(&*self.room_id)
     }
 
     fn sender(&self) -> &UserId {

@@ -155,3 +155,59 @@ async fn timestamp_to_event(engine: Engine) {
     let outsider = server.register("outsider", "correct-horse").await;
     assert_error(server.get(&path("f", 0), outsider.token()).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn room_version_12_derives_the_room_id_and_privileges_creators() {
+    for engine in crate::common::engines() {
+        let server = TestServer::start(engine).await;
+        let alice = server.register("alice", "correct-horse").await;
+        let bob = server.register("bob", "correct-horse").await;
+        let room =
+            server.create_room(&alice, json!({"preset": "public_chat", "room_version": "12", "name": "Twelve"})).await;
+        assert!(!room.contains(':'), "v12 room IDs have no server part: {room}");
+
+        let (_, state) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), alice.token()).await;
+        let create = state.as_array().unwrap().iter().find(|e| e["type"] == "m.room.create").unwrap().clone();
+        assert_eq!(format!("!{}", &create["event_id"].as_str().unwrap()[1..]), room, "room ID = create event's hash");
+        assert!(create["content"].get("creator").is_none());
+        let power = server.state_content(&alice, &room, "m.room.power_levels", "").await;
+        assert!(power["users"].get(&alice.user_id).is_none(), "creators are not listed in v12 power levels");
+
+        server.join(&bob, &room).await;
+        server.send_text(&bob, &room, "hello twelve").await;
+        let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic");
+        assert_error(
+            server.put(&topic, bob.token(), json!({"topic": "bob"})).await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+        let (status, _) = server.put(&topic, alice.token(), json!({"topic": "alice"})).await;
+        assert_eq!(status, StatusCode::OK, "the creator outranks everyone");
+        // The creator cannot be listed in power levels, even by herself.
+        let mut grab = power.clone();
+        grab["users"][&alice.user_id] = json!(100);
+        assert_error(
+            server
+                .put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels"), alice.token(), grab)
+                .await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+        let sync = server.sync(&bob, "").await;
+        assert!(sync["rooms"]["join"][&room]["timeline"].to_string().contains("hello twelve"));
+
+        let dm = server
+            .create_room(
+                &alice,
+                json!({"preset": "trusted_private_chat", "room_version": "12", "invite": [bob.user_id]}),
+            )
+            .await;
+        let create = server.state_content(&alice, &dm, "m.room.create", "").await;
+        assert_eq!(create["additional_creators"], json!([bob.user_id]));
+        server.join(&bob, &dm).await;
+        let (status, _) = server
+            .put(&format!("/_matrix/client/v3/rooms/{dm}/state/m.room.name"), bob.token(), json!({"name": "ours"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "additional creators are privileged too");
+    }
+}

@@ -105,7 +105,22 @@ where
         while path_refs.len() < expected {
             path_refs.push("");
         }
-        let body = T::try_from_http_request(http_request, &path_refs).map_err(|e| parse_error(e, &bytes))?;
+        // Some of ruma's deserializers panic on malformed input (e.g. a login body without
+        // `type`); a client's mistake must still be a 400, not a 500.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            T::try_from_http_request(http_request, &path_refs)
+        }));
+        let body = match parsed {
+            Ok(result) => result.map_err(|e| parse_error(e, &bytes))?,
+            Err(_) => {
+                tracing::warn!("request parsing panicked; answered as M_BAD_JSON");
+                return Err(if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                    Error::bad_json("Malformed request")
+                } else {
+                    Error::not_json("Request body is not valid JSON")
+                });
+            }
+        };
         Ok(Self { body, user })
     }
 }

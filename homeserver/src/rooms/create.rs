@@ -7,7 +7,9 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Value, json};
 
 use super::head::RoomHead;
-use super::send::{send_locked, state_template};
+use federation::pdu::DagPosition;
+
+use super::send::{accept_pdu, build_local_pdu, send_locked, state_template};
 use crate::accounts::tokens;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -48,6 +50,7 @@ pub fn can_create(version: &RoomVersionId) -> bool {
             | RoomVersionId::V9
             | RoomVersionId::V10
             | RoomVersionId::V11
+            | RoomVersionId::V12
     )
 }
 
@@ -70,8 +73,20 @@ pub async fn create_room(state: &AppState, creator: &UserId, request: CreateRoom
         }
     }
 
-    let room_id = OwnedRoomId::try_from(format!("!{}:{}", tokens::new_opaque_id(18), state.server_name))
-        .map_err(|e| Error::internal(e.to_string()))?;
+    let mut templates = initial_events(state, creator, &request, &version, alias.as_deref()).await?.into_iter();
+    let create_template = templates.next().ok_or_else(|| Error::internal("no create event"))?;
+    let derives_room_id = version.rules().is_some_and(|r| r.authorization.room_create_event_id_as_room_id);
+    // Since v12 the room ID is the create event's reference hash, so that event comes first.
+    let (room_id, create_pdu) = if derives_room_id {
+        let placeholder = <&RoomId>::try_from("!placeholder:localhost").map_err(|e| Error::internal(e.to_string()))?;
+        let position = DagPosition { prev_events: Vec::new(), auth_events: Vec::new(), depth: 1 };
+        let pdu = build_local_pdu(state, &version, placeholder, creator, &create_template, &position)?;
+        (pdu.room_id.clone(), Some(pdu))
+    } else {
+        let room_id = OwnedRoomId::try_from(format!("!{}:{}", tokens::new_opaque_id(18), state.server_name))
+            .map_err(|e| Error::internal(e.to_string()))?;
+        (room_id, None)
+    };
     let now = state.now_ms();
     state.storage.create_room(room_id.as_str(), version.as_str(), creator.as_str(), request.is_public, now).await?;
     state.storage.create_empty_state_group(room_id.as_str()).await?;
@@ -85,7 +100,11 @@ pub async fn create_room(state: &AppState, creator: &UserId, request: CreateRoom
     let slot = state.rooms.room_lock(&room_id);
     let mut guard = slot.lock().await;
     let head = guard.insert(RoomHead::load(state, &room_id).await?);
-    for template in initial_events(state, creator, &request, &version, alias.as_deref()).await? {
+    match create_pdu {
+        Some(pdu) => accept_pdu(state, head, pdu, None).await?,
+        None => send_locked(state, head, &room_id, creator, create_template, None).await?,
+    };
+    for template in templates {
         send_locked(state, head, &room_id, creator, template, None).await?;
     }
     Ok(room_id)
@@ -127,8 +146,15 @@ async fn initial_events(
         None => json!({}),
     };
     create_content["room_version"] = json!(version.as_str());
-    if !matches!(version, RoomVersionId::V11) {
+    let rules = version.rules().ok_or_else(|| Error::internal("room version without rules"))?;
+    if !rules.authorization.use_room_create_sender {
         create_content["creator"] = json!(creator.as_str());
+    }
+    // Since v12 creators outrank everyone and are named in the create event, not power levels:
+    // a trusted private chat makes its invitees additional creators.
+    let creators_privileged = rules.authorization.explicitly_privilege_room_creators;
+    if creators_privileged && preset == Preset::TrustedPrivateChat && !request.invite.is_empty() {
+        create_content["additional_creators"] = json!(request.invite);
     }
     events.push(state_template("m.room.create", "", create_content));
 
@@ -140,8 +166,10 @@ async fn initial_events(
     events.push(state_template("m.room.member", creator.as_str(), join));
 
     let mut users = serde_json::Map::new();
-    users.insert(creator.to_string(), json!(100));
-    if preset == Preset::TrustedPrivateChat {
+    if !creators_privileged {
+        users.insert(creator.to_string(), json!(100));
+    }
+    if preset == Preset::TrustedPrivateChat && !creators_privileged {
         for invitee in &request.invite {
             users.insert(invitee.to_string(), json!(100));
         }

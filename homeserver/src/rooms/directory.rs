@@ -5,7 +5,7 @@ use ruma::api::error::ErrorKind;
 use ruma::{RoomAliasId, RoomId, UserId};
 use serde_json::Value;
 
-use super::state::{PowerLevels, current_state_content, room};
+use super::state::{power_levels, room};
 use crate::accounts::Authed;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -46,13 +46,8 @@ pub async fn delete_alias(state: &AppState, authed: &Authed, alias: &RoomAliasId
 
 async fn can_set_canonical_alias(state: &AppState, room_id: &str, user_id: &UserId) -> Result<bool> {
     let room = room(state, room_id).await?;
-    let content = current_state_content(state, &room, "m.room.power_levels", "").await?;
-    let levels = PowerLevels::from_content(content.clone(), &room.row.creator);
-    let needed = content
-        .as_ref()
-        .and_then(|c| c["events"]["m.room.canonical_alias"].as_i64().or_else(|| c["state_default"].as_i64()))
-        .unwrap_or(50);
-    Ok(levels.user_level(user_id.as_str()) >= needed)
+    let levels = power_levels(state, &room).await?;
+    Ok(levels.user_level(user_id.as_str()) >= levels.state_event("m.room.canonical_alias"))
 }
 
 /// A room's summary for the public directory.

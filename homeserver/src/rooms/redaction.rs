@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::client_event::client_event;
 use super::send::{ClientTxn, send_event};
-use super::state::{PowerLevels, current_state_content, room, to_pdu};
+use super::state::{power_levels, room, to_pdu};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -26,10 +26,7 @@ pub async fn redact(
     let target = target.ok_or_else(|| Error::not_found("Event not found"))?;
     let room = room(state, room_id.as_str()).await?;
     if target.sender != sender.as_str() {
-        let levels = PowerLevels::from_content(
-            current_state_content(state, &room, "m.room.power_levels", "").await?,
-            &room.row.creator,
-        );
+        let levels = power_levels(state, &room).await?;
         if levels.user_level(sender.as_str()) < levels.redact() {
             return Err(Error::forbidden("You do not have permission to redact other users' events"));
         }

@@ -55,7 +55,7 @@ pub async fn send_event(
     send_locked(state, head, room_id, sender, template, txn).await
 }
 
-/// Sends an event while the caller holds the room lock and its head.
+/// Builds and sends an event while the caller holds the room lock and its head.
 pub(super) async fn send_locked(
     state: &AppState,
     head: &mut RoomHead,
@@ -74,39 +74,35 @@ pub(super) async fn send_locked(
         &content_raw,
     )
     .map_err(|reason| Error::bad_json(format!("Invalid content: {reason}")))?;
-    let auth_keys: Vec<((StateEventType, String), OwnedEventId)> = auth_types
-        .into_iter()
-        .filter_map(|key| head.state.get(&(key.0.to_string(), key.1.clone())).map(|id| (key, id.clone())))
-        .collect();
-    // A state event also needs the entry it replaces, for `unsigned.prev_content`.
-    let replaced_id = template
-        .state_key
-        .as_ref()
-        .and_then(|key| head.state.get(&(template.event_type.to_string(), key.clone())))
-        .cloned();
-    let mut needed: Vec<OwnedEventId> = auth_keys.iter().map(|(_, id)| id.clone()).collect();
-    needed.extend(replaced_id.iter().cloned());
-    head.ensure_pdus(state, &needed).await?;
-    let replaced = replaced_id.as_ref().and_then(|id| head.pdus.get(id)).map(|pdu| {
-        serde_json::json!({"replaces_state": pdu.event_id, "prev_content": pdu.content_value(), "prev_sender": pdu.sender})
-    });
-
+    let mut auth_events: Vec<OwnedEventId> =
+        auth_types.iter().filter_map(|(t, k)| head.state.get(&(t.to_string(), k.clone())).cloned()).collect();
+    auth_events.sort();
     let prev_events: Vec<OwnedEventId> =
         head.extremities.iter().take(MAX_PREV_EVENTS).map(|(id, _)| id.clone()).collect();
     let depth = head.extremities.iter().map(|(_, depth)| *depth).max().map_or(1, |d| d + 1);
-    let mut auth_events: Vec<OwnedEventId> = auth_keys.iter().map(|(_, id)| id.clone()).collect();
-    auth_events.sort();
     let position = DagPosition { prev_events, auth_events, depth };
+    let pdu = build_local_pdu(state, &head.version, room_id, sender, &template, &position)?;
+    accept_pdu(state, head, pdu, txn).await
+}
 
+/// Builds, hashes and signs a local event.
+pub(super) fn build_local_pdu(
+    state: &AppState,
+    version: &ruma::RoomVersionId,
+    room_id: &RoomId,
+    sender: &UserId,
+    template: &EventTemplate,
+    position: &DagPosition,
+) -> Result<Pdu> {
     let now = UInt::try_from(state.now_ms().max(0)).unwrap_or_default();
     let pdu = build_pdu(
         state.server_name.as_str(),
         &state.signing_key,
-        &head.version,
+        version,
         room_id,
         sender,
-        &template,
-        &position,
+        template,
+        position,
         MilliSecondsSinceUnixEpoch(now),
     )
     .map_err(pdu_error)?;
@@ -114,13 +110,50 @@ pub(super) async fn send_locked(
     if encoded_len > MAX_PDU_BYTES {
         return Err(Error::too_large(format!("Event is larger than {MAX_PDU_BYTES} bytes")));
     }
+    Ok(pdu)
+}
+
+/// Authorizes a built event against the room's current state and persists it: the step every
+/// event takes, whoever built it.
+pub(super) async fn accept_pdu(
+    state: &AppState,
+    head: &mut RoomHead,
+    pdu: Pdu,
+    txn: Option<ClientTxn>,
+) -> Result<Sent> {
+    let rules = rules_for(&head.version).map_err(unsupported_version)?;
+    let auth_types = federation::auth::auth_types(
+        &rules.authorization,
+        &pdu.event_type,
+        &pdu.sender,
+        pdu.state_key.as_deref(),
+        &pdu.content,
+    )
+    .map_err(|reason| Error::bad_json(format!("Invalid content: {reason}")))?;
+    // The auth rules always read the create event, even in room versions that leave it out of
+    // `auth_events`.
+    let mut keys: Vec<(StateEventType, String)> = auth_types;
+    keys.push((StateEventType::RoomCreate, String::new()));
+    let auth_keys: Vec<((StateEventType, String), OwnedEventId)> = keys
+        .into_iter()
+        .filter_map(|key| head.state.get(&(key.0.to_string(), key.1.clone())).map(|id| (key, id.clone())))
+        .collect();
+    // A state event also needs the entry it replaces, for `unsigned.prev_content`.
+    let replaced_id =
+        pdu.state_key.as_ref().and_then(|key| head.state.get(&(pdu.event_type.to_string(), key.clone()))).cloned();
+    let mut needed: Vec<OwnedEventId> = auth_keys.iter().map(|(_, id)| id.clone()).collect();
+    needed.extend(replaced_id.iter().cloned());
+    head.ensure_pdus(state, &needed).await?;
+    let replaced = replaced_id.as_ref().and_then(|id| head.pdus.get(id)).map(|old| {
+        serde_json::json!({"replaces_state": old.event_id, "prev_content": old.content_value(), "prev_sender": old.sender})
+    });
 
     let state_before: federation::auth::StateEvents<'_> =
         auth_keys.iter().filter_map(|(key, id)| head.pdus.get(id).map(|pdu| (key.clone(), pdu))).collect();
     federation::auth::authorize(&rules.authorization, &pdu, &head.pdus, &state_before)
         .map_err(|reason| Error::forbidden(format!("Event not allowed: {reason}")))?;
 
-    let mut event = new_event(&pdu, sender, head.state_group, txn)?;
+    let mut event = new_event(&pdu, &pdu.sender, head.state_group, txn)?;
     if let Some(unsigned) = replaced {
         // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
         event.json["unsigned"] = unsigned;

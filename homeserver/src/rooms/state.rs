@@ -65,34 +65,65 @@ pub async fn state_events(state: &AppState, state_group: i64) -> Result<Vec<Even
     Ok(state.storage.events_by_id(&ids).await?)
 }
 
-/// A user's power level and the level an action needs, from `m.room.power_levels` content
-/// (spec defaults when absent).
-pub struct PowerLevels(serde_json::Value);
+/// A room's power levels (spec defaults when unset) and its creators, who in room versions that
+/// privilege creators (v12+) outrank everyone.
+pub struct PowerLevels {
+    content: Option<serde_json::Value>,
+    creators: Vec<String>,
+    creators_privileged: bool,
+}
+
+/// The current power levels of a room.
+pub async fn power_levels(state: &AppState, room: &Room) -> Result<PowerLevels> {
+    let content = current_state_content(state, room, "m.room.power_levels", "").await?;
+    let creators_privileged = room.version.rules().is_some_and(|r| r.authorization.explicitly_privilege_room_creators);
+    let mut creators = vec![room.row.creator.clone()];
+    if creators_privileged && let Some(create) = current_state_content(state, room, "m.room.create", "").await? {
+        let additional = create["additional_creators"].as_array().cloned().unwrap_or_default();
+        creators.extend(additional.iter().filter_map(|c| c.as_str().map(str::to_owned)));
+    }
+    Ok(PowerLevels { content, creators, creators_privileged })
+}
+
+fn int(value: &serde_json::Value, default: i64) -> i64 {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64().unwrap_or(default),
+        serde_json::Value::String(s) => s.parse().unwrap_or(default),
+        _ => default,
+    }
+}
 
 impl PowerLevels {
-    pub fn from_content(content: Option<serde_json::Value>, creator: &str) -> Self {
-        match content {
-            Some(content) => Self(content),
-            // Without a power levels event the creator has 100 and everyone else 0.
-            None => Self(serde_json::json!({"users": {creator: 100}, "users_default": 0})),
-        }
-    }
-
-    fn int(&self, value: &serde_json::Value, default: i64) -> i64 {
-        match value {
-            serde_json::Value::Number(n) => n.as_i64().unwrap_or(default),
-            serde_json::Value::String(s) => s.parse().unwrap_or(default),
-            _ => default,
-        }
-    }
-
     pub fn user_level(&self, user_id: &str) -> i64 {
-        let default = self.int(&self.0["users_default"], 0);
-        self.int(&self.0["users"][user_id], default)
+        let is_creator = self.creators.iter().any(|c| c == user_id);
+        if self.creators_privileged && is_creator {
+            return i64::MAX;
+        }
+        match &self.content {
+            Some(content) => int(&content["users"][user_id], int(&content["users_default"], 0)),
+            // Without a power levels event the creator has 100 and everyone else 0.
+            None if is_creator => 100,
+            None => 0,
+        }
+    }
+
+    fn field(&self, name: &str, default: i64) -> i64 {
+        self.content.as_ref().map_or(default, |c| int(&c[name], default))
     }
 
     /// The level needed to redact others' events.
     pub fn redact(&self) -> i64 {
-        self.int(&self.0["redact"], 50)
+        self.field("redact", 50)
+    }
+
+    /// The level needed to send a state event of `event_type`.
+    pub fn state_event(&self, event_type: &str) -> i64 {
+        let default = self.field("state_default", 50);
+        self.content.as_ref().map_or(default, |c| int(&c["events"][event_type], default))
+    }
+
+    /// Whether the creators outrank everyone (and must not be listed in `users`).
+    pub fn creators_privileged(&self) -> bool {
+        self.creators_privileged
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::create::{CreateRoom, Preset, create_room};
 use super::send::{send_event, state_template};
-use super::state::{PowerLevels, room, state_events};
+use super::state::{room, state_events};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -39,12 +39,8 @@ pub async fn upgrade(
     };
 
     let power_levels = content("m.room.power_levels");
-    let levels = PowerLevels::from_content(power_levels.clone(), &old.row.creator);
-    let tombstone_level = power_levels
-        .as_ref()
-        .and_then(|c| c["events"]["m.room.tombstone"].as_i64().or_else(|| c["state_default"].as_i64()))
-        .unwrap_or(50);
-    if levels.user_level(user_id.as_str()) < tombstone_level {
+    let levels = super::state::power_levels(state, &old).await?;
+    if levels.user_level(user_id.as_str()) < levels.state_event("m.room.tombstone") {
         return Err(Error::forbidden("You do not have permission to upgrade this room"));
     }
 
@@ -58,7 +54,18 @@ pub async fn upgrade(
         .filter_map(|t| content(t).map(|c| ((*t).to_owned(), String::new(), c)))
         .collect();
     let mut power_override = power_levels.clone().unwrap_or_else(|| json!({}));
-    power_override["users"][user_id.as_str()] = json!(levels.user_level(user_id.as_str()).max(100));
+    // Creators are privileged since v12 and may not be listed in `users`; before, the upgrader
+    // needs a level of their own to restore the state.
+    let new_rules = new_version.rules();
+    if new_rules.is_some_and(|r| r.authorization.explicitly_privilege_room_creators) {
+        for creator in [old.row.creator.as_str(), user_id.as_str()] {
+            if let Some(users) = power_override["users"].as_object_mut() {
+                users.remove(creator);
+            }
+        }
+    } else {
+        power_override["users"][user_id.as_str()] = json!(100);
+    }
     let request = CreateRoom {
         preset: Some(Preset::PrivateChat),
         is_public: old.row.is_public,

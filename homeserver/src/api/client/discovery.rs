@@ -42,7 +42,7 @@ pub async fn capabilities(
     let mut capabilities = Capabilities::new();
     capabilities.change_password.enabled = true;
     capabilities.thirdparty_id_changes.enabled = false;
-    let available = (1..=11)
+    let available = (1..=12)
         .filter_map(|v| RoomVersionId::try_from(v.to_string().as_str()).ok())
         .map(|v| (v, RoomVersionStability::Stable))
         .collect();
