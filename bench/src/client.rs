@@ -14,6 +14,7 @@ pub struct Client {
 
 #[derive(Clone, Debug)]
 pub struct User {
+    pub user_id: String,
     pub token: String,
 }
 
@@ -55,11 +56,15 @@ impl Client {
         let first = self.http.post(format!("{}{path}", self.base)).json(&body).send().await?;
         let challenge: Value = first.json().await?;
         if let Some(token) = challenge["access_token"].as_str() {
-            return Ok(User { token: token.to_owned() });
+            let user_id = challenge["user_id"].as_str().context("user_id")?.to_owned();
+            return Ok(User { user_id, token: token.to_owned() });
         }
         body["auth"] = json!({"type": "m.login.dummy", "session": challenge["session"]});
         let done = self.call(Method::POST, path, None, Some(&body)).await?;
-        Ok(User { token: done["access_token"].as_str().context("access_token")?.to_owned() })
+        Ok(User {
+            user_id: done["user_id"].as_str().context("user_id")?.to_owned(),
+            token: done["access_token"].as_str().context("access_token")?.to_owned(),
+        })
     }
 
     pub async fn create_room(&self, user: &User, body: Value) -> anyhow::Result<String> {
@@ -105,6 +110,12 @@ impl Client {
             path.push_str(&format!("&from={}", encode(from)));
         }
         self.call(Method::GET, &path, Some(&user.token), None).await
+    }
+
+    pub async fn set_displayname(&self, user: &User, name: &str) -> anyhow::Result<()> {
+        let path = format!("/_matrix/client/v3/profile/{}/displayname", encode(&user.user_id));
+        self.call(Method::PUT, &path, Some(&user.token), Some(&json!({"displayname": name}))).await?;
+        Ok(())
     }
 
     pub async fn joined_members(&self, user: &User, room_id: &str) -> anyhow::Result<usize> {

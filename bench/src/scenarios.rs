@@ -118,6 +118,7 @@ pub async fn run(scenario: &str, args: &Args, world: &World) -> anyhow::Result<S
         "incremental_sync" => incremental_sync(world).await,
         "messages" => messages(world).await,
         "join_storm" => join_storm(args, world).await,
+        "displayname_fanout" => displayname_fanout(world).await,
         other => anyhow::bail!("unknown scenario {other}"),
     }
 }
@@ -298,4 +299,20 @@ async fn join_storm(args: &Args, world: &World) -> anyhow::Result<ScenarioResult
     .with("joins_per_s", round(rate))
     .with("final_members", members)
     .with("members_correct", correct))
+}
+
+/// A display name change by the user who is in every room: the server writes a member event into
+/// each of them before answering.
+async fn displayname_fanout(world: &World) -> anyhow::Result<ScenarioResult> {
+    let user = &world.users[0];
+    let mut runs = Vec::new();
+    for i in 0..5 {
+        let started = Instant::now();
+        world.client.set_displayname(user, &format!("bench user {i}")).await?;
+        runs.push(started.elapsed());
+    }
+    let latencies = Latencies::new(runs);
+    let rooms = world.rooms.len();
+    let summary = format!("to {rooms} rooms: median {:.2} ms", latencies.percentile_ms(50.0));
+    Ok(ScenarioResult::new("displayname_fanout", summary).with("rooms", rooms).with_latencies("latency", &latencies))
 }

@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod lifecycle;
 mod login;
+mod profile;
 mod real_client;
 mod registration;
 mod rooms;

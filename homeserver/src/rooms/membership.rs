@@ -10,9 +10,14 @@ use crate::state::AppState;
 async fn member_content(state: &AppState, user_id: &UserId, membership: &str, reason: Option<&str>) -> Result<Value> {
     let mut content = json!({"membership": membership});
     if (membership == "join" || membership == "invite")
-        && let Some(name) = state.storage.profile_displayname(user_id.as_str()).await?
+        && let Some(profile) = state.storage.profile(user_id.as_str()).await?
     {
-        content["displayname"] = json!(name);
+        if let Some(name) = profile.displayname {
+            content["displayname"] = json!(name);
+        }
+        if let Some(avatar) = profile.avatar_url {
+            content["avatar_url"] = json!(avatar);
+        }
     }
     if let Some(reason) = reason {
         content["reason"] = json!(reason);

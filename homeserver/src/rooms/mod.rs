@@ -6,6 +6,7 @@ pub mod create;
 pub mod directory;
 pub mod head;
 pub mod membership;
+pub mod profile;
 pub mod redaction;
 pub mod send;
 pub mod state;

@@ -46,6 +46,18 @@ impl DeviceRow {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileRow {
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileField {
+    DisplayName,
+    AvatarUrl,
+}
+
 /// A device to create (or reuse) at login or registration, with its first tokens.
 #[derive(Debug, Clone)]
 pub struct NewDevice {
@@ -232,14 +244,29 @@ impl Storage {
     }
 
     pub async fn profile_displayname(&self, user_id: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT displayname FROM profiles WHERE user_id = $1")
+        Ok(self.profile(user_id).await?.and_then(|p| p.displayname))
+    }
+
+    /// A local user's profile, `None` for unknown users.
+    pub async fn profile(&self, user_id: &str) -> Result<Option<ProfileRow>> {
+        let row = sqlx::query("SELECT displayname, avatar_url FROM profiles WHERE user_id = $1")
             .bind(user_id)
             .fetch_optional(&self.read)
             .await?;
-        Ok(match row {
-            Some(row) => row.try_get("displayname")?,
-            None => None,
+        row.map(|row| {
+            Ok(ProfileRow { displayname: row.try_get("displayname")?, avatar_url: row.try_get("avatar_url")? })
         })
+        .transpose()
+    }
+
+    /// Sets (or with `None` clears) the display name or avatar URL.
+    pub async fn set_profile_field(&self, user_id: &str, field: ProfileField, value: Option<&str>) -> Result<()> {
+        let sql = match field {
+            ProfileField::DisplayName => "UPDATE profiles SET displayname = $2 WHERE user_id = $1",
+            ProfileField::AvatarUrl => "UPDATE profiles SET avatar_url = $2 WHERE user_id = $1",
+        };
+        sqlx::query(sql).bind(user_id).bind(value).execute(&self.write).await?;
+        Ok(())
     }
 }
 

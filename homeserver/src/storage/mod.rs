@@ -20,7 +20,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use accounts::{DeviceRow, NewAccount, NewDevice, RegisterOutcome, UserRow};
+pub use accounts::{DeviceRow, NewAccount, NewDevice, ProfileField, ProfileRow, RegisterOutcome, UserRow};
 pub use codec::{decode_record, encode_record};
 pub use memberships::{MemberSummary, MembershipRow};
 pub use registration_tokens::RegistrationTokenRow;

@@ -6,6 +6,7 @@ mod directory;
 mod discovery;
 mod membership;
 mod message;
+mod profile;
 mod register;
 mod room;
 mod session;
@@ -60,6 +61,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(message::timestamp_to_event)
         .ruma(membership::knock)
         .ruma(room::upgrade)
+        .ruma(profile::get)
+        .ruma(profile::get_field)
+        .ruma(profile::set_field)
+        .ruma(profile::delete_field)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)
