@@ -179,6 +179,38 @@ impl Storage {
         load_state(&mut conn, state_group, &[]).await
     }
 
+    /// The full states of several state groups in one query.
+    pub async fn states_at_groups(&self, groups: &[i64]) -> Result<HashMap<i64, StateMap>> {
+        let mut states: HashMap<i64, StateMap> = HashMap::new();
+        if groups.is_empty() {
+            return Ok(states);
+        }
+        let roots: Vec<String> = (1..=groups.len()).map(|i| format!("SELECT ${i}, ${i}, 0")).collect();
+        let sql = format!(
+            "WITH RECURSIVE chain (root, state_group, distance) AS ( \
+                 {} \
+                 UNION ALL \
+                 SELECT chain.root, g.prev_group, chain.distance + 1 FROM state_groups g \
+                 JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
+             SELECT chain.root, s.event_type, s.state_key, s.event_id FROM state_group_entries s \
+             JOIN chain ON s.state_group = chain.state_group ORDER BY chain.root, chain.distance DESC",
+            roots.join(" UNION ALL ")
+        );
+        let mut query = sqlx::query(&sql);
+        for group in groups {
+            query = query.bind(group);
+        }
+        // Per root, oldest deltas first, so newer entries overwrite them.
+        for row in query.fetch_all(&self.read).await? {
+            let root: i64 = row.try_get("root")?;
+            states
+                .entry(root)
+                .or_default()
+                .insert((row.try_get("event_type")?, row.try_get("state_key")?), row.try_get("event_id")?);
+        }
+        Ok(states)
+    }
+
     /// Only the given `(type, state_key)` entries of a state group.
     pub async fn state_entries_at_group(&self, state_group: i64, keys: &[(String, String)]) -> Result<StateMap> {
         if keys.is_empty() {

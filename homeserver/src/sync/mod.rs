@@ -66,6 +66,25 @@ pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Re
     }
 }
 
+/// Which state a joined room's section carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateMode {
+    /// Initial sync, `full_state`, or newly joined: the whole state at the timeline's start.
+    Full,
+    /// A gap (limited timeline): what changed between `since` and the timeline's start.
+    Changed,
+    /// The timeline holds every change.
+    Unchanged,
+}
+
+struct RoomPlan {
+    room_id: String,
+    rows: Vec<EventRow>,
+    limited: bool,
+    start_group: i64,
+    mode: StateMode,
+}
+
 fn raw<T>(value: &Value) -> Result<Raw<T>> {
     let json = serde_json::value::to_raw_value(value).map_err(|e| Error::internal(e.to_string()))?;
     Ok(Raw::from_json(json))
@@ -99,6 +118,8 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, reques
         by_room.entry(row.room_id.clone()).or_default().push(row);
     }
 
+    // First pass: each room's visible timeline and which state it needs.
+    let mut plans = Vec::new();
     for membership in &joined {
         let mut rows = by_room.remove(&membership.room_id).unwrap_or_default();
         let newly_joined = since.is_some_and(|s| membership.stream_ordering > s);
@@ -109,31 +130,53 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, reques
         rows.truncate(limit);
         rows.reverse();
         let rows = filter_visible(state, &authed.user_id, rows).await?;
-        let timeline_rows: Vec<&EventRow> = rows.iter().filter(|row| matches_filter(timeline_filter, row)).collect();
-
-        let room = crate::rooms::state::room(state, &membership.room_id).await?;
         let start_group = match rows.first() {
             Some(first) => first.state_group_before,
-            None => room.current_state_group()?,
+            None => crate::rooms::state::room(state, &membership.room_id).await?.current_state_group()?,
         };
-        let state_rows = if since.is_none() || request.full_state || newly_joined {
-            crate::rooms::state::state_events(state, start_group).await?
+        let mode = if since.is_none() || request.full_state || newly_joined {
+            StateMode::Full
         } else if limited {
-            changed_state(state, &membership.room_id, since.unwrap_or(0), start_group).await?
+            StateMode::Changed
         } else {
-            Vec::new()
+            StateMode::Unchanged
+        };
+        plans.push(RoomPlan { room_id: membership.room_id.clone(), rows, limited, start_group, mode });
+    }
+
+    // Full states of every room that needs one, and the transaction IDs of the user's own
+    // events, each in one query for all rooms.
+    let full_groups: Vec<i64> = plans.iter().filter(|p| p.mode == StateMode::Full).map(|p| p.start_group).collect();
+    let states = state.storage.states_at_groups(&full_groups).await?;
+    let state_ids: Vec<String> =
+        states.values().flat_map(|m| m.values().cloned()).collect::<HashSet<_>>().into_iter().collect();
+    let state_events: HashMap<String, EventRow> =
+        state.storage.events_by_id(&state_ids).await?.into_iter().map(|row| (row.event_id.clone(), row)).collect();
+    let own_ids: Vec<String> = plans
+        .iter()
+        .flat_map(|p| p.rows.iter())
+        .filter(|r| r.sender == authed.user_id.as_str())
+        .map(|r| r.event_id.clone())
+        .collect();
+    let txns = state.storage.txn_ids_for_events(authed.user_id.as_str(), authed.device_id.as_str(), &own_ids).await?;
+    let now = state.now_ms();
+
+    for plan in plans {
+        let timeline_rows: Vec<&EventRow> =
+            plan.rows.iter().filter(|row| matches_filter(timeline_filter, row)).collect();
+        let state_rows = match plan.mode {
+            StateMode::Full => states
+                .get(&plan.start_group)
+                .map(|map| map.values().filter_map(|id| state_events.get(id).cloned()).collect())
+                .unwrap_or_default(),
+            StateMode::Changed => changed_state(state, &plan.room_id, since.unwrap_or(0), plan.start_group).await?,
+            StateMode::Unchanged => Vec::new(),
         };
         let state_rows = select_state(state_rows, &timeline_rows, &authed.user_id, lazy_members, &room_filter.state);
 
-        let own_ids: Vec<String> =
-            timeline_rows.iter().filter(|r| r.sender == authed.user_id.as_str()).map(|r| r.event_id.clone()).collect();
-        let txns =
-            state.storage.txn_ids_for_events(authed.user_id.as_str(), authed.device_id.as_str(), &own_ids).await?;
-        let now = state.now_ms();
-
         let mut timeline = Timeline::new();
-        timeline.limited = limited;
-        timeline.prev_batch = Some(format_token(rows.first().map_or(up_to, |r| r.stream_ordering - 1)));
+        timeline.limited = plan.limited;
+        timeline.prev_batch = Some(format_token(plan.rows.first().map_or(up_to, |r| r.stream_ordering - 1)));
         timeline.events = timeline_rows
             .iter()
             .map(|row| raw(&client_event(row, now, false, txns.get(&row.event_id).map(String::as_str))))
@@ -143,7 +186,7 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, reques
         let state_events: Vec<_> =
             state_rows.iter().map(|row| raw(&client_event(row, now, false, None))).collect::<Result<_>>()?;
         joined_room.state = State::Before(StateEvents::from(state_events));
-        response.rooms.join.insert(room_id(&membership.room_id)?, joined_room);
+        response.rooms.join.insert(room_id(&plan.room_id)?, joined_room);
     }
 
     add_summaries(state, authed, since.is_none(), &mut response).await?;
