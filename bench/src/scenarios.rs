@@ -11,8 +11,15 @@ use crate::Args;
 use crate::client::{Client, User};
 use crate::stats::{Latencies, ScenarioResult, round};
 
-pub const ALL: &[&str] =
-    &["send_throughput", "send_to_sync_latency", "initial_sync", "incremental_sync", "messages", "join_storm"];
+pub const ALL: &[&str] = &[
+    "send_throughput",
+    "send_to_sync_latency",
+    "initial_sync",
+    "incremental_sync",
+    "messages",
+    "join_storm",
+    "displayname_fanout",
+];
 
 /// Users and rooms created before measuring.
 pub struct World {

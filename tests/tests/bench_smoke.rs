@@ -24,6 +24,7 @@ async fn benchmark_smoke_run(engine: Engine) {
     let results = bench::run(args).await.expect("benchmark runs");
     let names: Vec<&str> = results.iter().map(|r| r.scenario).collect();
     assert_eq!(names, bench::scenarios::ALL);
+    assert!(names.contains(&"displayname_fanout"));
     let storm = results.iter().find(|r| r.scenario == "join_storm").unwrap();
     assert_eq!(storm.fields["members_correct"], true);
     assert_eq!(storm.fields["final_members"], 6);
