@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage};
+use super::{Result, Storage, placeholders};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipRow {
@@ -89,12 +89,10 @@ impl Storage {
         if room_ids.is_empty() {
             return Ok(summaries);
         }
-        let placeholders =
-            |first: usize| (first..first + room_ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         let counts = format!(
             "SELECT room_id, membership, COUNT(*) AS n FROM memberships WHERE membership IN ('join', 'invite') \
              AND room_id IN ({}) GROUP BY room_id, membership",
-            placeholders(1)
+            placeholders(1, room_ids.len())
         );
         let mut query = sqlx::query(&counts);
         for room_id in room_ids {
@@ -110,7 +108,7 @@ impl Storage {
              (PARTITION BY room_id ORDER BY stream_ordering) AS rn FROM memberships \
              WHERE membership IN ('join', 'invite') AND user_id <> $1 AND room_id IN ({})) m \
              WHERE m.rn <= $2 ORDER BY room_id, rn",
-            placeholders(3)
+            placeholders(3, room_ids.len())
         );
         let mut query = sqlx::query(&firsts).bind(user_id).bind(heroes);
         for room_id in room_ids {

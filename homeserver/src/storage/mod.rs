@@ -157,6 +157,11 @@ impl Storage {
     }
 }
 
+/// `$first, $first+1, …` for `count` values of an `IN (…)` list.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Booleans are stored as 0/1 integers on both engines.
 fn flag(value: bool) -> i64 {
     i64::from(value)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, StorageError, decode_record, encode_record, flag};
+use super::{Result, Storage, StorageError, decode_record, encode_record, flag, placeholders};
 
 /// A state map: `(event type, state key)` → event ID.
 pub type StateMap = HashMap<(String, String), String>;
@@ -244,8 +244,8 @@ impl Storage {
         if event_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=event_ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id IN ({})", placeholders.join(", "));
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id IN ({})", placeholders(1, event_ids.len()));
         let mut query = sqlx::query(&sql);
         for id in event_ids {
             query = query.bind(id);
@@ -293,12 +293,11 @@ impl Storage {
         if room_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (4..4 + room_ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM (SELECT e.*, ROW_NUMBER() OVER (PARTITION BY e.room_id ORDER BY e.stream_ordering DESC) AS rn \
              FROM events e WHERE e.room_id IN ({}) AND e.stream_ordering > $1 AND e.stream_ordering <= $2 \
              AND e.rejected_reason IS NULL) e WHERE e.rn <= $3 ORDER BY e.room_id, e.stream_ordering DESC",
-            placeholders.join(", ")
+            placeholders(4, room_ids.len())
         );
         let mut query = sqlx::query(&sql).bind(after).bind(up_to).bind(per_room);
         for room_id in room_ids {
@@ -387,10 +386,9 @@ impl Storage {
         if event_ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let placeholders: Vec<String> = (3..3 + event_ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({})",
-            placeholders.join(", ")
+            placeholders(3, event_ids.len())
         );
         let mut query = sqlx::query(&sql).bind(user_id).bind(device_id);
         for id in event_ids {
