@@ -3,6 +3,7 @@
 //! `app(state)` builds the whole HTTP service; `main.rs` only parses the command line, loads the
 //! configuration and serves it. Tests build the same router in-process.
 
+pub mod account_data;
 pub mod accounts;
 pub mod api;
 pub mod config;

@@ -3,6 +3,7 @@
 mod common;
 
 mod account;
+mod account_data;
 mod bench_smoke;
 mod devices;
 mod directory;

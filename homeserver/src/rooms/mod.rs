@@ -26,12 +26,13 @@ pub type RoomSlot = Arc<tokio::sync::Mutex<Option<head::RoomHead>>>;
 /// new-event notifier that wakes long-polling `/sync` requests.
 pub struct RoomRuntime {
     locks: Mutex<HashMap<OwnedRoomId, RoomSlot>>,
-    newest_event: watch::Sender<i64>,
+    /// A counter bumped on every change a `/sync` may report.
+    changes: watch::Sender<u64>,
 }
 
 impl Default for RoomRuntime {
     fn default() -> Self {
-        Self { locks: Mutex::new(HashMap::new()), newest_event: watch::channel(0).0 }
+        Self { locks: Mutex::new(HashMap::new()), changes: watch::channel(0).0 }
     }
 }
 
@@ -48,18 +49,12 @@ impl RoomRuntime {
         *self.room_lock(room_id).lock().await = None;
     }
 
-    /// Announces a newly persisted event's stream position.
-    pub fn notify_new_event(&self, stream_ordering: i64) {
-        self.newest_event.send_if_modified(|newest| {
-            let newer = stream_ordering > *newest;
-            if newer {
-                *newest = stream_ordering;
-            }
-            newer
-        });
+    /// Wakes waiting syncs: an event was persisted or other sync data (account data) changed.
+    pub fn notify_change(&self) {
+        self.changes.send_modify(|count| *count = count.wrapping_add(1));
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.newest_event.subscribe()
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }

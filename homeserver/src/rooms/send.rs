@@ -160,7 +160,7 @@ pub(super) async fn accept_pdu(
     }
     let persisted = state.storage.persist_event(&event).await?;
     head.advance(&pdu, persisted);
-    state.rooms.notify_new_event(persisted.stream_ordering);
+    state.rooms.notify_change();
     Ok(Sent { event_id: pdu.event_id, stream_ordering: persisted.stream_ordering })
 }
 

@@ -2,6 +2,7 @@
 //! table. One set of SQL texts serves SQLite and PostgreSQL (through sqlx's `Any` driver); only
 //! the migrations (DDL) differ per engine.
 
+mod account_data;
 mod accounts;
 mod aliases;
 mod codec;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use account_data::AccountDataRow;
 pub use accounts::{DeviceRow, NewAccount, NewDevice, ProfileField, ProfileRow, RegisterOutcome, UserRow};
 pub use codec::{decode_record, encode_record};
 pub use memberships::{MemberSummary, MembershipRow};

@@ -44,13 +44,15 @@ pub struct SyncRequest {
 }
 
 pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Result<Response> {
-    let since = request.since.as_deref().map(parse_token).transpose()?;
+    let tokens = request.since.as_deref().map(parse_sync_token).transpose()?;
+    let since = tokens.map(|(events, _)| events);
+    let since_account_data = tokens.map(|(_, account_data)| account_data);
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // Subscribe before reading, so an event persisted meanwhile still wakes us.
         let mut wake = state.rooms.subscribe();
-        let response = sync_once(state, authed, since, &request).await?;
+        let response = sync_once(state, authed, since, since_account_data, &request).await?;
         let has_news =
             !response.rooms.join.is_empty() || !response.rooms.invite.is_empty() || !response.rooms.leave.is_empty();
         if since.is_none() || has_news || request.full_state || tokio::time::Instant::now() >= deadline {
@@ -90,9 +92,16 @@ fn raw<T>(value: &Value) -> Result<Raw<T>> {
     Ok(Raw::from_json(json))
 }
 
-async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, request: &SyncRequest) -> Result<Response> {
+async fn sync_once(
+    state: &AppState,
+    authed: &Authed,
+    since: Option<i64>,
+    since_account_data: Option<i64>,
+    request: &SyncRequest,
+) -> Result<Response> {
     let up_to = state.storage.max_stream_ordering().await?;
-    let mut response = Response::new(format_token(up_to));
+    let account_data_up_to = state.storage.account_data_position().await?;
+    let mut response = Response::new(format!("s{up_to}_{account_data_up_to}"));
     let room_filter = &request.filter.room;
     let timeline_filter = &room_filter.timeline;
     let limit = timeline_filter
@@ -190,6 +199,9 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, reques
     }
 
     add_summaries(state, authed, since.is_none(), &mut response).await?;
+    let joined_ids: HashSet<&str> = joined.iter().map(|m| m.room_id.as_str()).collect();
+    add_account_data(state, authed, since_account_data.unwrap_or(0), account_data_up_to, &joined_ids, &mut response)
+        .await?;
 
     for membership in memberships.iter().filter(|m| m.membership == "invite" && wanted(m)) {
         if since.is_some_and(|s| membership.stream_ordering <= s) && !request.full_state {
@@ -237,6 +249,39 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Option<i64>, reques
         }
     }
     Ok(response)
+}
+
+/// Sync tokens are `s<event position>_<account data position>`; a token without the second part
+/// (as from older servers' clients) counts as account data position 0.
+fn parse_sync_token(token: &str) -> Result<(i64, i64)> {
+    let events = parse_token(token)?;
+    let account_data = match token.split_once('_') {
+        Some((_, rest)) => rest.parse().map_err(|_| Error::invalid_param(format!("Invalid since token `{token}`")))?,
+        None => 0,
+    };
+    Ok((events, account_data))
+}
+
+/// Global account data, and room account data for joined rooms, changed in
+/// `(after, up_to]`. A room whose only news is account data appears with an empty timeline.
+async fn add_account_data(
+    state: &AppState,
+    authed: &Authed,
+    after: i64,
+    up_to: i64,
+    joined: &HashSet<&str>,
+    response: &mut Response,
+) -> Result<()> {
+    for change in state.storage.account_data_changes(authed.user_id.as_str(), after, up_to).await? {
+        let event = serde_json::json!({"type": change.data_type, "content": change.content});
+        if change.room_id.is_empty() {
+            response.account_data.events.push(raw(&event)?);
+        } else if joined.contains(change.room_id.as_str()) {
+            let room = response.rooms.join.entry(room_id(&change.room_id)?).or_default();
+            room.account_data.events.push(raw(&event)?);
+        }
+    }
+    Ok(())
 }
 
 /// Member counts and heroes, which clients use to name rooms without a name (DMs). Sent on

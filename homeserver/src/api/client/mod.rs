@@ -1,6 +1,7 @@
 //! Client-server API, one module per area.
 
 mod account;
+mod account_data;
 mod device;
 mod directory;
 mod discovery;
@@ -65,6 +66,13 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(profile::get_field)
         .ruma(profile::set_field)
         .ruma(profile::delete_field)
+        .ruma(account_data::set_global)
+        .ruma(account_data::get_global)
+        .ruma(account_data::set_room)
+        .ruma(account_data::get_room)
+        .ruma(account_data::tags)
+        .ruma(account_data::put_tag)
+        .ruma(account_data::delete_tag)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)
