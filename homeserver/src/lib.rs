@@ -14,6 +14,7 @@ pub mod signing_key;
 pub mod state;
 pub mod storage;
 pub mod sync;
+pub mod typing;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -38,6 +38,7 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub rooms: crate::rooms::RoomRuntime,
     pub token_cache: crate::accounts::token_cache::TokenCache,
+    pub typing: crate::typing::TypingTracker,
 }
 
 impl AppState {
@@ -52,6 +53,7 @@ impl AppState {
             clock,
             rooms: Default::default(),
             token_cache: Default::default(),
+            typing: Default::default(),
         }))
     }
 

@@ -18,3 +18,4 @@ mod registration;
 mod rooms;
 mod sync;
 mod timeline;
+mod typing;

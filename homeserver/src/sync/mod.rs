@@ -45,14 +45,15 @@ pub struct SyncRequest {
 
 pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Result<Response> {
     let tokens = request.since.as_deref().map(parse_sync_token).transpose()?;
-    let since = tokens.map(|(events, _)| events);
-    let since_account_data = tokens.map(|(_, account_data)| account_data);
+    let since = tokens.map(|t| t.events);
+    let since_account_data = tokens.map(|t| t.account_data);
+    let since_typing = tokens.and_then(|t| t.typing);
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // Subscribe before reading, so an event persisted meanwhile still wakes us.
         let mut wake = state.rooms.subscribe();
-        let response = sync_once(state, authed, since, since_account_data, &request).await?;
+        let response = sync_once(state, authed, (since, since_account_data, since_typing), &request).await?;
         let has_news =
             !response.rooms.join.is_empty() || !response.rooms.invite.is_empty() || !response.rooms.leave.is_empty();
         if since.is_none() || has_news || request.full_state || tokio::time::Instant::now() >= deadline {
@@ -92,16 +93,16 @@ fn raw<T>(value: &Value) -> Result<Raw<T>> {
     Ok(Raw::from_json(json))
 }
 
-async fn sync_once(
-    state: &AppState,
-    authed: &Authed,
-    since: Option<i64>,
-    since_account_data: Option<i64>,
-    request: &SyncRequest,
-) -> Result<Response> {
+/// Where the previous sync left off, per stream: events, account data, typing.
+type Since = (Option<i64>, Option<i64>, Option<u64>);
+
+async fn sync_once(state: &AppState, authed: &Authed, since: Since, request: &SyncRequest) -> Result<Response> {
+    let (since, since_account_data, since_typing) = since;
+    // Read the typing serial first: a change after this point is reported next time.
+    let typing_up_to = state.typing.serial();
     let up_to = state.storage.max_stream_ordering().await?;
     let account_data_up_to = state.storage.account_data_position().await?;
-    let mut response = Response::new(format!("s{up_to}_{account_data_up_to}"));
+    let mut response = Response::new(format!("s{up_to}_{account_data_up_to}_{typing_up_to}"));
     let room_filter = &request.filter.room;
     let timeline_filter = &room_filter.timeline;
     let limit = timeline_filter
@@ -202,6 +203,11 @@ async fn sync_once(
     let joined_ids: HashSet<&str> = joined.iter().map(|m| m.room_id.as_str()).collect();
     add_account_data(state, authed, since_account_data.unwrap_or(0), account_data_up_to, &joined_ids, &mut response)
         .await?;
+    let joined_list: Vec<String> = joined_ids.iter().map(|id| (*id).to_owned()).collect();
+    for (room, user_ids) in state.typing.changed_since(&joined_list, since_typing) {
+        let event = serde_json::json!({"type": "m.typing", "content": {"user_ids": user_ids}});
+        response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(raw(&event)?);
+    }
 
     for membership in memberships.iter().filter(|m| m.membership == "invite" && wanted(m)) {
         if since.is_some_and(|s| membership.stream_ordering <= s) && !request.full_state {
@@ -251,15 +257,22 @@ async fn sync_once(
     Ok(response)
 }
 
-/// Sync tokens are `s<event position>_<account data position>`; a token without the second part
-/// (as from older servers' clients) counts as account data position 0.
-fn parse_sync_token(token: &str) -> Result<(i64, i64)> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SyncToken {
+    events: i64,
+    account_data: i64,
+    typing: Option<u64>,
+}
+
+/// Sync tokens are `s<events>_<account data>_<typing>`; missing parts (older tokens) count as
+/// "from the beginning" for their stream.
+fn parse_sync_token(token: &str) -> Result<SyncToken> {
+    let invalid = || Error::invalid_param(format!("Invalid since token `{token}`"));
     let events = parse_token(token)?;
-    let account_data = match token.split_once('_') {
-        Some((_, rest)) => rest.parse().map_err(|_| Error::invalid_param(format!("Invalid since token `{token}`")))?,
-        None => 0,
-    };
-    Ok((events, account_data))
+    let mut rest = token.split('_').skip(1);
+    let account_data = rest.next().map(|p| p.parse().map_err(|_| invalid())).transpose()?.unwrap_or(0);
+    let typing = rest.next().map(|p| p.parse().map_err(|_| invalid())).transpose()?;
+    Ok(SyncToken { events, account_data, typing })
 }
 
 /// Global account data, and room account data for joined rooms, changed in

@@ -12,6 +12,7 @@ mod register;
 mod room;
 mod session;
 mod sync;
+mod typing;
 
 use axum::Router;
 
@@ -73,6 +74,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(account_data::tags)
         .ruma(account_data::put_tag)
         .ruma(account_data::delete_tag)
+        .ruma(typing::set)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)
