@@ -14,6 +14,7 @@ mod lifecycle;
 mod login;
 mod profile;
 mod real_client;
+mod receipts;
 mod registration;
 mod rooms;
 mod sync;

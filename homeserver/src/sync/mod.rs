@@ -48,12 +48,14 @@ pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Re
     let since = tokens.map(|t| t.events);
     let since_account_data = tokens.map(|t| t.account_data);
     let since_typing = tokens.and_then(|t| t.typing);
+    let since_receipts = tokens.map(|t| t.receipts);
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // Subscribe before reading, so an event persisted meanwhile still wakes us.
         let mut wake = state.rooms.subscribe();
-        let response = sync_once(state, authed, (since, since_account_data, since_typing), &request).await?;
+        let since_all = (since, since_account_data, since_typing, since_receipts);
+        let response = sync_once(state, authed, since_all, &request).await?;
         let has_news =
             !response.rooms.join.is_empty() || !response.rooms.invite.is_empty() || !response.rooms.leave.is_empty();
         if since.is_none() || has_news || request.full_state || tokio::time::Instant::now() >= deadline {
@@ -93,16 +95,17 @@ fn raw<T>(value: &Value) -> Result<Raw<T>> {
     Ok(Raw::from_json(json))
 }
 
-/// Where the previous sync left off, per stream: events, account data, typing.
-type Since = (Option<i64>, Option<i64>, Option<u64>);
+/// Where the previous sync left off, per stream: events, account data, typing, receipts.
+type Since = (Option<i64>, Option<i64>, Option<u64>, Option<i64>);
 
 async fn sync_once(state: &AppState, authed: &Authed, since: Since, request: &SyncRequest) -> Result<Response> {
-    let (since, since_account_data, since_typing) = since;
+    let (since, since_account_data, since_typing, since_receipts) = since;
     // Read the typing serial first: a change after this point is reported next time.
     let typing_up_to = state.typing.serial();
     let up_to = state.storage.max_stream_ordering().await?;
     let account_data_up_to = state.storage.account_data_position().await?;
-    let mut response = Response::new(format!("s{up_to}_{account_data_up_to}_{typing_up_to}"));
+    let receipts_up_to = state.storage.receipts_position().await?;
+    let mut response = Response::new(format!("s{up_to}_{account_data_up_to}_{typing_up_to}_{receipts_up_to}"));
     let room_filter = &request.filter.room;
     let timeline_filter = &room_filter.timeline;
     let limit = timeline_filter
@@ -208,6 +211,7 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Since, request: &Sy
         let event = serde_json::json!({"type": "m.typing", "content": {"user_ids": user_ids}});
         response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(raw(&event)?);
     }
+    add_receipts(state, authed, &joined_list, since_receipts.unwrap_or(0), receipts_up_to, &mut response).await?;
 
     for membership in memberships.iter().filter(|m| m.membership == "invite" && wanted(m)) {
         if since.is_some_and(|s| membership.stream_ordering <= s) && !request.full_state {
@@ -262,9 +266,10 @@ struct SyncToken {
     events: i64,
     account_data: i64,
     typing: Option<u64>,
+    receipts: i64,
 }
 
-/// Sync tokens are `s<events>_<account data>_<typing>`; missing parts (older tokens) count as
+/// Sync tokens are `s<events>_<account data>_<typing>_<receipts>`; missing parts (older tokens) count as
 /// "from the beginning" for their stream.
 fn parse_sync_token(token: &str) -> Result<SyncToken> {
     let invalid = || Error::invalid_param(format!("Invalid since token `{token}`"));
@@ -272,7 +277,8 @@ fn parse_sync_token(token: &str) -> Result<SyncToken> {
     let mut rest = token.split('_').skip(1);
     let account_data = rest.next().map(|p| p.parse().map_err(|_| invalid())).transpose()?.unwrap_or(0);
     let typing = rest.next().map(|p| p.parse().map_err(|_| invalid())).transpose()?;
-    Ok(SyncToken { events, account_data, typing })
+    let receipts = rest.next().map(|p| p.parse().map_err(|_| invalid())).transpose()?.unwrap_or(0);
+    Ok(SyncToken { events, account_data, typing, receipts })
 }
 
 /// Global account data, and room account data for joined rooms, changed in
@@ -293,6 +299,36 @@ async fn add_account_data(
             let room = response.rooms.join.entry(room_id(&change.room_id)?).or_default();
             room.account_data.events.push(raw(&event)?);
         }
+    }
+    Ok(())
+}
+
+/// Receipts in joined rooms changed in `(after, up_to]`, as one `m.receipt` event per room.
+/// Private receipts are shown only to their owner.
+async fn add_receipts(
+    state: &AppState,
+    authed: &Authed,
+    joined: &[String],
+    after: i64,
+    up_to: i64,
+    response: &mut Response,
+) -> Result<()> {
+    let mut by_room: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
+    for receipt in state.storage.receipt_changes(joined, after, up_to).await? {
+        if receipt.receipt_type == "m.read.private" && receipt.user_id != authed.user_id.as_str() {
+            continue;
+        }
+        let mut info = serde_json::json!({"ts": receipt.ts});
+        if !receipt.thread_id.is_empty() {
+            info["thread_id"] = receipt.thread_id.into();
+        }
+        let content = by_room.entry(receipt.room_id).or_default();
+        let event = content.entry(receipt.event_id).or_insert_with(|| serde_json::json!({}));
+        event[&receipt.receipt_type][&receipt.user_id] = info;
+    }
+    for (room, content) in by_room {
+        let event = serde_json::json!({"type": "m.receipt", "content": content});
+        response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(raw(&event)?);
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod discovery;
 mod membership;
 mod message;
 mod profile;
+mod receipt;
 mod register;
 mod room;
 mod session;
@@ -75,6 +76,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(account_data::put_tag)
         .ruma(account_data::delete_tag)
         .ruma(typing::set)
+        .ruma(receipt::create)
+        .ruma(receipt::markers)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)

@@ -1,0 +1,92 @@
+//! Read receipts, with their own stream.
+
+use sqlx::Row;
+
+use super::{Result, Storage, placeholders};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRow {
+    pub room_id: String,
+    pub user_id: String,
+    pub receipt_type: String,
+    /// Empty for unthreaded receipts.
+    pub thread_id: String,
+    pub event_id: String,
+    pub ts: i64,
+}
+
+/// A receipt to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewReceipt<'a> {
+    pub room_id: &'a str,
+    pub user_id: &'a str,
+    pub receipt_type: &'a str,
+    pub thread_id: &'a str,
+    pub event_id: &'a str,
+    pub ts: i64,
+}
+
+impl Storage {
+    /// Stores (replaces) a receipt and returns its stream position.
+    pub async fn set_receipt(&self, receipt: NewReceipt<'_>) -> Result<i64> {
+        let mut tx = self.write.begin().await?;
+        let stream_id: i64 = sqlx::query(
+            "UPDATE stream_positions SET position = position + 1 WHERE stream = 'receipts' RETURNING position",
+        )
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("position")?;
+        sqlx::query(
+            "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (room_id, user_id, receipt_type, thread_id) \
+             DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, stream_id = excluded.stream_id",
+        )
+        .bind(receipt.room_id)
+        .bind(receipt.user_id)
+        .bind(receipt.receipt_type)
+        .bind(receipt.thread_id)
+        .bind(receipt.event_id)
+        .bind(receipt.ts)
+        .bind(stream_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stream_id)
+    }
+
+    /// Receipts in the given rooms changed in `after < stream_id <= up_to`, in one query.
+    pub async fn receipt_changes(&self, room_ids: &[String], after: i64, up_to: i64) -> Result<Vec<ReceiptRow>> {
+        if room_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts \
+             WHERE stream_id > $1 AND stream_id <= $2 AND room_id IN ({}) ORDER BY stream_id",
+            placeholders(3, room_ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(after).bind(up_to);
+        for room_id in room_ids {
+            query = query.bind(room_id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReceiptRow {
+                    room_id: row.try_get("room_id")?,
+                    user_id: row.try_get("user_id")?,
+                    receipt_type: row.try_get("receipt_type")?,
+                    thread_id: row.try_get("thread_id")?,
+                    event_id: row.try_get("event_id")?,
+                    ts: row.try_get("ts")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn receipts_position(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT position FROM stream_positions WHERE stream = 'receipts'")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get("position")?)
+    }
+}
