@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod push_rules;
 pub mod receipts;
 pub mod rooms;
 pub mod server;

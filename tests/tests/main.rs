@@ -13,6 +13,7 @@ mod events;
 mod lifecycle;
 mod login;
 mod profile;
+mod push_rules;
 mod real_client;
 mod receipts;
 mod registration;

@@ -8,6 +8,7 @@ mod discovery;
 mod membership;
 mod message;
 mod profile;
+mod push;
 mod receipt;
 mod register;
 mod room;
@@ -78,6 +79,15 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(typing::set)
         .ruma(receipt::create)
         .ruma(receipt::markers)
+        .ruma(push::all)
+        .ruma(push::global)
+        .ruma(push::get)
+        .ruma(push::set)
+        .ruma(push::delete)
+        .ruma(push::enabled)
+        .ruma(push::set_enabled)
+        .ruma(push::actions)
+        .ruma(push::set_actions)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)
