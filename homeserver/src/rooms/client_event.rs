@@ -2,7 +2,13 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::error::{Error, Result};
 use crate::storage::EventRow;
+
+/// A JSON value as ruma's typed raw JSON (for response fields typed `Raw<…>`).
+pub fn to_raw<T>(value: &Value) -> Result<ruma::serde::Raw<T>> {
+    serde_json::value::to_raw_value(value).map(ruma::serde::Raw::from_json).map_err(|e| Error::internal(e.to_string()))
+}
 
 /// Fields of the stored PDU that clients receive.
 const CLIENT_FIELDS: &[&str] = &["content", "origin_server_ts", "sender", "type", "state_key", "redacts"];

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, decode_record, encode_record};
+use super::{Result, Storage, Stream, advance_stream, decode_record, encode_record};
 
 /// One changed account data entry; `room_id` is empty for global data.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,12 +27,7 @@ impl Storage {
         content: &serde_json::Value,
     ) -> Result<i64> {
         let mut tx = self.write.begin().await?;
-        let stream_id: i64 = sqlx::query(
-            "UPDATE stream_positions SET position = position + 1 WHERE stream = 'account_data' RETURNING position",
-        )
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("position")?;
+        let stream_id = advance_stream(&mut tx, Stream::AccountData).await?;
         sqlx::query(
             "INSERT INTO account_data (user_id, room_id, data_type, stream_id, content) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET stream_id = excluded.stream_id, content = excluded.content",
@@ -86,12 +81,5 @@ impl Storage {
                 Ok(AccountDataRow { room_id, data_type, content, stream_id: row.try_get("stream_id")? })
             })
             .collect()
-    }
-
-    pub async fn account_data_position(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT position FROM stream_positions WHERE stream = 'account_data'")
-            .fetch_one(&self.read)
-            .await?;
-        Ok(row.try_get("position")?)
     }
 }

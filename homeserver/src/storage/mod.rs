@@ -161,6 +161,42 @@ impl Storage {
     }
 }
 
+/// Streams other than events, whose positions live in `stream_positions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    AccountData,
+    Receipts,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Self::AccountData => "account_data",
+            Self::Receipts => "receipts",
+        }
+    }
+}
+
+/// Takes the next position of `stream` inside a write transaction (atomic on both engines).
+async fn advance_stream(conn: &mut sqlx::AnyConnection, stream: Stream) -> Result<i64> {
+    let row = sqlx::query("UPDATE stream_positions SET position = position + 1 WHERE stream = $1 RETURNING position")
+        .bind(stream.name())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(sqlx::Row::try_get(&row, "position")?)
+}
+
+impl Storage {
+    /// The newest position of a stream.
+    pub async fn stream_position(&self, stream: Stream) -> Result<i64> {
+        let row = sqlx::query("SELECT position FROM stream_positions WHERE stream = $1")
+            .bind(stream.name())
+            .fetch_one(&self.read)
+            .await?;
+        Ok(sqlx::Row::try_get(&row, "position")?)
+    }
+}
+
 /// `$first, $first+1, …` for `count` values of an `IN (…)` list.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, placeholders};
+use super::{Result, Storage, Stream, advance_stream, placeholders};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptRow {
@@ -30,12 +30,7 @@ impl Storage {
     /// Stores (replaces) a receipt and returns its stream position.
     pub async fn set_receipt(&self, receipt: NewReceipt<'_>) -> Result<i64> {
         let mut tx = self.write.begin().await?;
-        let stream_id: i64 = sqlx::query(
-            "UPDATE stream_positions SET position = position + 1 WHERE stream = 'receipts' RETURNING position",
-        )
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("position")?;
+        let stream_id = advance_stream(&mut tx, Stream::Receipts).await?;
         sqlx::query(
             "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (room_id, user_id, receipt_type, thread_id) \
@@ -81,12 +76,5 @@ impl Storage {
                 })
             })
             .collect()
-    }
-
-    pub async fn receipts_position(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT position FROM stream_positions WHERE stream = 'receipts'")
-            .fetch_one(&self.read)
-            .await?;
-        Ok(row.try_get("position")?)
     }
 }

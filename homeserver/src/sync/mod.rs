@@ -16,10 +16,10 @@ use serde_json::Value;
 
 use crate::accounts::Authed;
 use crate::error::{Error, Result};
-use crate::rooms::client_event::{client_event, stripped_state};
+use crate::rooms::client_event::{client_event, stripped_state, to_raw};
 use crate::rooms::timeline::{filter_visible, format_token, matches_filter, parse_token};
 use crate::state::AppState;
-use crate::storage::{EventRow, MembershipRow, Order};
+use crate::storage::{EventRow, MembershipRow, Order, Stream};
 
 /// Timeline events per room when the filter does not say.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
@@ -90,11 +90,6 @@ struct RoomPlan {
     mode: StateMode,
 }
 
-fn raw<T>(value: &Value) -> Result<Raw<T>> {
-    let json = serde_json::value::to_raw_value(value).map_err(|e| Error::internal(e.to_string()))?;
-    Ok(Raw::from_json(json))
-}
-
 /// Where the previous sync left off, per stream: events, account data, typing, receipts.
 type Since = (Option<i64>, Option<i64>, Option<u64>, Option<i64>);
 
@@ -103,8 +98,8 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Since, request: &Sy
     // Read the typing serial first: a change after this point is reported next time.
     let typing_up_to = state.typing.serial();
     let up_to = state.storage.max_stream_ordering().await?;
-    let account_data_up_to = state.storage.account_data_position().await?;
-    let receipts_up_to = state.storage.receipts_position().await?;
+    let account_data_up_to = state.storage.stream_position(Stream::AccountData).await?;
+    let receipts_up_to = state.storage.stream_position(Stream::Receipts).await?;
     let mut response = Response::new(format!("s{up_to}_{account_data_up_to}_{typing_up_to}_{receipts_up_to}"));
     let room_filter = &request.filter.room;
     let timeline_filter = &room_filter.timeline;
@@ -192,12 +187,12 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Since, request: &Sy
         timeline.prev_batch = Some(format_token(plan.rows.first().map_or(up_to, |r| r.stream_ordering - 1)));
         timeline.events = timeline_rows
             .iter()
-            .map(|row| raw(&client_event(row, now, false, txns.get(&row.event_id).map(String::as_str))))
+            .map(|row| to_raw(&client_event(row, now, false, txns.get(&row.event_id).map(String::as_str))))
             .collect::<Result<_>>()?;
         let mut joined_room = JoinedRoom::new();
         joined_room.timeline = timeline;
         let state_events: Vec<_> =
-            state_rows.iter().map(|row| raw(&client_event(row, now, false, None))).collect::<Result<_>>()?;
+            state_rows.iter().map(|row| to_raw(&client_event(row, now, false, None))).collect::<Result<_>>()?;
         joined_room.state = State::Before(StateEvents::from(state_events));
         response.rooms.join.insert(room_id(&plan.room_id)?, joined_room);
     }
@@ -209,7 +204,7 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Since, request: &Sy
     let joined_list: Vec<String> = joined_ids.iter().map(|id| (*id).to_owned()).collect();
     for (room, user_ids) in state.typing.changed_since(&joined_list, since_typing) {
         let event = serde_json::json!({"type": "m.typing", "content": {"user_ids": user_ids}});
-        response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(raw(&event)?);
+        response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
     }
     add_receipts(state, authed, &joined_list, since_receipts.unwrap_or(0), receipts_up_to, &mut response).await?;
 
@@ -253,7 +248,7 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Since, request: &Sy
             let now = state.now_ms();
             let mut left = LeftRoom::new();
             left.timeline.events =
-                rows.iter().map(|row| raw(&client_event(row, now, false, None))).collect::<Result<_>>()?;
+                rows.iter().map(|row| to_raw(&client_event(row, now, false, None))).collect::<Result<_>>()?;
             left.timeline.prev_batch = Some(format_token(rows.first().map_or(since, |r| r.stream_ordering - 1)));
             response.rooms.leave.insert(room_id(&membership.room_id)?, left);
         }
@@ -294,10 +289,10 @@ async fn add_account_data(
     for change in state.storage.account_data_changes(authed.user_id.as_str(), after, up_to).await? {
         let event = serde_json::json!({"type": change.data_type, "content": change.content});
         if change.room_id.is_empty() {
-            response.account_data.events.push(raw(&event)?);
+            response.account_data.events.push(to_raw(&event)?);
         } else if joined.contains(change.room_id.as_str()) {
             let room = response.rooms.join.entry(room_id(&change.room_id)?).or_default();
-            room.account_data.events.push(raw(&event)?);
+            room.account_data.events.push(to_raw(&event)?);
         }
     }
     Ok(())
@@ -328,7 +323,7 @@ async fn add_receipts(
     }
     for (room, content) in by_room {
         let event = serde_json::json!({"type": "m.receipt", "content": content});
-        response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(raw(&event)?);
+        response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
     }
     Ok(())
 }
@@ -406,7 +401,7 @@ async fn stripped_room_state(
     let ids: Vec<String> = entries.into_values().collect();
     let mut rows = state.storage.events_by_id(&ids).await?;
     rows.push(invite);
-    rows.iter().map(|row| raw(&stripped_state(row))).collect()
+    rows.iter().map(|row| to_raw(&stripped_state(row))).collect()
 }
 
 /// Resolves the `filter` parameter: inline JSON or a stored filter ID.

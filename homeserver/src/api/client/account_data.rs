@@ -4,19 +4,15 @@ use ruma::api::client::config::{
     get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data,
 };
 use ruma::api::client::tag::{create_tag, delete_tag, get_tags};
-use ruma::serde::Raw;
 
 use crate::account_data;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
+use crate::rooms::client_event::to_raw;
 use crate::state::AppState;
 
 fn json(raw: &serde_json::value::RawValue) -> Result<serde_json::Value> {
     serde_json::from_str(raw.get()).map_err(|e| Error::bad_json(e.to_string()))
-}
-
-fn raw<T>(value: &serde_json::Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(value).map(Raw::from_json).map_err(|e| Error::internal(e.to_string()))
 }
 
 pub async fn set_global(
@@ -37,7 +33,7 @@ pub async fn get_global(
     let body = &request.body;
     let caller = &request.authed()?.user_id;
     let content = account_data::get(&state, caller, &body.user_id, None, &body.event_type.to_string()).await?;
-    Ok(get_global_account_data::v3::Response::new(raw(&content)?))
+    Ok(get_global_account_data::v3::Response::new(to_raw(&content)?))
 }
 
 pub async fn set_room(
@@ -60,7 +56,7 @@ pub async fn get_room(
     let caller = &request.authed()?.user_id;
     let content =
         account_data::get(&state, caller, &body.user_id, Some(&body.room_id), &body.event_type.to_string()).await?;
-    Ok(get_room_account_data::v3::Response::new(raw(&content)?))
+    Ok(get_room_account_data::v3::Response::new(to_raw(&content)?))
 }
 
 pub async fn tags(state: AppState, request: Ruma<get_tags::v3::Request>) -> Result<get_tags::v3::Response> {

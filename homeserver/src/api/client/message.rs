@@ -5,12 +5,11 @@ use ruma::api::client::message::{get_message_events, send_message_event};
 use ruma::api::client::redact::redact_event;
 use ruma::api::client::room::{get_event_by_timestamp, get_room_event};
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
-use ruma::serde::Raw;
 use ruma::{RoomId, UserId};
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
-use crate::rooms::client_event::client_event;
+use crate::rooms::client_event::{client_event, to_raw};
 use crate::rooms::send::{ClientTxn, send_event, state_template};
 use crate::rooms::timeline::{self, Direction, MessagesQuery};
 use crate::state::AppState;
@@ -21,10 +20,6 @@ fn content_json(raw: &serde_json::value::RawValue) -> Result<serde_json::Value> 
         return Err(Error::bad_json("Event content must be a JSON object"));
     }
     Ok(value)
-}
-
-fn to_raw<T>(value: &serde_json::Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(value).map(Raw::from_json).map_err(|e| Error::internal(e.to_string()))
 }
 
 pub async fn send(

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use ruma::api::client::membership::{get_member_events, joined_members, joined_rooms};
 use ruma::api::client::room::{Visibility, create_room, upgrade_room};
-use ruma::serde::Raw;
 use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::api::ruma::Ruma;
@@ -85,10 +84,7 @@ pub async fn members(
             body.membership.as_ref().is_none_or(|m| m.as_str() == membership)
                 && body.not_membership.as_ref().is_none_or(|m| m.as_str() != membership)
         })
-        .map(|row| {
-            let value = client_event::client_event(row, now, true, None);
-            serde_json::value::to_raw_value(&value).map(Raw::from_json).map_err(|e| Error::internal(e.to_string()))
-        })
+        .map(|row| client_event::to_raw(&client_event::client_event(row, now, true, None)))
         .collect::<Result<Vec<_>>>()?;
     Ok(get_member_events::v3::Response::new(chunk))
 }
