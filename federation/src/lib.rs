@@ -8,6 +8,8 @@ pub mod keys;
 pub mod pdu;
 pub mod signing;
 pub mod state_res;
+#[cfg(test)]
+mod test_dag;
 
 pub use keys::{KeyFileError, ServerSigningKey};
 pub use pdu::{DagPosition, EventTemplate, Pdu, PduError};

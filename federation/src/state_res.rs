@@ -53,119 +53,19 @@ pub fn resolve(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::collections::HashSet;
 
-    use ruma::events::{StateEventType, TimelineEventType};
-    use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedUserId, RoomId, RoomVersionId, UInt};
+    use ruma::RoomVersionId;
+    use ruma::events::StateEventType;
     use serde_json::json;
 
     use super::*;
-    use crate::auth::{StateEvents, auth_types, authorize};
-    use crate::keys::ServerSigningKey;
-    use crate::pdu::{DagPosition, EventTemplate, build_pdu, rules_for};
-
-    /// A room DAG that can fork: every event records the state after it.
-    struct Dag {
-        key: ServerSigningKey,
-        version: RoomVersionId,
-        events: HashMap<OwnedEventId, Pdu>,
-        state_after: HashMap<OwnedEventId, StateMap<OwnedEventId>>,
-        clock: u32,
-    }
-
-    fn user(name: &str) -> OwnedUserId {
-        OwnedUserId::try_from(format!("@{name}:example.org")).unwrap()
-    }
-
-    impl Dag {
-        fn new() -> Self {
-            Self {
-                key: ServerSigningKey::generate(),
-                version: RoomVersionId::V10,
-                events: HashMap::new(),
-                state_after: HashMap::new(),
-                clock: 0,
-            }
-        }
-
-        /// Appends an event after `parents` (resolving their states first when there are
-        /// several); fails when the event is not authorized by that state.
-        fn add(
-            &mut self,
-            parents: &[&OwnedEventId],
-            sender: &str,
-            event_type: &str,
-            state_key: Option<&str>,
-            content: serde_json::Value,
-        ) -> Result<OwnedEventId, String> {
-            let rules = rules_for(&self.version).unwrap();
-            let state: StateMap<OwnedEventId> = match parents {
-                [] => StateMap::new(),
-                [one] => self.state_after[*one].clone(),
-                many => {
-                    let forks: Vec<_> = many.iter().map(|p| self.state_after[*p].clone()).collect();
-                    resolve(&rules, &forks, &self.events)?
-                }
-            };
-            let sender = user(sender);
-            let event_type = TimelineEventType::from(event_type);
-            let raw = serde_json::value::to_raw_value(&content).unwrap();
-            let types = auth_types(&rules.authorization, &event_type, &sender, state_key, &raw)?;
-            let auth_events: Vec<OwnedEventId> = types.iter().filter_map(|t| state.get(t).cloned()).collect();
-            let depth = parents.iter().map(|p| self.events[*p].depth).max().unwrap_or(0) + 1;
-            self.clock += 1;
-            let template =
-                EventTemplate { event_type, state_key: state_key.map(str::to_owned), content, redacts: None };
-            let position =
-                DagPosition { prev_events: parents.iter().map(|p| (*p).clone()).collect(), auth_events, depth };
-            let room_id = <&RoomId>::try_from("!dag:example.org").unwrap();
-            let ts = MilliSecondsSinceUnixEpoch(UInt::from(self.clock));
-            let pdu =
-                build_pdu("example.org", &self.key, &self.version, room_id, &sender, &template, &position, ts).unwrap();
-            let state_events: StateEvents<'_> = state.iter().map(|(k, id)| (k.clone(), &self.events[id])).collect();
-            authorize(&rules.authorization, &pdu, &self.events, &state_events)?;
-            let id = pdu.event_id.clone();
-            let mut after = state;
-            if let Some(key) = &pdu.state_key {
-                after.insert((StateEventType::from(pdu.event_type.to_string()), key.clone()), id.clone());
-            }
-            self.events.insert(id.clone(), pdu);
-            self.state_after.insert(id.clone(), after);
-            Ok(id)
-        }
-
-        fn membership(&self, at: &OwnedEventId, who: &str) -> Option<String> {
-            let key = (StateEventType::RoomMember, user(who).to_string());
-            let id = self.state_after[at].get(&key)?;
-            self.events[id].content_value()["membership"].as_str().map(str::to_owned)
-        }
-
-        /// create, alice joins, power levels (alice 100, `extra` users), public join rules.
-        fn public_room(extra: serde_json::Value) -> (Self, OwnedEventId) {
-            let mut dag = Self::new();
-            let alice = user("alice");
-            let create = dag
-                .add(&[], "alice", "m.room.create", Some(""), json!({"creator": alice, "room_version": "10"}))
-                .unwrap();
-            let join = dag
-                .add(&[&create], "alice", "m.room.member", Some(alice.as_str()), json!({"membership": "join"}))
-                .unwrap();
-            let mut users = json!({alice.as_str(): 100});
-            if let serde_json::Value::Object(extra) = extra {
-                for (k, v) in extra {
-                    users[k] = v;
-                }
-            }
-            let power = dag.add(&[&join], "alice", "m.room.power_levels", Some(""), json!({"users": users})).unwrap();
-            let rules =
-                dag.add(&[&power], "alice", "m.room.join_rules", Some(""), json!({"join_rule": "public"})).unwrap();
-            (dag, rules)
-        }
-    }
+    use crate::pdu::rules_for;
+    use crate::test_dag::{Dag, user};
 
     #[test]
     fn ban_beats_a_concurrent_join() {
-        let (mut dag, base) = Dag::public_room(json!({}));
+        let (mut dag, base) = Dag::public_room(RoomVersionId::V10, json!({}));
         let bob = user("bob");
         // Fork: alice bans bob on one branch while bob joins on the other.
         let ban =
@@ -188,7 +88,7 @@ mod tests {
         // Carol (50) and alice (100). Alice demotes carol while carol, concurrently, sets the
         // topic (allowed at 50). The demotion is resolved first (power events before others),
         // and carol's topic is then no longer authorized, so alice's topic state wins.
-        let (mut dag, base) = Dag::public_room(json!({"@carol:example.org": 50}));
+        let (mut dag, base) = Dag::public_room(RoomVersionId::V10, json!({"@carol:example.org": 50}));
         let carol = user("carol");
         let carol_join =
             dag.add(&[&base], "carol", "m.room.member", Some(carol.as_str()), json!({"membership": "join"})).unwrap();
@@ -213,7 +113,7 @@ mod tests {
 
     #[test]
     fn unconflicted_state_from_both_forks_is_kept() {
-        let (mut dag, base) = Dag::public_room(json!({}));
+        let (mut dag, base) = Dag::public_room(RoomVersionId::V10, json!({}));
         let name = dag.add(&[&base], "alice", "m.room.name", Some(""), json!({"name": "N"})).unwrap();
         let topic = dag.add(&[&base], "alice", "m.room.topic", Some(""), json!({"topic": "T"})).unwrap();
         let merge = dag.add(&[&name, &topic], "alice", "m.room.message", None, json!({"body": "merge"})).unwrap();
@@ -224,7 +124,7 @@ mod tests {
 
     #[test]
     fn auth_chain_is_the_recursive_closure() {
-        let (mut dag, base) = Dag::public_room(json!({}));
+        let (mut dag, base) = Dag::public_room(RoomVersionId::V10, json!({}));
         let message = dag.add(&[&base], "alice", "m.room.message", None, json!({"body": "x"})).unwrap();
         let chain = auth_chain([message.clone()], &dag.events);
         // message → power levels, alice's join, create (and transitively nothing else).
