@@ -77,6 +77,12 @@ impl Error {
         Self::matrix(status, ErrorKind::Unrecognized, message)
     }
 
+    /// An error with an errcode ruma has no variant for (e.g. `M_INVALID_SIGNATURE`).
+    pub fn custom(status: StatusCode, errcode: &str, message: impl Into<String>) -> Self {
+        let kind = serde_json::from_value(serde_json::json!({ "errcode": errcode })).unwrap_or(ErrorKind::Unknown);
+        Self::matrix(status, kind, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal(message.into())
     }

@@ -7,6 +7,7 @@ pub mod account_data;
 pub mod accounts;
 pub mod api;
 pub mod config;
+pub mod e2ee;
 pub mod error;
 pub mod push_rules;
 pub mod receipts;

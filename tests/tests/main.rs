@@ -8,6 +8,7 @@ mod bench_smoke;
 mod devices;
 mod directory;
 mod discovery;
+mod e2ee;
 mod errors;
 mod events;
 mod lifecycle;

@@ -337,5 +337,6 @@ pub async fn delete_devices(
     let ids: Vec<String> = device_ids.iter().map(ToString::to_string).collect();
     state.storage.delete_devices(authed.user_id.as_str(), &ids).await?;
     state.token_cache.clear();
+    state.rooms.notify_change();
     Ok(())
 }

@@ -3,8 +3,9 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::e2ee_keys::mark_device_lists_changed;
 use super::tokens::{NewTokens, insert_tokens};
-use super::{Result, Storage, flag};
+use super::{Result, Storage, flag, placeholders};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
@@ -172,6 +173,8 @@ impl Storage {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM devices WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM cross_signing_keys WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        mark_device_lists_changed(&mut tx, &[user_id]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -210,24 +213,37 @@ impl Storage {
 
     /// Returns false when the device does not exist.
     pub async fn set_device_display_name(&self, user_id: &str, device_id: &str, name: Option<&str>) -> Result<bool> {
+        // Other users see device names through /keys/query, so a rename is a device-list change.
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query("UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2")
             .bind(user_id)
             .bind(device_id)
             .bind(name)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        mark_device_lists_changed(&mut tx, &[user_id]).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Deletes the given devices (their tokens go with them). Unknown IDs are ignored.
+    /// Deletes devices with everything they own (tokens, keys, to-device inbox) and tells the
+    /// user's contacts that the device list changed.
     pub async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> Result<()> {
+        if device_ids.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.write.begin().await?;
+        let sql =
+            format!("DELETE FROM devices WHERE user_id = $1 AND device_id IN ({})", placeholders(2, device_ids.len()));
+        let mut query = sqlx::query(&sql).bind(user_id);
         for device_id in device_ids {
-            sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = $2")
-                .bind(user_id)
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await?;
+            query = query.bind(device_id);
+        }
+        if query.execute(&mut *tx).await?.rows_affected() > 0 {
+            mark_device_lists_changed(&mut tx, &[user_id]).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -235,11 +251,17 @@ impl Storage {
 
     /// Deletes every device of the user except `keep`.
     pub async fn delete_other_devices(&self, user_id: &str, keep: Option<&str>) -> Result<()> {
-        sqlx::query("DELETE FROM devices WHERE user_id = $1 AND ($2 IS NULL OR device_id <> $2)")
+        let mut tx = self.write.begin().await?;
+        let deleted = sqlx::query("DELETE FROM devices WHERE user_id = $1 AND ($2 IS NULL OR device_id <> $2)")
             .bind(user_id)
             .bind(keep)
-            .execute(&self.write)
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted > 0 {
+            mark_device_lists_changed(&mut tx, &[user_id]).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -49,6 +49,24 @@ impl Storage {
         rows.iter().map(from_row).collect()
     }
 
+    /// Current memberships in these rooms that changed in `after < stream_ordering <= up_to`.
+    pub async fn membership_changes(&self, room_ids: &[String], after: i64, up_to: i64) -> Result<Vec<MembershipRow>> {
+        if room_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM memberships WHERE stream_ordering > $1 AND stream_ordering <= $2 \
+             AND room_id IN ({}) ORDER BY stream_ordering",
+            placeholders(3, room_ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(after).bind(up_to);
+        for room_id in room_ids {
+            query = query.bind(room_id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(from_row).collect()
+    }
+
     pub async fn room_memberships(&self, room_id: &str) -> Result<Vec<MembershipRow>> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM memberships WHERE room_id = $1 ORDER BY user_id"))
             .bind(room_id)

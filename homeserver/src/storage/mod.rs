@@ -6,12 +6,15 @@ mod account_data;
 mod accounts;
 mod aliases;
 mod codec;
+mod e2ee_keys;
 mod event_writer;
 mod filters;
+mod key_backup;
 mod memberships;
 mod receipts;
 mod registration_tokens;
 mod rooms;
+mod to_device;
 mod tokens;
 mod uiaa;
 
@@ -25,10 +28,13 @@ use sqlx::{AnyPool, Executor};
 pub use account_data::AccountDataRow;
 pub use accounts::{DeviceRow, NewAccount, NewDevice, ProfileField, ProfileRow, RegisterOutcome, UserRow};
 pub use codec::{decode_record, encode_record};
+pub use e2ee_keys::{CrossSigningKeyRow, DeviceKeysRow, KeySignatureRow};
+pub use key_backup::{BackupKeyRow, BackupVersionRow, KeyScope};
 pub use memberships::{MemberSummary, MembershipRow};
 pub use receipts::{NewReceipt, ReceiptRow};
 pub use registration_tokens::RegistrationTokenRow;
 pub use rooms::{EventRow, NewEvent, Order, Persisted, RoomRow, StateMap};
+pub use to_device::{NewToDeviceMessage, ToDeviceRow};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};
 pub use uiaa::UiaaSessionRow;
 
@@ -166,6 +172,8 @@ impl Storage {
 pub enum Stream {
     AccountData,
     Receipts,
+    DeviceLists,
+    ToDevice,
 }
 
 impl Stream {
@@ -173,14 +181,23 @@ impl Stream {
         match self {
             Self::AccountData => "account_data",
             Self::Receipts => "receipts",
+            Self::DeviceLists => "device_lists",
+            Self::ToDevice => "to_device",
         }
     }
 }
 
 /// Takes the next position of `stream` inside a write transaction (atomic on both engines).
 async fn advance_stream(conn: &mut sqlx::AnyConnection, stream: Stream) -> Result<i64> {
-    let row = sqlx::query("UPDATE stream_positions SET position = position + 1 WHERE stream = $1 RETURNING position")
+    advance_stream_by(conn, stream, 1).await
+}
+
+/// Takes the next `count` positions of `stream` and returns the last; the row lock held until
+/// commit makes positions appear in commit order, so a reader never skips one.
+async fn advance_stream_by(conn: &mut sqlx::AnyConnection, stream: Stream, count: i64) -> Result<i64> {
+    let row = sqlx::query("UPDATE stream_positions SET position = position + $2 WHERE stream = $1 RETURNING position")
         .bind(stream.name())
+        .bind(count)
         .fetch_one(&mut *conn)
         .await?;
     Ok(sqlx::Row::try_get(&row, "position")?)

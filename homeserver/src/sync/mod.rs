@@ -15,6 +15,7 @@ use ruma::{OwnedRoomId, UserId};
 use serde_json::Value;
 
 use crate::accounts::Authed;
+use crate::e2ee::{self, device_lists};
 use crate::error::{Error, Result};
 use crate::rooms::client_event::{client_event, stripped_state, to_raw};
 use crate::rooms::timeline::{filter_visible, format_token, matches_filter, parse_token};
@@ -44,21 +45,14 @@ pub struct SyncRequest {
 }
 
 pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Result<Response> {
-    let tokens = request.since.as_deref().map(parse_sync_token).transpose()?;
-    let since = tokens.map(|t| t.events);
-    let since_account_data = tokens.map(|t| t.account_data);
-    let since_typing = tokens.and_then(|t| t.typing);
-    let since_receipts = tokens.map(|t| t.receipts);
+    let since = request.since.as_deref().map(parse_sync_token).transpose()?;
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // Subscribe before reading, so an event persisted meanwhile still wakes us.
         let mut wake = state.rooms.subscribe();
-        let since_all = (since, since_account_data, since_typing, since_receipts);
-        let response = sync_once(state, authed, since_all, &request).await?;
-        let has_news =
-            !response.rooms.join.is_empty() || !response.rooms.invite.is_empty() || !response.rooms.leave.is_empty();
-        if since.is_none() || has_news || request.full_state || tokio::time::Instant::now() >= deadline {
+        let response = sync_once(state, authed, since, &request).await?;
+        if since.is_none() || has_news(&response) || request.full_state || tokio::time::Instant::now() >= deadline {
             return Ok(response);
         }
         match tokio::time::timeout_at(deadline, wake.changed()).await {
@@ -69,6 +63,18 @@ pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Re
             }
         }
     }
+}
+
+/// Whether a long-polling sync has something to return.
+fn has_news(response: &Response) -> bool {
+    !response.rooms.join.is_empty()
+        || !response.rooms.invite.is_empty()
+        || !response.rooms.leave.is_empty()
+        || !response.rooms.knock.is_empty()
+        || !response.account_data.events.is_empty()
+        || !response.to_device.events.is_empty()
+        || !response.device_lists.changed.is_empty()
+        || !response.device_lists.left.is_empty()
 }
 
 /// Which state a joined room's section carries.
@@ -90,17 +96,35 @@ struct RoomPlan {
     mode: StateMode,
 }
 
-/// Where the previous sync left off, per stream: events, account data, typing, receipts.
-type Since = (Option<i64>, Option<i64>, Option<u64>, Option<i64>);
-
-async fn sync_once(state: &AppState, authed: &Authed, since: Since, request: &SyncRequest) -> Result<Response> {
-    let (since, since_account_data, since_typing, since_receipts) = since;
+async fn sync_once(
+    state: &AppState,
+    authed: &Authed,
+    tokens: Option<SyncToken>,
+    request: &SyncRequest,
+) -> Result<Response> {
+    let since = tokens.map(|t| t.events);
+    let since_account_data = tokens.map(|t| t.account_data);
+    let since_typing = tokens.and_then(|t| t.typing);
+    let since_receipts = tokens.map(|t| t.receipts);
     // Read the typing serial first: a change after this point is reported next time.
     let typing_up_to = state.typing.serial();
     let up_to = state.storage.max_stream_ordering().await?;
     let account_data_up_to = state.storage.stream_position(Stream::AccountData).await?;
     let receipts_up_to = state.storage.stream_position(Stream::Receipts).await?;
-    let mut response = Response::new(format!("s{up_to}_{account_data_up_to}_{typing_up_to}_{receipts_up_to}"));
+    let device_lists_up_to = state.storage.stream_position(Stream::DeviceLists).await?;
+    let to_device_up_to = state.storage.stream_position(Stream::ToDevice).await?;
+    let mut response = Response::new(String::new());
+    let to_device_next =
+        add_encryption(state, authed, tokens, up_to, device_lists_up_to, to_device_up_to, &mut response).await?;
+    response.next_batch = SyncToken {
+        events: up_to,
+        account_data: account_data_up_to,
+        typing: Some(typing_up_to),
+        receipts: receipts_up_to,
+        device_lists: device_lists_up_to,
+        to_device: to_device_next,
+    }
+    .to_string();
     let room_filter = &request.filter.room;
     let timeline_filter = &room_filter.timeline;
     let limit = timeline_filter
@@ -256,24 +280,82 @@ async fn sync_once(state: &AppState, authed: &Authed, since: Since, request: &Sy
     Ok(response)
 }
 
+/// Where a sync left off, per stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SyncToken {
     events: i64,
     account_data: i64,
     typing: Option<u64>,
     receipts: i64,
+    device_lists: i64,
+    to_device: i64,
 }
 
-/// Sync tokens are `s<events>_<account data>_<typing>_<receipts>`; missing parts (older tokens) count as
-/// "from the beginning" for their stream.
+impl std::fmt::Display for SyncToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { events, account_data, typing, receipts, device_lists, to_device } = self;
+        let typing = typing.unwrap_or(0);
+        write!(f, "s{events}_{account_data}_{typing}_{receipts}_{device_lists}_{to_device}")
+    }
+}
+
+/// Sync tokens are `s<events>_<account data>_<typing>_<receipts>_<device lists>_<to-device>`;
+/// missing parts (older tokens) count as "from the beginning" for their stream.
 fn parse_sync_token(token: &str) -> Result<SyncToken> {
     let invalid = || Error::invalid_param(format!("Invalid since token `{token}`"));
     let events = parse_token(token)?;
     let mut rest = token.split('_').skip(1);
-    let account_data = rest.next().map(|p| p.parse().map_err(|_| invalid())).transpose()?.unwrap_or(0);
-    let typing = rest.next().map(|p| p.parse().map_err(|_| invalid())).transpose()?;
-    let receipts = rest.next().map(|p| p.parse().map_err(|_| invalid())).transpose()?.unwrap_or(0);
-    Ok(SyncToken { events, account_data, typing, receipts })
+    let mut next = || rest.next().map(|p| p.parse::<i64>().map_err(|_| invalid())).transpose();
+    let account_data = next()?.unwrap_or(0);
+    let typing = next()?.map(|t| u64::try_from(t).map_err(|_| invalid())).transpose()?;
+    let receipts = next()?.unwrap_or(0);
+    let device_lists = next()?.unwrap_or(0);
+    let to_device = next()?.unwrap_or(0);
+    Ok(SyncToken { events, account_data, typing, receipts, device_lists, to_device })
+}
+
+/// The span between two sync tokens that `/keys/changes` asks about.
+pub fn device_list_window(from: &str, to: &str) -> Result<device_lists::Window> {
+    let (from, to) = (parse_sync_token(from)?, parse_sync_token(to)?);
+    Ok(device_lists::Window {
+        events_after: from.events,
+        events_up_to: to.events,
+        lists_after: from.device_lists,
+        lists_up_to: to.device_lists,
+    })
+}
+
+/// To-device messages, one-time key counts, unused fallback key types, and (incremental syncs
+/// only) device-list changes. Returns the to-device position the next sync resumes from.
+async fn add_encryption(
+    state: &AppState,
+    authed: &Authed,
+    since: Option<SyncToken>,
+    events_up_to: i64,
+    device_lists_up_to: i64,
+    to_device_up_to: i64,
+    response: &mut Response,
+) -> Result<i64> {
+    let after = since.map_or(0, |t| t.to_device);
+    let (events, next) = e2ee::to_device::for_sync(state, authed, after, to_device_up_to).await?;
+    response.to_device.events = events;
+
+    response.device_one_time_keys_count = e2ee::keys::one_time_key_counts(state, authed).await?;
+    let fallback = state.storage.unused_fallback_key_types(authed.user_id.as_str(), authed.device_id.as_str()).await?;
+    response.device_unused_fallback_key_types = Some(fallback.iter().map(|a| a.as_str().into()).collect());
+
+    if let Some(since) = since {
+        let window = device_lists::Window {
+            events_after: since.events,
+            events_up_to,
+            lists_after: since.device_lists,
+            lists_up_to: device_lists_up_to,
+        };
+        let changes = device_lists::changes(state, authed.user_id.as_str(), window).await?;
+        response.device_lists.changed = device_lists::user_ids(changes.changed);
+        response.device_lists.left = device_lists::user_ids(changes.left);
+    }
+    Ok(next)
 }
 
 /// Global account data, and room account data for joined rooms, changed in

@@ -2,9 +2,11 @@
 
 mod account;
 mod account_data;
+mod backup;
 mod device;
 mod directory;
 mod discovery;
+mod keys;
 mod membership;
 mod message;
 mod profile;
@@ -14,6 +16,7 @@ mod register;
 mod room;
 mod session;
 mod sync;
+mod to_device;
 mod typing;
 
 use axum::Router;
@@ -99,4 +102,25 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(directory::public_rooms_filtered)
         .ruma(directory::get_visibility)
         .ruma(directory::set_visibility)
+        .ruma(keys::upload)
+        .ruma(keys::query)
+        .ruma(keys::claim)
+        .ruma(keys::changes)
+        .ruma(keys::upload_signing_keys)
+        .ruma(keys::upload_signatures)
+        .ruma(to_device::send)
+        .ruma(backup::create_version)
+        .ruma(backup::latest_version)
+        .ruma(backup::version)
+        .ruma(backup::update_version)
+        .ruma(backup::delete_version)
+        .ruma(backup::put_keys)
+        .ruma(backup::put_room_keys)
+        .ruma(backup::put_session_key)
+        .ruma(backup::get_keys)
+        .ruma(backup::get_room_keys)
+        .ruma(backup::get_session_key)
+        .ruma(backup::delete_keys)
+        .ruma(backup::delete_room_keys)
+        .ruma(backup::delete_session_key)
 }
