@@ -1,8 +1,10 @@
 //! The `myelin` command: serve, and the administrative commands around it.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use homeserver::config::{Config, EXAMPLE_CONFIG, LogFormat};
@@ -51,6 +53,9 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Check that the server at this configuration's listen address answers `/health` (for
+    /// container health checks). Exits 0 when healthy, 1 otherwise.
+    Healthcheck,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +104,9 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
+    if matches!(cli.command, Some(Command::Healthcheck)) {
+        return healthcheck(config.listen_addr());
+    }
     init_logging(&config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -114,13 +122,44 @@ fn main() -> ExitCode {
                 create_user(config, name, password_file, admin).await
             }
             Some(Command::RegistrationToken { action }) => registration_token(config, action).await,
-            Some(Command::GenerateConfig | Command::Version | Command::CheckConfig) => Ok(()),
+            Some(Command::GenerateConfig | Command::Version | Command::CheckConfig | Command::Healthcheck) => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// GET /health over loopback (a wildcard listen address is reached through 127.0.0.1 or ::1).
+fn healthcheck(listen: std::net::SocketAddr) -> ExitCode {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
+    }
+    let timeout = Duration::from_secs(5);
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })();
+    match answer {
+        Ok(response) if response.starts_with("HTTP/1.1 200") => {
+            println!("healthy: {addr}");
+            ExitCode::SUCCESS
+        }
+        Ok(response) => {
+            eprintln!("unhealthy: {addr} answered {}", response.lines().next().unwrap_or(""));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: cannot reach {addr}: {e}");
             ExitCode::FAILURE
         }
     }

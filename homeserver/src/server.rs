@@ -63,10 +63,12 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
         TcpListener::bind(addr).await.map_err(|source| StartupError::Listen { addr: addr.to_string(), source })?;
     tracing::info!(%addr, "listening");
     let storage = state.storage.clone();
-    axum::serve(listener, crate::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(StartupError::Serve)?;
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        stopping.rooms.begin_shutdown();
+    };
+    axum::serve(listener, crate::app(state)).with_graceful_shutdown(shutdown).await.map_err(StartupError::Serve)?;
     storage.close().await;
     tracing::info!("stopped");
     Ok(())

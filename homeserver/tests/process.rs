@@ -168,3 +168,45 @@ fn cli_created_admin_logs_in_and_keys_survive_restart() {
     assert_eq!(key_ids[0], key_ids[1], "the signing key is kept across restarts");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn health_readiness_and_shutdown_during_a_long_poll() {
+    let dir = temp_dir("health");
+    std::fs::write(dir.join("password"), "health-password-1\n").unwrap();
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let env = [("MYELIN_LISTEN", listen.as_str())];
+    let output = myelin(&dir, &["create-user", "ops", "--password-file", "password"], &env).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    // Nothing listening yet: the health check fails.
+    let output = myelin(&dir, &["healthcheck"], &env).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+
+    let mut child = myelin(&dir, &[], &env).stderr(Stdio::null()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+    let output = myelin(&dir, &["healthcheck"], &env).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(http(port, "GET", "/health", "").unwrap().0, 200);
+    let (status, body) = http(port, "GET", "/ready", "").unwrap();
+    assert_eq!((status, body.contains("ready")), (200, true), "{body}");
+
+    // A client long-polling /sync for a minute must not hold up a graceful shutdown.
+    let login =
+        r#"{"type":"m.login.password","identifier":{"type":"m.id.user","user":"ops"},"password":"health-password-1"}"#;
+    let (_, body) = http(port, "POST", "/_matrix/client/v3/login", login).unwrap();
+    let token = body.split("\"access_token\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let (_, body) = http(port, "GET", &format!("/_matrix/client/v3/sync?access_token={token}"), "").unwrap();
+    let since = body.split("\"next_batch\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let poll = std::thread::spawn(move || {
+        http(port, "GET", &format!("/_matrix/client/v3/sync?since={since}&timeout=60000&access_token={token}"), "")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let output = terminate(child);
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown waited for the long-poll");
+    let (status, _) = poll.join().unwrap().expect("the long-poll was answered, not dropped");
+    assert_eq!(status, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -283,7 +283,7 @@ async fn device_lists_follow_keys_and_membership(engine: Engine) {
     };
     let (sync, (status, _)) = tokio::join!(waiting, uploading);
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(device_lists(&sync, "changed"), [alice.user_id.clone()]);
+    assert_eq!(device_lists(&sync, "changed"), [alice.user_id.as_str()]);
     let after_keys = sync["next_batch"].as_str().unwrap().to_owned();
 
     // Carol's keys change while she shares no room with bob: not his business.
@@ -294,12 +294,12 @@ async fn device_lists_follow_keys_and_membership(engine: Engine) {
     // Carol joins: bob must now track her devices. She leaves: he may forget them.
     server.join(&carol, &room).await;
     let sync = server.sync(&bob, &format!("since={after_keys}&timeout=0")).await;
-    assert_eq!(device_lists(&sync, "changed"), [carol.user_id.clone()]);
+    assert_eq!(device_lists(&sync, "changed"), [carol.user_id.as_str()]);
     let after_join = sync["next_batch"].as_str().unwrap().to_owned();
     let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), carol.token(), json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let sync = server.sync(&bob, &format!("since={after_join}&timeout=0")).await;
-    assert_eq!(device_lists(&sync, "left"), [carol.user_id.clone()]);
+    assert_eq!(device_lists(&sync, "left"), [carol.user_id.as_str()]);
     let end = sync["next_batch"].as_str().unwrap().to_owned();
 
     // /keys/changes answers the same over any span.
@@ -318,11 +318,11 @@ async fn device_lists_follow_keys_and_membership(engine: Engine) {
     )
     .await;
     let sync = server.sync(&bob, &format!("since={end}&timeout=0")).await;
-    assert_eq!(device_lists(&sync, "changed"), [alice.user_id.clone()]);
+    assert_eq!(device_lists(&sync, "changed"), [alice.user_id.as_str()]);
     let next = sync["next_batch"].as_str().unwrap().to_owned();
     server.post("/_matrix/client/v3/logout", alice_phone.token(), json!({})).await;
     let sync = server.sync(&bob, &format!("since={next}&timeout=0")).await;
-    assert_eq!(device_lists(&sync, "changed"), [alice.user_id.clone()]);
+    assert_eq!(device_lists(&sync, "changed"), [alice.user_id.as_str()]);
 }
 
 /// A cross-signing key object for `user_id`, signed by `signer` when given.

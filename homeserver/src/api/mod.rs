@@ -1,6 +1,7 @@
 //! The HTTP layer: extract, call a service, map the result. One file per API area.
 
 pub mod client;
+mod ops;
 pub mod ruma;
 pub mod server;
 
@@ -13,7 +14,7 @@ use crate::state::AppState;
 
 /// Every route the server answers.
 pub fn routes() -> Router<AppState> {
-    let router = client::routes(Router::new());
+    let router = ops::routes(client::routes(Router::new()));
     server::routes(router)
         .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request").into_response() })
         .method_not_allowed_fallback(|| async {

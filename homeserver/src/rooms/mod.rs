@@ -14,6 +14,7 @@ pub mod timeline;
 pub mod upgrade;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ruma::{OwnedRoomId, RoomId};
@@ -28,11 +29,13 @@ pub struct RoomRuntime {
     locks: Mutex<HashMap<OwnedRoomId, RoomSlot>>,
     /// A counter bumped on every change a `/sync` may report.
     changes: watch::Sender<u64>,
+    /// Set when the server is stopping: long-polls answer at once instead of holding shutdown.
+    stopping: AtomicBool,
 }
 
 impl Default for RoomRuntime {
     fn default() -> Self {
-        Self { locks: Mutex::new(HashMap::new()), changes: watch::channel(0).0 }
+        Self { locks: Mutex::new(HashMap::new()), changes: watch::channel(0).0, stopping: AtomicBool::new(false) }
     }
 }
 
@@ -56,5 +59,15 @@ impl RoomRuntime {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// Ends every long-poll now and makes new ones return at once.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.notify_change();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 }

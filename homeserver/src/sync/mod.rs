@@ -52,7 +52,8 @@ pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Re
         // Subscribe before reading, so an event persisted meanwhile still wakes us.
         let mut wake = state.rooms.subscribe();
         let response = sync_once(state, authed, since, &request).await?;
-        if since.is_none() || has_news(&response) || request.full_state || tokio::time::Instant::now() >= deadline {
+        let waited_enough = tokio::time::Instant::now() >= deadline || state.rooms.is_stopping();
+        if since.is_none() || has_news(&response) || request.full_state || waited_enough {
             return Ok(response);
         }
         match tokio::time::timeout_at(deadline, wake.changed()).await {
