@@ -53,7 +53,32 @@ pub struct Config {
     pub auth: AuthConfig,
     pub keys: KeysConfig,
     pub well_known: WellKnownConfig,
+    pub media: MediaConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MediaConfig {
+    pub path: String,
+    pub max_upload_bytes: u64,
+    pub max_thumbnail_pixels: u64,
+    pub legacy_unauthenticated_before_ts: i64,
+    pub max_pending_uploads: u32,
+    pub pending_upload_lifetime_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            max_upload_bytes: 50 * 1024 * 1024,
+            max_thumbnail_pixels: 32 * 1024 * 1024,
+            legacy_unauthenticated_before_ts: 0,
+            max_pending_uploads: 5,
+            pending_upload_lifetime_secs: 24 * 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +145,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             keys: KeysConfig::default(),
             well_known: WellKnownConfig::default(),
+            media: MediaConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -296,6 +322,9 @@ impl Config {
                 errors.push(error(format!("keys.old_verify_keys.{key_id}.key"), "not valid base64"));
             }
         }
+        if self.media.max_upload_bytes == 0 {
+            errors.push(error("media.max_upload_bytes", "must be at least 1"));
+        }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             errors.push(error("log.level", "not a valid level or filter (e.g. info, debug, homeserver=debug)"));
         }
@@ -321,6 +350,11 @@ impl Config {
         } else {
             PathBuf::from(&self.signing_key_path)
         }
+    }
+
+    /// Where media files live, defaulting to `media` in the data directory.
+    pub fn effective_media_path(&self) -> PathBuf {
+        if self.media.path.is_empty() { self.data_dir.join("media") } else { PathBuf::from(&self.media.path) }
     }
 
     /// The URL clients use to reach us (for `.well-known/matrix/client`).

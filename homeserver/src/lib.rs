@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod e2ee;
 pub mod error;
+pub mod media;
 pub mod push_rules;
 pub mod receipts;
 pub mod rooms;

@@ -6,13 +6,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigSource};
+use crate::media::store::LocalFileStore;
 use crate::signing_key;
 use crate::state::{AppState, SystemClock};
 use crate::storage::{Storage, StorageOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     SigningKey(#[from] signing_key::SigningKeyError),
@@ -39,7 +40,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
     })
     .await?;
-    Ok(AppState::new(config, storage, key, Arc::new(SystemClock)))
+    let media_path = config.effective_media_path();
+    let media = LocalFileStore::new(media_path.clone())
+        .map_err(|source| StartupError::DataDir { path: media_path.display().to_string(), source })?;
+    Ok(AppState::new(config, storage, key, Arc::new(SystemClock), Box::new(media)))
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests and closes the database.

@@ -39,10 +39,17 @@ pub struct Inner {
     pub rooms: crate::rooms::RoomRuntime,
     pub token_cache: crate::accounts::token_cache::TokenCache,
     pub typing: crate::typing::TypingTracker,
+    pub media: crate::media::MediaRuntime,
 }
 
 impl AppState {
-    pub fn new(config: Config, storage: Storage, signing_key: ServerSigningKey, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        config: Config,
+        storage: Storage,
+        signing_key: ServerSigningKey,
+        clock: Arc<dyn Clock>,
+        media_store: Box<dyn crate::media::store::MediaStore>,
+    ) -> Self {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .expect("server_name is validated when the configuration is loaded");
         Self(Arc::new(Inner {
@@ -54,6 +61,7 @@ impl AppState {
             rooms: Default::default(),
             token_cache: Default::default(),
             typing: Default::default(),
+            media: crate::media::MediaRuntime::new(media_store),
         }))
     }
 

@@ -13,6 +13,7 @@ mod errors;
 mod events;
 mod lifecycle;
 mod login;
+mod media;
 mod profile;
 mod push_rules;
 mod real_client;

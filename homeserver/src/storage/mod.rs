@@ -10,6 +10,7 @@ mod e2ee_keys;
 mod event_writer;
 mod filters;
 mod key_backup;
+mod media;
 mod memberships;
 mod receipts;
 mod registration_tokens;
@@ -30,6 +31,7 @@ pub use accounts::{DeviceRow, NewAccount, NewDevice, ProfileField, ProfileRow, R
 pub use codec::{decode_record, encode_record};
 pub use e2ee_keys::{CrossSigningKeyRow, DeviceKeysRow, KeySignatureRow};
 pub use key_backup::{BackupKeyRow, BackupVersionRow, KeyScope};
+pub use media::{MediaRow, ThumbnailRow, UploadedContent};
 pub use memberships::{MemberSummary, MembershipRow};
 pub use receipts::{NewReceipt, ReceiptRow};
 pub use registration_tokens::RegistrationTokenRow;

@@ -150,7 +150,8 @@ impl TestServer {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
         let clock = Arc::new(TestClock(AtomicI64::new(now)));
         let server_name = config.server_name.clone();
-        let state = homeserver::AppState::new(config, storage, key, clock.clone());
+        let media = homeserver::media::store::LocalFileStore::new(config.effective_media_path()).expect("media dir");
+        let state = homeserver::AppState::new(config, storage, key, clock.clone(), Box::new(media));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -7,6 +7,7 @@ mod device;
 mod directory;
 mod discovery;
 mod keys;
+mod media;
 mod membership;
 mod message;
 mod profile;
@@ -25,7 +26,7 @@ use super::ruma::RumaRouter;
 use crate::state::AppState;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
+    media::routes(router)
         .ruma(discovery::versions)
         .ruma(discovery::well_known_client)
         .ruma(discovery::capabilities)

@@ -1,0 +1,207 @@
+//! Media metadata: one row per media item, one per stored thumbnail.
+
+use sqlx::Row;
+
+use super::Result;
+use super::Storage;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRow {
+    pub origin: String,
+    pub media_id: String,
+    pub uploader: Option<String>,
+    pub content_type: String,
+    pub filename: Option<String>,
+    /// `None` while an asynchronously created media ID waits for its upload.
+    pub size: Option<i64>,
+    pub created_ts: i64,
+    pub unused_expires_ts: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThumbnailRow {
+    pub width: i64,
+    pub height: i64,
+    pub method: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+/// What an upload stores about its content.
+#[derive(Debug, Clone)]
+pub struct UploadedContent<'a> {
+    pub content_type: &'a str,
+    pub filename: Option<&'a str>,
+    pub size: i64,
+    pub sha256: &'a str,
+}
+
+impl Storage {
+    /// Records a completed upload.
+    pub async fn insert_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+        uploader: &str,
+        content: &UploadedContent<'_>,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO media (origin, media_id, uploader, content_type, filename, size, sha256, created_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(uploader)
+        .bind(content.content_type)
+        .bind(content.filename)
+        .bind(content.size)
+        .bind(content.sha256)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Reserves a media ID for a later upload, unless the user already has `max_pending`
+    /// unexpired reservations. Returns whether it was reserved.
+    pub async fn reserve_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+        uploader: &str,
+        now: i64,
+        expires_ts: i64,
+        max_pending: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM media WHERE uploader = $1 AND size IS NULL AND unused_expires_ts > $2",
+        )
+        .bind(uploader)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if row.try_get::<i64, _>("n")? >= max_pending {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO media (origin, media_id, uploader, content_type, created_ts, unused_expires_ts) \
+             VALUES ($1, $2, $3, 'application/octet-stream', $4, $5)",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(uploader)
+        .bind(now)
+        .bind(expires_ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Fills in a reserved media ID; false when it was already filled (a concurrent upload won).
+    pub async fn complete_reserved_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+        content: &UploadedContent<'_>,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE media SET content_type = $3, filename = $4, size = $5, sha256 = $6, unused_expires_ts = NULL \
+             WHERE origin = $1 AND media_id = $2 AND size IS NULL",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(content.content_type)
+        .bind(content.filename)
+        .bind(content.size)
+        .bind(content.sha256)
+        .execute(&self.write)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn media(&self, origin: &str, media_id: &str) -> Result<Option<MediaRow>> {
+        let row = sqlx::query(
+            "SELECT origin, media_id, uploader, content_type, filename, size, created_ts, unused_expires_ts \
+             FROM media WHERE origin = $1 AND media_id = $2",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|row| {
+            Ok(MediaRow {
+                origin: row.try_get("origin")?,
+                media_id: row.try_get("media_id")?,
+                uploader: row.try_get("uploader")?,
+                content_type: row.try_get("content_type")?,
+                filename: row.try_get("filename")?,
+                size: row.try_get("size")?,
+                created_ts: row.try_get("created_ts")?,
+                unused_expires_ts: row.try_get("unused_expires_ts")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        width: i64,
+        height: i64,
+        method: &str,
+    ) -> Result<Option<ThumbnailRow>> {
+        let row = sqlx::query(
+            "SELECT width, height, method, content_type, size FROM media_thumbnails \
+             WHERE origin = $1 AND media_id = $2 AND width = $3 AND height = $4 AND method = $5",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(width)
+        .bind(height)
+        .bind(method)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|row| {
+            Ok(ThumbnailRow {
+                width: row.try_get("width")?,
+                height: row.try_get("height")?,
+                method: row.try_get("method")?,
+                content_type: row.try_get("content_type")?,
+                size: row.try_get("size")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a generated thumbnail; a concurrent request storing the same one is fine.
+    pub async fn insert_thumbnail(&self, origin: &str, media_id: &str, thumbnail: &ThumbnailRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO media_thumbnails (origin, media_id, width, height, method, content_type, size) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (origin, media_id, width, height, method) DO NOTHING",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(thumbnail.width)
+        .bind(thumbnail.height)
+        .bind(&thumbnail.method)
+        .bind(&thumbnail.content_type)
+        .bind(thumbnail.size)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a media item's metadata and its thumbnails' (the caller removes the files).
+    pub async fn delete_media(&self, origin: &str, media_id: &str) -> Result<bool> {
+        let result = sqlx::query("DELETE FROM media WHERE origin = $1 AND media_id = $2")
+            .bind(origin)
+            .bind(media_id)
+            .execute(&self.write)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
