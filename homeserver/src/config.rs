@@ -54,7 +54,14 @@ pub struct Config {
     pub keys: KeysConfig,
     pub well_known: WellKnownConfig,
     pub media: MediaConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +153,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             well_known: WellKnownConfig::default(),
             media: MediaConfig::default(),
+            metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -322,6 +330,9 @@ impl Config {
                 errors.push(error(format!("keys.old_verify_keys.{key_id}.key"), "not valid base64"));
             }
         }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
+            errors.push(error("metrics.listen", "must be empty or an address:port, e.g. 127.0.0.1:9090"));
+        }
         if self.media.max_upload_bytes == 0 {
             errors.push(error("media.max_upload_bytes", "must be at least 1"));
         }
@@ -366,7 +377,11 @@ impl Config {
             return self.public_baseurl.clone();
         }
         if self.server_name == "localhost" || self.server_name.starts_with("localhost:") {
-            format!("http://{}/", self.listen)
+            // A wildcard listen address (as in containers) is no address to give clients.
+            match self.listen.parse::<SocketAddr>() {
+                Ok(addr) if addr.ip().is_unspecified() => format!("http://localhost:{}/", addr.port()),
+                _ => format!("http://{}/", self.listen),
+            }
         } else {
             format!("https://{}/", self.server_name)
         }
@@ -474,6 +489,14 @@ mod tests {
         assert_eq!(config.registration, RegistrationMode::Open);
         assert_eq!(config.database.max_connections, 7);
         assert_eq!(config.effective_database_url(), "postgres://localhost/myelin");
+    }
+
+    #[test]
+    fn localhost_base_url_never_names_a_wildcard_address() {
+        let config = Config { listen: "0.0.0.0:8008".into(), ..Config::default() };
+        assert_eq!(config.effective_public_baseurl(), "http://localhost:8008/");
+        let config = Config { listen: "127.0.0.1:9000".into(), ..Config::default() };
+        assert_eq!(config.effective_public_baseurl(), "http://127.0.0.1:9000/");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod e2ee;
 pub mod error;
 pub mod media;
+pub mod metrics;
 pub mod push_rules;
 pub mod receipts;
 pub mod rooms;
@@ -41,6 +42,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The complete HTTP service for `state`.
 pub fn app(state: AppState) -> Router {
     api::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors())

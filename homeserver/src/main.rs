@@ -46,6 +46,19 @@ enum Command {
         #[arg(long)]
         admin: bool,
     },
+    /// Set a user's password (read from a file or standard input) and log out their devices.
+    ResetPassword {
+        /// Localpart (e.g. alice) or full user ID on this server.
+        name: String,
+        /// Read the new password from this file ("-" for standard input).
+        #[arg(long)]
+        password_file: PathBuf,
+        /// Keep the user's existing sessions logged in.
+        #[arg(long)]
+        keep_devices: bool,
+    },
+    /// Apply pending database migrations and exit (the server also does this when it starts).
+    Migrate,
     /// Manage registration tokens (used when `registration = "token"`).
     RegistrationToken {
         #[command(subcommand)]
@@ -97,6 +110,10 @@ fn main() -> ExitCode {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprint!("{errors}");
+            if matches!(cli.command, Some(Command::Healthcheck)) {
+                // Docker reserves exit code 2 in health checks; unhealthy is 1.
+                return ExitCode::FAILURE;
+            }
             return ExitCode::from(2);
         }
     };
@@ -122,6 +139,10 @@ fn main() -> ExitCode {
                 create_user(config, name, password_file, admin).await
             }
             Some(Command::RegistrationToken { action }) => registration_token(config, action).await,
+            Some(Command::ResetPassword { name, password_file, keep_devices }) => {
+                reset_password(config, name, password_file, keep_devices).await
+            }
+            Some(Command::Migrate) => migrate(config).await,
             Some(Command::GenerateConfig | Command::Version | Command::CheckConfig | Command::Healthcheck) => Ok(()),
         }
     });
@@ -188,6 +209,28 @@ async fn create_user(config: Config, name: String, password_file: Option<PathBuf
         .map_err(|e| format!("{} ({})", e, e.errcode()))?;
     println!("created {user_id}{}", if admin { " (admin)" } else { "" });
     state.storage.close().await;
+    Ok(())
+}
+
+async fn reset_password(
+    config: Config,
+    name: String,
+    password_file: PathBuf,
+    keep_devices: bool,
+) -> Result<(), String> {
+    let password = read_secret(&password_file)?;
+    let state = homeserver::server::build_state(config).await.map_err(|e| e.to_string())?;
+    let result = homeserver::accounts::reset_password(&state, &name, password, !keep_devices).await;
+    state.storage.close().await;
+    let user_id = result.map_err(|e| format!("{} ({})", e, e.errcode()))?;
+    println!("password changed for {user_id}{}", if keep_devices { "" } else { "; all devices logged out" });
+    Ok(())
+}
+
+async fn migrate(config: Config) -> Result<(), String> {
+    let storage = homeserver::server::open_storage(&config).await.map_err(|e| e.to_string())?;
+    storage.close().await;
+    println!("database is up to date");
     Ok(())
 }
 

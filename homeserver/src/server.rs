@@ -34,16 +34,23 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     if generated {
         tracing::info!(path = %key_path.display(), key_id = %key.key_id(), "generated a new signing key");
     }
-    let storage = Storage::connect(&StorageOptions {
-        url: config.effective_database_url(),
-        max_connections: config.database.max_connections,
-        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
-    })
-    .await?;
+    let storage = open_storage(&config).await?;
     let media_path = config.effective_media_path();
     let media = LocalFileStore::new(media_path.clone())
         .map_err(|source| StartupError::DataDir { path: media_path.display().to_string(), source })?;
     Ok(AppState::new(config, storage, key, Arc::new(SystemClock), Box::new(media)))
+}
+
+/// Connects to the configured database, applying pending migrations.
+pub async fn open_storage(config: &Config) -> Result<Storage, StartupError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartupError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    Ok(Storage::connect(&StorageOptions {
+        url: config.effective_database_url(),
+        max_connections: config.database.max_connections,
+        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
+    })
+    .await?)
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests and closes the database.
@@ -66,6 +73,9 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
     let listener =
         TcpListener::bind(addr).await.map_err(|source| StartupError::Listen { addr: addr.to_string(), source })?;
     tracing::info!(%addr, "listening");
+    if !state.config.metrics.listen.is_empty() {
+        serve_metrics(state.clone()).await?;
+    }
     let storage = state.storage.clone();
     let stopping = state.clone();
     let shutdown = async move {
@@ -75,6 +85,21 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
     axum::serve(listener, crate::app(state)).with_graceful_shutdown(shutdown).await.map_err(StartupError::Serve)?;
     storage.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves `/metrics` on its own listener, in the background, until the process exits.
+async fn serve_metrics(state: AppState) -> Result<(), StartupError> {
+    let addr = state.config.metrics.listen.clone();
+    let listener =
+        TcpListener::bind(&addr).await.map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
+    tracing::info!(%addr, "serving metrics");
+    let app = axum::Router::new().route("/metrics", axum::routing::get(crate::metrics::serve)).with_state(state);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener failed");
+        }
+    });
     Ok(())
 }
 

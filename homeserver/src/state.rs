@@ -40,6 +40,7 @@ pub struct Inner {
     pub token_cache: crate::accounts::token_cache::TokenCache,
     pub typing: crate::typing::TypingTracker,
     pub media: crate::media::MediaRuntime,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -62,6 +63,7 @@ impl AppState {
             token_cache: Default::default(),
             typing: Default::default(),
             media: crate::media::MediaRuntime::new(media_store),
+            metrics: Default::default(),
         }))
     }
 

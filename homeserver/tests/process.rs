@@ -210,3 +210,101 @@ fn health_readiness_and_shutdown_during_a_long_poll() {
     assert_eq!(status, 200);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The access token from a login response body.
+fn token_of(body: &str) -> String {
+    body.split("\"access_token\":\"").nth(1).expect("access token").split('"').next().unwrap().to_owned()
+}
+
+fn login_body(user: &str, password: &str) -> String {
+    format!(
+        r#"{{"type":"m.login.password","identifier":{{"type":"m.id.user","user":"{user}"}},"password":"{password}"}}"#
+    )
+}
+
+/// The value of one series in a Prometheus text page.
+fn series(page: &str, name_and_labels: &str) -> Option<f64> {
+    page.lines().find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_listener_reports_traffic() {
+    let dir = temp_dir("metrics");
+    std::fs::write(dir.join("password"), "metrics-password-1\n").unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let (listen, metrics_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{metrics_port}"));
+    let env = [("MYELIN_LISTEN", listen.as_str()), ("MYELIN_METRICS__LISTEN", metrics_listen.as_str())];
+    assert!(
+        myelin(&dir, &["create-user", "m", "--password-file", "password"], &env).output().unwrap().status.success()
+    );
+    let mut child = myelin(&dir, &[], &env).stderr(Stdio::null()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+
+    let (status, body) =
+        http(port, "POST", "/_matrix/client/v3/login", &login_body("m", "metrics-password-1")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let token = token_of(&body);
+    assert_eq!(http(port, "POST", "/_matrix/client/v3/login", &login_body("m", "wrong")).unwrap().0, 403);
+    let (status, _) = http(port, "POST", &format!("/_matrix/client/v3/createRoom?access_token={token}"), "{}").unwrap();
+    assert_eq!(status, 200);
+
+    let (status, page) = http(metrics_port, "GET", "/metrics", "").unwrap();
+    assert_eq!(status, 200);
+    let login = "route=\"/_matrix/client/v3/login\",method=\"POST\"";
+    assert_eq!(series(&page, &format!("myelin_http_requests_total{{{login},status=\"200\"}}")), Some(1.0), "{page}");
+    assert_eq!(series(&page, &format!("myelin_http_requests_total{{{login},status=\"403\"}}")), Some(1.0));
+    let bucket = format!("myelin_http_request_duration_seconds_bucket{{{login},status=\"200\",le=\"+Inf\"}}");
+    assert_eq!(series(&page, &bucket), Some(1.0));
+    assert!(series(&page, "myelin_events_persisted_total").unwrap() >= 5.0, "createRoom persists several events");
+    assert!(series(&page, "myelin_db_connections_max").unwrap() >= 1.0);
+    assert_eq!(series(&page, "myelin_sync_waiters"), Some(0.0));
+    assert!(series(&page, "process_resident_memory_bytes").unwrap() > 1e6);
+    // Raw paths (with tokens or IDs) never become labels.
+    assert!(!page.contains("access_token") && !page.contains("!"), "{page}");
+    // Metrics are not on the public listener.
+    assert_eq!(http(port, "GET", "/metrics", "").unwrap().0, 404);
+    assert!(terminate(child).status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn reset_password_and_migrate_commands() {
+    let dir = temp_dir("reset");
+    std::fs::write(dir.join("old"), "old-password-1\n").unwrap();
+    std::fs::write(dir.join("new"), "new-password-1\n").unwrap();
+    std::fs::write(dir.join("short"), "x\n").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [("MYELIN_LISTEN", listen.as_str())];
+
+    let output = myelin(&dir, &["migrate"], &env).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("up to date"));
+    assert!(dir.join("data/myelin.db").exists());
+
+    assert!(myelin(&dir, &["create-user", "dana", "--password-file", "old"], &env).output().unwrap().status.success());
+    let unknown = myelin(&dir, &["reset-password", "nobody", "--password-file", "new"], &env).output().unwrap();
+    assert!(!unknown.status.success());
+    let weak = myelin(&dir, &["reset-password", "dana", "--password-file", "short"], &env).output().unwrap();
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("M_WEAK_PASSWORD"));
+
+    let mut child = myelin(&dir, &[], &env).stderr(Stdio::null()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+    let (_, body) = http(port, "POST", "/_matrix/client/v3/login", &login_body("dana", "old-password-1")).unwrap();
+    let token = token_of(&body);
+    let output = myelin(&dir, &["reset-password", "dana", "--password-file", "new"], &env).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(http(port, "POST", "/_matrix/client/v3/login", &login_body("dana", "old-password-1")).unwrap().0, 403);
+    assert_eq!(http(port, "POST", "/_matrix/client/v3/login", &login_body("dana", "new-password-1")).unwrap().0, 200);
+    // The old session was logged out: a fresh process (no token cache) refuses its token. A
+    // running server notices within its cache's lifetime (unit-tested in token_cache).
+    assert!(terminate(child).status.success());
+    let mut child = myelin(&dir, &[], &env).stderr(Stdio::null()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+    let (status, body) =
+        http(port, "GET", &format!("/_matrix/client/v3/account/whoami?access_token={token}"), "").unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("M_UNKNOWN_TOKEN"));
+    assert!(terminate(child).status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -29,7 +29,8 @@ pub struct Authed {
 /// Resolves an access token to its user and device.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Authed> {
     let hash = tokens::hash(token);
-    let (authed, expires_ts) = match state.token_cache.get(&hash) {
+    let now = state.now_ms();
+    let (authed, expires_ts) = match state.token_cache.get(&hash, now) {
         Some(cached) => cached,
         None => {
             let row = state.storage.access_token(&hash).await?;
@@ -37,11 +38,11 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Authed> {
             let user_id =
                 OwnedUserId::try_from(row.user_id).map_err(|e| Error::internal(format!("stored user ID: {e}")))?;
             let authed = Authed { user_id, device_id: row.device_id.into(), is_admin: row.is_admin };
-            state.token_cache.insert(hash, authed.clone(), row.expires_ts);
+            state.token_cache.insert(hash, authed.clone(), row.expires_ts, now);
             (authed, row.expires_ts)
         }
     };
-    if expires_ts.is_some_and(|expires| expires <= state.now_ms()) {
+    if expires_ts.is_some_and(|expires| expires <= now) {
         // The client can renew with its refresh token: a "soft logout".
         return Err(Error::unknown_token(true));
     }
@@ -231,6 +232,30 @@ pub async fn create_account(
         RegisterOutcome::Created => Ok(user_id),
         _ => Err(user_in_use()),
     }
+}
+
+/// Sets a new password for a local user without knowing the old one (an administrator's
+/// action); optionally logs out all their devices.
+pub async fn reset_password(
+    state: &AppState,
+    name: &str,
+    password: String,
+    logout_devices: bool,
+) -> Result<OwnedUserId> {
+    let unknown = || Error::not_found(format!("No user {name} on this server"));
+    let user_id = username::user_id_for_login(name, &state.server_name).ok_or_else(unknown)?;
+    let user = state.storage.user(user_id.as_str()).await?.ok_or_else(unknown)?;
+    if user.deactivated {
+        return Err(Error::forbidden("The account is deactivated"));
+    }
+    check_password_policy(state, &password)?;
+    let hash = password::hash(password).await?;
+    state.storage.set_password_hash(user_id.as_str(), &hash).await?;
+    if logout_devices {
+        state.storage.delete_other_devices(user_id.as_str(), None).await?;
+        state.token_cache.clear();
+    }
+    Ok(user_id)
 }
 
 /// A password login request, independent of HTTP.

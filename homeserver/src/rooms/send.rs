@@ -160,6 +160,7 @@ pub(super) async fn accept_pdu(
     }
     let persisted = state.storage.persist_event(&event).await?;
     head.advance(&pdu, persisted);
+    state.metrics.event_persisted();
     state.rooms.notify_change();
     Ok(Sent { event_id: pdu.event_id, stream_ordering: persisted.stream_ordering })
 }

@@ -163,10 +163,30 @@ impl Storage {
         Ok(())
     }
 
+    /// Connection pool use, for metrics.
+    pub fn pool_stats(&self) -> PoolStats {
+        let (open, idle) = (self.read.size(), u32::try_from(self.read.num_idle()).unwrap_or(u32::MAX));
+        let max = self.read.options().get_max_connections();
+        if self.engine == Engine::Sqlite {
+            // The single writer connection is a pool of its own.
+            let writer_idle = u32::try_from(self.write.num_idle()).unwrap_or(u32::MAX);
+            PoolStats { open: open + self.write.size(), idle: idle + writer_idle, max: max + 1 }
+        } else {
+            PoolStats { open, idle, max }
+        }
+    }
+
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 /// Streams other than events, whose positions live in `stream_positions`.

@@ -56,6 +56,7 @@ pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Re
         if since.is_none() || has_news(&response) || request.full_state || waited_enough {
             return Ok(response);
         }
+        let _waiting = state.metrics.sync_waiting();
         match tokio::time::timeout_at(deadline, wake.changed()).await {
             Ok(Ok(())) => continue,
             _ => {
