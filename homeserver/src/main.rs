@@ -59,6 +59,16 @@ enum Command {
     },
     /// Apply pending database migrations and exit (the server also does this when it starts).
     Migrate,
+    /// Copy everything from one database to another, e.g. from the embedded SQLite default to
+    /// PostgreSQL. Stop the server first; the target must be empty. Media files stay where they are.
+    MigrateDb {
+        /// Source database URL, e.g. sqlite://data/myelin.db
+        #[arg(long)]
+        from: String,
+        /// Target database URL, e.g. postgres://myelin:secret@localhost/myelin
+        #[arg(long)]
+        to: String,
+    },
     /// Manage registration tokens (used when `registration = "token"`).
     RegistrationToken {
         #[command(subcommand)]
@@ -102,6 +112,7 @@ fn main() -> ExitCode {
             println!("myelin {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        Some(Command::MigrateDb { from, to }) => return migrate_db(&from, &to),
         _ => {}
     }
     let explicit = cli.config.is_some();
@@ -143,7 +154,13 @@ fn main() -> ExitCode {
                 reset_password(config, name, password_file, keep_devices).await
             }
             Some(Command::Migrate) => migrate(config).await,
-            Some(Command::GenerateConfig | Command::Version | Command::CheckConfig | Command::Healthcheck) => Ok(()),
+            Some(
+                Command::GenerateConfig
+                | Command::Version
+                | Command::CheckConfig
+                | Command::Healthcheck
+                | Command::MigrateDb { .. },
+            ) => Ok(()),
         }
     });
     match result {
@@ -225,6 +242,30 @@ async fn reset_password(
     let user_id = result.map_err(|e| format!("{} ({})", e, e.errcode()))?;
     println!("password changed for {user_id}{}", if keep_devices { "" } else { "; all devices logged out" });
     Ok(())
+}
+
+/// `migrate-db`: needs no configuration, only the two URLs.
+fn migrate_db(from: &str, to: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(homeserver::storage::copy_database(from, to)) {
+        Ok(counts) => {
+            for (table, rows) in counts {
+                println!("{table}\t{rows}");
+            }
+            println!("copied; point database_url at the new database and start the server");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn migrate(config: Config) -> Result<(), String> {

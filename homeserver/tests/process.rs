@@ -308,3 +308,59 @@ fn reset_password_and_migrate_commands() {
     assert!(terminate(child).status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn sigterm_during_a_burst_of_sends_loses_no_acknowledged_event() {
+    let dir = temp_dir("burst");
+    std::fs::write(dir.join("password"), "burst-password-1\n").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [("MYELIN_LISTEN", listen.as_str())];
+    assert!(
+        myelin(&dir, &["create-user", "b", "--password-file", "password"], &env).output().unwrap().status.success()
+    );
+    let mut child = myelin(&dir, &[], &env).stderr(Stdio::null()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+    let (_, body) = http(port, "POST", "/_matrix/client/v3/login", &login_body("b", "burst-password-1")).unwrap();
+    let token = token_of(&body);
+    let (_, body) = http(port, "POST", &format!("/_matrix/client/v3/createRoom?access_token={token}"), "{}").unwrap();
+    let room = body.split("\"room_id\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+
+    // Four senders send as fast as they can until the server goes away.
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let (token, room) = (token.clone(), room.clone());
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    let path = format!(
+                        "/_matrix/client/v3/rooms/{room}/send/m.room.message/s{sender}-{n}?access_token={token}"
+                    );
+                    let body = format!(r#"{{"msgtype":"m.text","body":"{sender}-{n}"}}"#);
+                    match http(port, "PUT", &path, &body) {
+                        Some((200, response)) => acknowledged.push(response),
+                        _ => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(terminate(child).status.success());
+    let acknowledged: Vec<String> = senders.into_iter().flat_map(|s| s.join().unwrap()).collect();
+    assert!(acknowledged.len() > 10, "the burst was under way: {}", acknowledged.len());
+
+    // After a restart, every acknowledged event is there.
+    let mut child = myelin(&dir, &[], &env).stderr(Stdio::null()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+    for response in &acknowledged {
+        let event_id = response.split("\"event_id\":\"").nth(1).unwrap().split('"').next().unwrap();
+        let path =
+            format!("/_matrix/client/v3/rooms/{room}/event/{}?access_token={token}", event_id.replace('$', "%24"));
+        let (status, body) = http(port, "GET", &path, "").unwrap();
+        assert_eq!(status, 200, "acknowledged {event_id} lost: {body}");
+    }
+    assert!(terminate(child).status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}

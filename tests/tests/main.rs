@@ -14,6 +14,7 @@ mod events;
 mod lifecycle;
 mod login;
 mod media;
+mod migrate_db;
 mod profile;
 mod push_rules;
 mod real_client;
