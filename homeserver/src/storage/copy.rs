@@ -124,7 +124,7 @@ impl Storage {
         sqlx::query("DELETE FROM stream_positions").execute(&mut *tx).await?;
         let mut copied = Vec::with_capacity(TABLES.len());
         for table in TABLES {
-            let columns = target.columns(&mut *tx, table).await?;
+            let columns = target.columns(&mut tx, table).await?;
             let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
             let select = format!("SELECT {} FROM {table}", names.join(", "));
             let mut rows = sqlx::query(&select).fetch(&self.read);
