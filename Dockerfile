@@ -59,8 +59,8 @@ VOLUME /data
 WORKDIR /data
 USER 10001:10001
 
-# 8008: client API (and everything else today). 8448: the conventional federation port, for when
-# federation over direct TLS exists; nothing listens on it yet.
+# 8008: everything by default. 8448: the conventional federation port, used when
+# MYELIN_FEDERATION_LISTEN=0.0.0.0:8448 is set (usually with MYELIN_TLS__* certificate files).
 EXPOSE 8008 8448
 
 # `myelin healthcheck` GETs /health on the port of MYELIN_LISTEN via 127.0.0.1 and exits 0 or 1.

@@ -43,6 +43,7 @@ pub enum LogFormat {
 pub struct Config {
     pub server_name: String,
     pub listen: String,
+    pub federation_listen: String,
     pub public_baseurl: String,
     pub data_dir: PathBuf,
     pub database_url: String,
@@ -55,7 +56,15 @@ pub struct Config {
     pub well_known: WellKnownConfig,
     pub media: MediaConfig,
     pub metrics: MetricsConfig,
+    pub tls: TlsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    pub certificate_path: String,
+    pub private_key_path: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -142,6 +151,7 @@ impl Default for Config {
         Self {
             server_name: "localhost".into(),
             listen: "127.0.0.1:8008".into(),
+            federation_listen: String::new(),
             public_baseurl: String::new(),
             data_dir: PathBuf::from("./data"),
             database_url: String::new(),
@@ -154,6 +164,7 @@ impl Default for Config {
             well_known: WellKnownConfig::default(),
             media: MediaConfig::default(),
             metrics: MetricsConfig::default(),
+            tls: TlsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -329,6 +340,12 @@ impl Config {
             if ruma::serde::Base64::<ruma::serde::base64::Standard>::parse(&old.key).is_err() {
                 errors.push(error(format!("keys.old_verify_keys.{key_id}.key"), "not valid base64"));
             }
+        }
+        if !self.federation_listen.is_empty() && self.federation_listen.parse::<SocketAddr>().is_err() {
+            errors.push(error("federation_listen", "must be empty or an address:port, e.g. 0.0.0.0:8448"));
+        }
+        if self.tls.certificate_path.is_empty() != self.tls.private_key_path.is_empty() {
+            errors.push(error("tls", "set both certificate_path and private_key_path, or neither"));
         }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             errors.push(error("metrics.listen", "must be empty or an address:port, e.g. 127.0.0.1:9090"));

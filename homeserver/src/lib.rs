@@ -19,6 +19,7 @@ pub mod signing_key;
 pub mod state;
 pub mod storage;
 pub mod sync;
+pub mod tls;
 pub mod typing;
 
 use std::sync::Arc;
@@ -41,7 +42,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The complete HTTP service for `state`.
 pub fn app(state: AppState) -> Router {
-    api::routes()
+    app_for(state, api::Surface::All)
+}
+
+/// The HTTP service of one listener.
+pub fn app_for(state: AppState, surface: api::Surface) -> Router {
+    api::routes(surface)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
         .layer(CatchPanicLayer::custom(panic_response))

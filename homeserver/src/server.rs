@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::api::Surface;
 use crate::config::{Config, ConfigSource};
 use crate::media::store::LocalFileStore;
 use crate::signing_key;
 use crate::state::{AppState, SystemClock};
 use crate::storage::{Storage, StorageOptions};
+use crate::tls::{Certificates, TlsListener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -23,6 +25,8 @@ pub enum StartupError {
     Listen { addr: String, source: std::io::Error },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Opens the database (applying migrations) and loads or creates the signing key.
@@ -61,7 +65,6 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
             tracing::info!("no config file found: using defaults and MYELIN_* environment variables")
         }
     }
-    let addr = config.listen_addr();
     tracing::info!(
         server_name = %config.server_name,
         database = %describe_database(&config),
@@ -70,22 +73,81 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
         env!("CARGO_PKG_VERSION")
     );
     let state = build_state(config).await?;
-    let listener =
-        TcpListener::bind(addr).await.map_err(|source| StartupError::Listen { addr: addr.to_string(), source })?;
-    tracing::info!(%addr, "listening");
+    let certificates = load_certificates(&state.config)?;
     if !state.config.metrics.listen.is_empty() {
         serve_metrics(state.clone()).await?;
     }
-    let storage = state.storage.clone();
+
+    // All listeners stop together: the signal flips this, each server drains, then we close.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for (addr, surface) in listeners(&state.config) {
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| StartupError::Listen { addr: addr.to_string(), source })?;
+        tracing::info!(%addr, ?surface, tls = certificates.is_some(), "listening");
+        let app = crate::app_for(state.clone(), surface);
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        match &certificates {
+            Some(certificates) => {
+                let listener = TlsListener::new(listener, certificates.clone())
+                    .map_err(|source| StartupError::Listen { addr: addr.to_string(), source })?;
+                servers.spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await });
+            }
+            None => {
+                servers.spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await });
+            }
+        }
+    }
+    if let Some(certificates) = certificates {
+        tokio::spawn(reload_on_hangup(certificates));
+    }
     let stopping = state.clone();
-    let shutdown = async move {
+    tokio::spawn(async move {
         shutdown_signal().await;
         stopping.rooms.begin_shutdown();
-    };
-    axum::serve(listener, crate::app(state)).with_graceful_shutdown(shutdown).await.map_err(StartupError::Serve)?;
-    storage.close().await;
+        let _ = stop.send(true);
+    });
+    while let Some(result) = servers.join_next().await {
+        result.map_err(|e| StartupError::Serve(std::io::Error::other(e)))?.map_err(StartupError::Serve)?;
+    }
+    state.storage.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One listener for everything, or a client and a federation listener.
+fn listeners(config: &Config) -> Vec<(std::net::SocketAddr, Surface)> {
+    match config.federation_listen.parse() {
+        Ok(federation) => vec![(config.listen_addr(), Surface::Client), (federation, Surface::Federation)],
+        Err(_) => vec![(config.listen_addr(), Surface::All)],
+    }
+}
+
+fn load_certificates(config: &Config) -> Result<Option<Arc<Certificates>>, StartupError> {
+    let tls = &config.tls;
+    if tls.certificate_path.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Certificates::load(tls.certificate_path.as_ref(), tls.private_key_path.as_ref())?))
+}
+
+/// SIGHUP re-reads the certificate files; new connections use them, open ones are untouched.
+async fn reload_on_hangup(certificates: Arc<Certificates>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hangups.recv().await.is_some() {
+            match certificates.reload() {
+                Ok(()) => tracing::info!("reloaded the TLS certificate"),
+                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = certificates;
 }
 
 /// Serves `/metrics` on its own listener, in the background, until the process exits.

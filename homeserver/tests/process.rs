@@ -364,3 +364,149 @@ fn sigterm_during_a_burst_of_sends_loses_no_acknowledged_event() {
     assert!(terminate(child).status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A test CA and a `localhost` certificate it signed, made with the openssl command.
+fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl is installed");
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let (ca, ca_key, key, csr, cert, ext) = (
+        format!("{name}-ca.pem"),
+        format!("{name}-ca.key"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj", &format!("/CN={name} test CA")],
+        ]
+        .concat(),
+    );
+    openssl(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]].concat());
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+    (dir.join(ca), dir.join(cert), dir.join(key))
+}
+
+/// A TLS client trusting only `ca`.
+fn tls_connector(ca: &Path) -> tokio_rustls::TlsConnector {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+type TlsConnection = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+async fn tls_connect(port: u16, ca: &Path) -> Result<TlsConnection, String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tls_connector(ca).connect(name, tcp).await.map_err(|e| e.to_string())
+}
+
+/// One request on an established TLS connection; returns status and body.
+async fn tls_request(mut connection: TlsConnection, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    connection.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = connection.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+#[test]
+fn tls_listeners_split_by_api_and_reload_certificates_on_sighup() {
+    let dir = temp_dir("tls");
+    let (ca_a, cert_a, key_a) = make_certificate(&dir, "a");
+    let (ca_b, cert_b, key_b) = make_certificate(&dir, "b");
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::copy(&cert_a, &cert).unwrap();
+    std::fs::copy(&key_a, &key).unwrap();
+    let (port, federation_port) = (free_port(), free_port());
+    let (listen, federation_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{federation_port}"));
+    let env = [
+        ("MYELIN_LISTEN", listen.as_str()),
+        ("MYELIN_FEDERATION_LISTEN", federation_listen.as_str()),
+        ("MYELIN_TLS__CERTIFICATE_PATH", cert.to_str().unwrap()),
+        ("MYELIN_TLS__PRIVATE_KEY_PATH", key.to_str().unwrap()),
+    ];
+    let mut child = myelin(&dir, &[], &env).stderr(Stdio::piped()).spawn().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tls_connect(port, &ca_a).await.is_err() {
+            assert!(Instant::now() < deadline, "no TLS listener");
+            assert!(child.try_wait().unwrap().is_none(), "myelin exited");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The client listener serves the client API only; the federation listener the rest.
+        let (status, _) = tls_request(tls_connect(port, &ca_a).await.unwrap(), "/_matrix/client/versions").await;
+        assert_eq!(status, 200);
+        let (status, body) = tls_request(tls_connect(port, &ca_a).await.unwrap(), "/_matrix/key/v2/server").await;
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("M_UNRECOGNIZED"));
+        let (status, body) =
+            tls_request(tls_connect(federation_port, &ca_a).await.unwrap(), "/_matrix/key/v2/server").await;
+        assert_eq!(status, 200, "{body}");
+        let (status, _) =
+            tls_request(tls_connect(federation_port, &ca_a).await.unwrap(), "/_matrix/client/versions").await;
+        assert_eq!(status, 404);
+        // Plain HTTP is not served, and a client that does not trust the certificate gets nowhere.
+        assert!(http(port, "GET", "/_matrix/client/versions", "").is_none_or(|(status, _)| status != 200));
+        assert!(tls_connect(port, &ca_b).await.is_err());
+
+        // A connection made before the reload keeps working after it.
+        let established = tls_connect(port, &ca_a).await.unwrap();
+        std::fs::copy(&cert_b, &cert).unwrap();
+        std::fs::copy(&key_b, &key).unwrap();
+        assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tls_connect(port, &ca_b).await.is_err() {
+            assert!(Instant::now() < deadline, "the new certificate was not picked up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(tls_connect(port, &ca_a).await.is_err(), "new connections use the new certificate");
+        assert_eq!(tls_request(established, "/health").await.0, 200);
+        assert_eq!(tls_request(tls_connect(federation_port, &ca_b).await.unwrap(), "/health").await.0, 200);
+    });
+    let output = terminate(child);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("reloaded the TLS certificate"));
+    let _ = std::fs::remove_dir_all(dir);
+}
