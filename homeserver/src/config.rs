@@ -102,6 +102,7 @@ impl Default for MediaConfig {
 pub struct DatabaseConfig {
     pub max_connections: u32,
     pub acquire_timeout_secs: u64,
+    pub statement_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,7 +173,7 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { max_connections: 8, acquire_timeout_secs: 30 }
+        Self { max_connections: 8, acquire_timeout_secs: 30, statement_timeout_secs: 60 }
     }
 }
 

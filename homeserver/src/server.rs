@@ -53,6 +53,7 @@ pub async fn open_storage(config: &Config) -> Result<Storage, StartupError> {
         url: config.effective_database_url(),
         max_connections: config.database.max_connections,
         acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
+        statement_timeout: Duration::from_secs(config.database.statement_timeout_secs),
     })
     .await?)
 }

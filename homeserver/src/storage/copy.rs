@@ -153,6 +153,8 @@ pub async fn copy_database(from: &str, to: &str) -> Result<Vec<(&'static str, i6
         url: url.to_owned(),
         max_connections: 4,
         acquire_timeout: std::time::Duration::from_secs(30),
+        // A large copy runs long statements by design.
+        statement_timeout: std::time::Duration::ZERO,
     };
     let source = Storage::connect(&options(from)).await?;
     let target = Storage::connect(&options(to)).await?;

@@ -86,6 +86,8 @@ pub struct StorageOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout`; zero means none.
+    pub statement_timeout: Duration,
 }
 
 /// Handle to the database. Cheap to clone.
@@ -111,17 +113,25 @@ impl Storage {
 
         let engine = Engine::from_url(&options.url).ok_or(StorageError::UnsupportedUrl)?;
         let connect_options = AnyConnectOptions::from_str(&options.url)?;
+        let statement_timeout_ms = options.statement_timeout.as_millis();
         let pool_options = |max: u32| {
             AnyPoolOptions::new().max_connections(max).acquire_timeout(options.acquire_timeout).after_connect(
                 move |conn, _meta| {
                     Box::pin(async move {
-                        if engine == Engine::Sqlite {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                                 PRAGMA cache_size = -1024;",
-                            )
-                            .await?;
+                        match engine {
+                            Engine::Sqlite => {
+                                conn.execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                                     PRAGMA cache_size = -1024;",
+                                )
+                                .await?;
+                            }
+                            Engine::Postgres if statement_timeout_ms > 0 => {
+                                conn.execute(format!("SET statement_timeout = {statement_timeout_ms}").as_str())
+                                    .await?;
+                            }
+                            Engine::Postgres => {}
                         }
                         Ok(())
                     })
@@ -263,14 +273,18 @@ pub(crate) mod test_support {
     }
 
     pub async fn postgres() -> Option<Storage> {
+        Some(Storage::connect(&options(postgres_url().await?)).await.unwrap())
+    }
+
+    /// A URL for a fresh schema in the test PostgreSQL, when there is one.
+    pub async fn postgres_url() -> Option<String> {
         let base = std::env::var("MYELIN_TEST_POSTGRES").ok()?;
         let schema = format!("unit_{}", random_suffix().to_lowercase());
         let pool = sqlx::PgPool::connect(&base).await.unwrap();
         sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.unwrap();
         pool.close().await;
         let separator = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{separator}options[search_path]={schema}");
-        Some(Storage::connect(&options(url)).await.unwrap())
+        Some(format!("{base}{separator}options[search_path]={schema}"))
     }
 
     /// Both engines that are available here.
@@ -281,12 +295,38 @@ pub(crate) mod test_support {
     }
 
     fn options(url: String) -> StorageOptions {
-        StorageOptions { url, max_connections: 4, acquire_timeout: Duration::from_secs(10) }
+        StorageOptions {
+            url,
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::ZERO,
+        }
     }
 
     fn random_suffix() -> String {
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).unwrap();
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn postgres_statements_time_out() {
+        let Some(url) = test_support::postgres_url().await else { return };
+        let options = StorageOptions {
+            url,
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_millis(200),
+        };
+        let storage = Storage::connect(&options).await.unwrap();
+        let slow = sqlx::query("SELECT pg_sleep(2)").execute(&storage.read).await;
+        let message = slow.expect_err("cancelled by statement_timeout").to_string();
+        assert!(message.contains("statement timeout"), "{message}");
+        storage.close().await;
     }
 }

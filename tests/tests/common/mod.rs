@@ -144,6 +144,7 @@ impl TestServer {
             url: config.effective_database_url(),
             max_connections: config.database.max_connections,
             acquire_timeout: std::time::Duration::from_secs(30),
+            statement_timeout: std::time::Duration::from_secs(60),
         })
         .await
         .expect("database");
