@@ -12,7 +12,12 @@ use homeserver::storage::Order;
 
 use crate::common::{Engine, TestServer, engine_tests};
 
-engine_tests!(matrix_nio_registers_and_logs_in, matrix_nio_users_chat, matrix_nio_end_to_end_encryption);
+engine_tests!(
+    matrix_nio_registers_and_logs_in,
+    matrix_nio_users_chat,
+    matrix_nio_end_to_end_encryption,
+    matrix_js_sdk_cross_signing_and_key_backup,
+);
 
 fn nio_available() -> bool {
     // The Olm bindings come with `matrix-nio[e2e]`; without them the encryption test cannot run.
@@ -102,4 +107,52 @@ async fn matrix_nio_end_to_end_encryption(engine: Engine) {
         let pending = server.state.storage.to_device_messages(&server.user_id(user), device, 0, i64::MAX, 100).await;
         assert!(pending.unwrap().len() <= 1, "to-device inbox of {user} is emptied as it syncs");
     }
+}
+
+/// matrix-js-sdk with its Rust crypto (as in Element Web), installed by
+/// `npm ci --prefix tests/clients/js`.
+fn js_sdk_available() -> bool {
+    let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/js/node_modules/matrix-js-sdk");
+    let available = modules.exists() && Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            std::env::var("MYELIN_REQUIRE_REAL_CLIENTS").is_err(),
+            "matrix-js-sdk is required here: npm ci --prefix tests/clients/js"
+        );
+        eprintln!("skipped: matrix-js-sdk is not installed (npm ci --prefix tests/clients/js)");
+    }
+    available
+}
+
+/// Cross-signing bootstrap (and a password-authorised reset), secret storage with a recovery
+/// key, key backup, and a second device that verifies the first through cross-signing and
+/// decrypts a message with a key restored from the backup.
+async fn matrix_js_sdk_cross_signing_and_key_backup(engine: Engine) {
+    if !js_sdk_available() {
+        return;
+    }
+    let server = TestServer::start(engine).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/js/cross_signing_backup.mjs");
+    let base_url = server.base_url.clone();
+    let output = tokio::task::spawn_blocking(move || Command::new("node").arg(script).arg(base_url).output())
+        .await
+        .unwrap()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "js-sdk script failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("JSON from the script");
+    assert_eq!(seen["cross_signing_ready"], true, "{seen}");
+    assert_eq!(seen["cross_signing_uia"], serde_json::json!(["none", "m.login.password"]));
+    assert_eq!(seen["first_device_signed_by_owner_seen_by_second"], true);
+    assert_eq!(seen["first_device_verified_by_second"], true);
+    assert_eq!(seen["backup_trusted_on_second"], true);
+    assert_eq!(seen["decryptable_before_restore"], false);
+    assert!(seen["restored_keys"].as_u64().unwrap() >= 1);
+    assert!(seen["decrypted_body"].as_str().unwrap().starts_with("backed-up secret"));
+    assert_eq!(seen["unexpected_http_errors"], 0);
+
+    // The server holds the backup the client made, opaque to it.
+    let user_id = seen["user_id"].as_str().unwrap();
+    let version = server.state.storage.backup_version(user_id, None).await.unwrap().expect("a backup version");
+    assert!(version.count >= 1);
 }
