@@ -113,7 +113,8 @@ async fn matrix_nio_end_to_end_encryption(engine: Engine) {
 /// `npm ci --prefix tests/clients/js`.
 fn js_sdk_available() -> bool {
     let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/js/node_modules/matrix-js-sdk");
-    let available = modules.exists() && Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let available =
+        modules.exists() && Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
     if !available {
         assert!(
             std::env::var("MYELIN_REQUIRE_REAL_CLIENTS").is_err(),
