@@ -158,9 +158,16 @@ impl Storage {
     }
 
     async fn migrate(&self) -> Result<()> {
+        let mut conn = self.write.acquire().await?;
         match self.engine {
-            Engine::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.write).await?,
-            Engine::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.write).await?,
+            Engine::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&mut *conn).await?,
+            Engine::Postgres => {
+                // A migration may rightly run for a long time on a big database: no timeout, on a
+                // connection that is closed afterwards rather than returned to the pool.
+                conn.execute("SET statement_timeout = 0").await?;
+                conn.close_on_drop();
+                sqlx::migrate!("./migrations/postgres").run(&mut *conn).await?
+            }
         }
         Ok(())
     }
