@@ -18,7 +18,7 @@ use crate::state::AppState;
 /// Upper bounds of the request latency buckets, in seconds.
 const BUCKETS: [f64; 13] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 60.0];
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Histogram {
     /// Cumulative counts per bucket (`le`), then the +Inf count.
     buckets: [u64; BUCKETS.len()],
@@ -35,6 +35,16 @@ impl Histogram {
         }
         self.count += 1;
         self.sum += seconds;
+    }
+}
+
+/// A histogram shared between the code that observes and the page that renders it.
+#[derive(Debug, Default)]
+pub struct SharedHistogram(Mutex<Histogram>);
+
+impl SharedHistogram {
+    pub fn observe(&self, latency: Duration) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).observe(latency.as_secs_f64());
     }
 }
 
@@ -119,15 +129,15 @@ pub fn render(state: &AppState) -> String {
     out.push_str("# TYPE myelin_http_request_duration_seconds histogram\n");
     for ((route, method, status), histogram) in requests.iter() {
         let labels = format!("route=\"{}\",method=\"{method}\",status=\"{status}\"", escape(route));
-        for (count, bound) in histogram.buckets.iter().zip(BUCKETS) {
-            let _ = writeln!(out, "myelin_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}");
-        }
-        let _ =
-            writeln!(out, "myelin_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", histogram.count);
-        let _ = writeln!(out, "myelin_http_request_duration_seconds_sum{{{labels}}} {}", histogram.sum);
-        let _ = writeln!(out, "myelin_http_request_duration_seconds_count{{{labels}}} {}", histogram.count);
+        write_histogram(&mut out, "myelin_http_request_duration_seconds", &labels, histogram);
     }
     drop(requests);
+
+    out.push_str("# HELP myelin_db_event_commit_seconds Time to write and commit one batch of events.\n");
+    out.push_str("# TYPE myelin_db_event_commit_seconds histogram\n");
+    let commits = state.storage.event_commit_latency().0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    write_histogram(&mut out, "myelin_db_event_commit_seconds", "", &commits);
+    drop(commits);
 
     let pool = state.storage.pool_stats();
     gauge(&mut out, "myelin_db_connections", "Open database connections.", pool.open);
@@ -143,6 +153,18 @@ pub fn render(state: &AppState) -> String {
         gauge(&mut out, "process_resident_memory_bytes", "Resident memory size in bytes.", rss);
     }
     out
+}
+
+/// The bucket, sum and count lines of one histogram; `labels` may be empty.
+fn write_histogram(out: &mut String, name: &str, labels: &str, histogram: &Histogram) {
+    let with = |extra: &str| if labels.is_empty() { format!("{{{extra}}}") } else { format!("{{{labels},{extra}}}") };
+    for (count, bound) in histogram.buckets.iter().zip(BUCKETS) {
+        let _ = writeln!(out, "{name}_bucket{} {count}", with(&format!("le=\"{bound}\"")));
+    }
+    let _ = writeln!(out, "{name}_bucket{} {}", with("le=\"+Inf\""), histogram.count);
+    let plain = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "{name}_sum{plain} {}", histogram.sum);
+    let _ = writeln!(out, "{name}_count{plain} {}", histogram.count);
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {

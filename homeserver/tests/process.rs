@@ -256,6 +256,8 @@ fn metrics_listener_reports_traffic() {
     let bucket = format!("myelin_http_request_duration_seconds_bucket{{{login},status=\"200\",le=\"+Inf\"}}");
     assert_eq!(series(&page, &bucket), Some(1.0));
     assert!(series(&page, "myelin_events_persisted_total").unwrap() >= 5.0, "createRoom persists several events");
+    assert!(series(&page, "myelin_db_event_commit_seconds_count").unwrap() >= 1.0, "{page}");
+    assert!(series(&page, "myelin_db_event_commit_seconds_bucket{le=\"+Inf\"}").unwrap() >= 1.0);
     assert!(series(&page, "myelin_db_connections_max").unwrap() >= 1.0);
     assert_eq!(series(&page, "myelin_sync_waiters"), Some(0.0));
     assert!(series(&page, "process_resident_memory_bytes").unwrap() > 1e6);

@@ -9,6 +9,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::rooms::{NewEvent, Persisted, insert_event};
 use super::{Result, StorageError};
+use crate::metrics::SharedHistogram;
 
 /// Most events committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -34,9 +35,9 @@ impl std::fmt::Debug for Job {
 impl EventWriter {
     /// Starts the writer task on the current runtime. `order` is held while writing so other
     /// writers of the same counters (state groups) do not interleave.
-    pub(super) fn spawn(pool: AnyPool, order: Arc<Mutex<()>>) -> Self {
+    pub(super) fn spawn(pool: AnyPool, order: Arc<Mutex<()>>, latency: Arc<SharedHistogram>) -> Self {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(pool, order, receiver));
+        tokio::spawn(run(pool, order, receiver, latency));
         Self { jobs }
     }
 
@@ -51,11 +52,14 @@ fn writer_gone() -> StorageError {
     StorageError::Corrupt("the event writer has stopped".into())
 }
 
-async fn run(pool: AnyPool, order: Arc<Mutex<()>>, mut receiver: mpsc::Receiver<Job>) {
+async fn run(pool: AnyPool, order: Arc<Mutex<()>>, mut receiver: mpsc::Receiver<Job>, latency: Arc<SharedHistogram>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let _order = order.lock().await;
-        match write_batch(&pool, &batch).await {
+        let started = std::time::Instant::now();
+        let written = write_batch(&pool, &batch).await;
+        latency.observe(started.elapsed());
+        match written {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
                     let _ = job.reply.send(Ok(result));

@@ -103,6 +103,7 @@ pub struct Storage {
     /// Held while writing events or state groups, so their counters are assigned in commit order.
     event_order: std::sync::Arc<tokio::sync::Mutex<()>>,
     event_writer: event_writer::EventWriter,
+    event_commit_latency: std::sync::Arc<crate::metrics::SharedHistogram>,
 }
 
 impl Storage {
@@ -143,14 +144,24 @@ impl Storage {
                 let write = pool_options(1).connect_with(connect_options.clone()).await?;
                 let read = pool_options(options.max_connections).connect_with(connect_options).await?;
                 let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
-                let event_writer = event_writer::EventWriter::spawn(write.clone(), event_order.clone());
-                Self { read, write, engine, event_order, event_writer }
+                let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
+                let event_writer =
+                    event_writer::EventWriter::spawn(write.clone(), event_order.clone(), latency.clone());
+                Self { read, write, engine, event_order, event_writer, event_commit_latency: latency }
             }
             Engine::Postgres => {
                 let pool = pool_options(options.max_connections).connect_with(connect_options).await?;
                 let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
-                let event_writer = event_writer::EventWriter::spawn(pool.clone(), event_order.clone());
-                Self { read: pool.clone(), write: pool, engine, event_order, event_writer }
+                let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
+                let event_writer = event_writer::EventWriter::spawn(pool.clone(), event_order.clone(), latency.clone());
+                Self {
+                    read: pool.clone(),
+                    write: pool,
+                    engine,
+                    event_order,
+                    event_writer,
+                    event_commit_latency: latency,
+                }
             }
         };
         storage.migrate().await?;
@@ -180,6 +191,11 @@ impl Storage {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    /// How long event batches take to write and commit, for metrics.
+    pub fn event_commit_latency(&self) -> &crate::metrics::SharedHistogram {
+        &self.event_commit_latency
     }
 
     /// Connection pool use, for metrics.
