@@ -11,6 +11,7 @@ pub mod e2ee;
 pub mod error;
 pub mod media;
 pub mod metrics;
+pub mod notifications;
 pub mod push_rules;
 pub mod receipts;
 pub mod rooms;

@@ -28,6 +28,7 @@ pub async fn ruleset(state: &AppState, user_id: &UserId) -> Result<Ruleset> {
 async fn save(state: &AppState, user_id: &UserId, ruleset: &Ruleset) -> Result<()> {
     let content = serde_json::json!({"global": ruleset});
     state.storage.set_account_data(user_id.as_str(), "", ACCOUNT_DATA_TYPE, &content).await?;
+    state.push_rules.forget(user_id.as_str());
     state.rooms.notify_change();
     Ok(())
 }

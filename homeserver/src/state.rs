@@ -41,6 +41,7 @@ pub struct Inner {
     pub typing: crate::typing::TypingTracker,
     pub media: crate::media::MediaRuntime,
     pub metrics: crate::metrics::Metrics,
+    pub push_rules: crate::notifications::RulesetCache,
 }
 
 impl AppState {
@@ -64,6 +65,7 @@ impl AppState {
             typing: Default::default(),
             media: crate::media::MediaRuntime::new(media_store),
             metrics: Default::default(),
+            push_rules: Default::default(),
         }))
     }
 

@@ -15,6 +15,7 @@ mod lifecycle;
 mod login;
 mod media;
 mod migrate_db;
+mod notifications;
 mod profile;
 mod push_rules;
 mod real_client;

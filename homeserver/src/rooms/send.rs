@@ -154,6 +154,7 @@ pub(super) async fn accept_pdu(
         .map_err(|reason| Error::forbidden(format!("Event not allowed: {reason}")))?;
 
     let mut event = new_event(&pdu, &pdu.sender, head.state_group, txn)?;
+    event.push_actions = crate::notifications::push_actions(state, head, &pdu, &rules).await?;
     if let Some(unsigned) = replaced {
         // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
         event.json["unsigned"] = unsigned;
@@ -179,6 +180,7 @@ fn new_event(pdu: &Pdu, sender: &UserId, state_group_before: i64, txn: Option<Cl
         rejected_reason: None,
         state_group_before,
         txn: txn.map(|txn| (sender.to_string(), txn.device_id, txn.txn_id)),
+        push_actions: Vec::new(),
     })
 }
 

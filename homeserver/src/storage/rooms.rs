@@ -89,6 +89,19 @@ pub struct NewEvent {
     pub state_group_before: i64,
     /// The client transaction that sent it: (user, device, txn ID).
     pub txn: Option<(String, String, String)>,
+    /// Members this event notifies, as decided by their push rules.
+    pub push_actions: Vec<PushAction>,
+}
+
+/// A member's push rule outcome for an event that notifies them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushAction {
+    pub user_id: String,
+    /// The thread root's event ID, or `main`.
+    pub thread_id: String,
+    pub highlight: bool,
+    /// The rule's actions, as JSON (for `/notifications`).
+    pub actions: serde_json::Value,
 }
 
 /// Where an event landed.
@@ -481,6 +494,9 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
             .bind(&event.event_id)
             .execute(&mut *tx)
             .await?;
+    }
+    if accepted {
+        super::notifications::insert_push_actions(tx, event, stream_ordering).await?;
     }
     Ok(Persisted { stream_ordering, state_group_after })
 }

@@ -233,6 +233,7 @@ async fn sync_once(
         response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
     }
     add_receipts(state, authed, &joined_list, since_receipts.unwrap_or(0), receipts_up_to, &mut response).await?;
+    add_unread_counts(state, authed, timeline_filter.unread_thread_notifications, &mut response).await?;
 
     for membership in memberships.iter().filter(|m| m.membership == "invite" && wanted(m)) {
         if since.is_some_and(|s| membership.stream_ordering <= s) && !request.full_state {
@@ -408,6 +409,36 @@ async fn add_receipts(
     for (room, content) in by_room {
         let event = serde_json::json!({"type": "m.receipt", "content": content});
         response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
+    }
+    Ok(())
+}
+
+/// Unread notification and highlight counts for every joined room in the response: per thread
+/// when the filter asks for that, otherwise all threads together.
+async fn add_unread_counts(state: &AppState, authed: &Authed, per_thread: bool, response: &mut Response) -> Result<()> {
+    use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
+    let rooms: Vec<String> = response.rooms.join.keys().map(ToString::to_string).collect();
+    let counts = state.storage.unread_counts(authed.user_id.as_str(), &rooms).await?;
+    let uint = |n: i64| ruma::UInt::try_from(n).unwrap_or_default();
+    let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
+    for count in counts {
+        let Some(room) = response.rooms.join.get_mut(count.room_id.as_str()) else { continue };
+        if per_thread && count.thread_id != "main" {
+            let Ok(thread) = ruma::OwnedEventId::try_from(count.thread_id.as_str()) else { continue };
+            let mut unread = UnreadNotificationsCount::new();
+            unread.notification_count = Some(uint(count.notifications));
+            unread.highlight_count = Some(uint(count.highlights));
+            room.unread_thread_notifications.insert(thread, unread);
+        } else {
+            let total = totals.entry(count.room_id).or_default();
+            total.0 += count.notifications;
+            total.1 += count.highlights;
+        }
+    }
+    for (room_id, room) in response.rooms.join.iter_mut() {
+        let (notifications, highlights) = totals.get(room_id.as_str()).copied().unwrap_or_default();
+        room.unread_notifications.notification_count = Some(uint(notifications));
+        room.unread_notifications.highlight_count = Some(uint(highlights));
     }
     Ok(())
 }

@@ -92,6 +92,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(push::set_enabled)
         .ruma(push::actions)
         .ruma(push::set_actions)
+        .ruma(push::notifications)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)

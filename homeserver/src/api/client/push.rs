@@ -1,8 +1,8 @@
 //! `/pushrules/` endpoints.
 
 use ruma::api::client::push::{
-    PushRule, delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all,
-    get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
+    PushRule, delete_pushrule, get_notifications, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
+    get_pushrules_all, get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
 };
 
 use crate::api::ruma::Ruma;
@@ -87,4 +87,19 @@ pub async fn set_actions(
     let user_id = &request.authed()?.user_id;
     push_rules::set_actions(&state, user_id, body.kind.clone(), &body.rule_id, body.actions.clone()).await?;
     Ok(set_pushrule_actions::v3::Response::new())
+}
+
+pub async fn notifications(
+    state: AppState,
+    request: Ruma<get_notifications::v3::Request>,
+) -> Result<get_notifications::v3::Response> {
+    let body = &request.body;
+    let only_highlights = body.only.as_deref() == Some("highlight");
+    let limit = body.limit.map(u64::from);
+    let user_id = &request.authed()?.user_id;
+    let (notifications, next) =
+        crate::notifications::list(&state, user_id, body.from.as_deref(), limit, only_highlights).await?;
+    let mut response = get_notifications::v3::Response::new(notifications);
+    response.next_token = next;
+    Ok(response)
 }

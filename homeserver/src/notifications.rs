@@ -1,0 +1,208 @@
+//! Notifications: every member's push rules evaluated on every event as it is accepted, and
+//! the unread counts derived from the results.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use federation::Pdu;
+use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::room_version_rules::{RoomPowerLevelsRules, RoomVersionRules};
+use ruma::{Int, OwnedEventId, OwnedUserId, UInt};
+use serde_json::{Value, json};
+
+use crate::error::Result;
+use crate::rooms::head::RoomHead;
+use crate::state::AppState;
+use crate::storage::PushAction;
+
+/// Parsed push rules per user, so sends do not read and parse every member's rules. Entries are
+/// dropped whenever a user's rules change.
+#[derive(Default)]
+pub struct RulesetCache(Mutex<HashMap<OwnedUserId, Arc<Ruleset>>>);
+
+impl RulesetCache {
+    fn get(&self, user_id: &OwnedUserId) -> Option<Arc<Ruleset>> {
+        self.lock().get(user_id).cloned()
+    }
+
+    fn insert(&self, user_id: OwnedUserId, ruleset: Arc<Ruleset>) {
+        let mut entries = self.lock();
+        // Bounded: start over rather than grow without limit.
+        if entries.len() >= 50_000 {
+            entries.clear();
+        }
+        entries.insert(user_id, ruleset);
+    }
+
+    pub fn forget(&self, user_id: &str) {
+        self.lock().retain(|cached, _| cached.as_str() != user_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedUserId, Arc<Ruleset>>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+async fn ruleset(state: &AppState, user_id: &OwnedUserId) -> Result<Arc<Ruleset>> {
+    if let Some(cached) = state.push_rules.get(user_id) {
+        return Ok(cached);
+    }
+    let ruleset = Arc::new(crate::push_rules::ruleset(state, user_id).await?);
+    state.push_rules.insert(user_id.clone(), ruleset.clone());
+    Ok(ruleset)
+}
+
+/// The thread an event belongs to: its thread root, or `main`.
+pub fn thread_of(content: &Value) -> String {
+    let relates_to = &content["m.relates_to"];
+    match (relates_to["rel_type"].as_str(), relates_to["event_id"].as_str()) {
+        (Some("m.thread"), Some(root)) => root.to_owned(),
+        _ => "main".to_owned(),
+    }
+}
+
+/// Evaluates the push rules of everyone the event may notify: the room's joined members (and the
+/// target of an invite), except the sender.
+pub async fn push_actions(
+    state: &AppState,
+    head: &mut RoomHead,
+    pdu: &Pdu,
+    rules: &RoomVersionRules,
+) -> Result<Vec<PushAction>> {
+    let member_ids: Vec<OwnedEventId> =
+        head.state.iter().filter(|((kind, _), _)| kind == "m.room.member").map(|(_, id)| id.clone()).collect();
+    head.ensure_pdus(state, &member_ids).await?;
+    let mut joined: BTreeMap<OwnedUserId, String> = BTreeMap::new();
+    for id in &member_ids {
+        let Some(member) = head.pdus.get(id) else { continue };
+        let content = member.content_value();
+        let Some(user) = member.state_key.as_deref().and_then(|key| OwnedUserId::try_from(key).ok()) else { continue };
+        if content["membership"] == "join" {
+            let name = content["displayname"].as_str().unwrap_or(user.localpart()).to_owned();
+            joined.insert(user, name);
+        }
+    }
+    let member_count = UInt::try_from(joined.len()).unwrap_or(UInt::MAX);
+    let content = pdu.content_value();
+    let mut recipients: Vec<(OwnedUserId, String)> =
+        joined.into_iter().filter(|(user, _)| *user != pdu.sender).collect();
+    let invited = pdu.state_key.as_deref().and_then(|key| OwnedUserId::try_from(key).ok());
+    if pdu.event_type.to_string() == "m.room.member"
+        && content["membership"] == "invite"
+        && let Some(target) = invited
+    {
+        let name = content["displayname"].as_str().unwrap_or(target.localpart()).to_owned();
+        recipients.push((target, name));
+    }
+    if recipients.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let power_levels = power_levels_context(head, rules);
+    let mut event = json!({
+        "type": pdu.event_type.to_string(),
+        "content": content,
+        "sender": pdu.sender,
+        "event_id": pdu.event_id,
+        "room_id": pdu.room_id,
+        "origin_server_ts": pdu.origin_server_ts,
+    });
+    if let Some(state_key) = &pdu.state_key {
+        event["state_key"] = state_key.as_str().into();
+    }
+    let raw: ruma::serde::Raw<ruma::events::AnySyncTimelineEvent> = crate::rooms::client_event::to_raw(&event)?;
+    let thread_id = thread_of(&event["content"]);
+
+    let mut actions = Vec::new();
+    for (user_id, display_name) in recipients {
+        let ruleset = ruleset(state, &user_id).await?;
+        let mut context = PushConditionRoomCtx::new(pdu.room_id.clone(), member_count, user_id.clone(), display_name);
+        context.power_levels = power_levels.clone();
+        let matched = ruleset.get_actions(&raw, &context).await;
+        if !matched.iter().any(Action::should_notify) {
+            continue;
+        }
+        let highlight = matched.iter().any(Action::is_highlight);
+        actions.push(PushAction {
+            user_id: user_id.to_string(),
+            thread_id: thread_id.clone(),
+            highlight,
+            actions: serde_json::to_value(matched).unwrap_or(Value::Null),
+        });
+    }
+    Ok(actions)
+}
+
+/// The room's power levels as push conditions need them (for `@room` notifications).
+fn power_levels_context(head: &RoomHead, rules: &RoomVersionRules) -> Option<PushConditionPowerLevelsCtx> {
+    let create = head.state.get(&("m.room.create".to_owned(), String::new())).and_then(|id| head.pdus.get(id))?;
+    let mut creators = vec![create.sender.clone()];
+    let create_content = create.content_value();
+    for extra in create_content["additional_creators"].as_array().into_iter().flatten() {
+        creators.extend(extra.as_str().and_then(|u| OwnedUserId::try_from(u).ok()));
+    }
+    let levels = head
+        .state
+        .get(&("m.room.power_levels".to_owned(), String::new()))
+        .and_then(|id| head.pdus.get(id))
+        .map(Pdu::content_value)
+        .unwrap_or(Value::Null);
+    let int = |value: &Value, default: i64| {
+        let number = value.as_i64().or_else(|| value.as_str().and_then(|s| s.parse().ok())).unwrap_or(default);
+        Int::new(number).unwrap_or_default()
+    };
+    let users = levels["users"]
+        .as_object()
+        .map(|users| {
+            users
+                .iter()
+                .filter_map(|(u, level)| Some((OwnedUserId::try_from(u.as_str()).ok()?, int(level, 0))))
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            if levels.is_null() { [(create.sender.clone(), Int::from(100))].into() } else { BTreeMap::new() }
+        });
+    let notifications = serde_json::from_value(levels["notifications"].clone()).unwrap_or_default();
+    let power_rules = RoomPowerLevelsRules::new(&rules.authorization, creators);
+    Some(PushConditionPowerLevelsCtx::new(users, int(&levels["users_default"], 0), notifications, power_rules))
+}
+
+/// Most notifications one `/notifications` page returns.
+const MAX_PAGE: i64 = 100;
+
+/// A page of the user's notifications, newest first, with the token for the next page. `from`
+/// is a stream position from an earlier page.
+pub async fn list(
+    state: &AppState,
+    user_id: &ruma::UserId,
+    from: Option<&str>,
+    limit: Option<u64>,
+    only_highlights: bool,
+) -> Result<(Vec<ruma::api::client::push::get_notifications::v3::Notification>, Option<String>)> {
+    use ruma::api::client::push::get_notifications::v3::Notification;
+    let before = match from {
+        Some(token) => token.parse::<i64>().map_err(|_| crate::error::Error::invalid_param("Invalid from token"))?,
+        None => i64::MAX,
+    };
+    let limit = limit.map_or(20, |l| i64::try_from(l).unwrap_or(MAX_PAGE)).clamp(1, MAX_PAGE);
+    let rows = state.storage.notifications(user_id.as_str(), before, limit, only_highlights).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+    let events: HashMap<String, crate::storage::EventRow> =
+        state.storage.events_by_id(&ids).await?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+    let now = state.now_ms();
+    let next = (i64::try_from(rows.len()).unwrap_or(0) == limit)
+        .then(|| rows.last().map(|r| r.stream_ordering.to_string()))
+        .flatten();
+    let mut notifications = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(event) = events.get(&row.event_id) else { continue };
+        let actions: Vec<Action> = serde_json::from_value(row.actions).unwrap_or_default();
+        let raw =
+            crate::rooms::client_event::to_raw(&crate::rooms::client_event::client_event(event, now, true, None))?;
+        let room_id =
+            ruma::OwnedRoomId::try_from(row.room_id).map_err(|e| crate::error::Error::internal(e.to_string()))?;
+        let ts = ruma::MilliSecondsSinceUnixEpoch(UInt::try_from(event.origin_server_ts).unwrap_or_default());
+        notifications.push(Notification::new(actions, raw, row.read, room_id, ts));
+    }
+    Ok((notifications, next))
+}

@@ -1,0 +1,127 @@
+//! Push actions: which members an event notified, unread counts since each member's read
+//! receipt, and the `/notifications` list.
+
+use sqlx::{AnyConnection, Row};
+
+use super::rooms::NewEvent;
+use super::{Result, Storage, flag, placeholders};
+
+/// Unread notifications of a user in one room and thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadCount {
+    pub room_id: String,
+    pub thread_id: String,
+    pub notifications: i64,
+    pub highlights: i64,
+}
+
+/// One entry of `/notifications`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationRow {
+    pub room_id: String,
+    pub event_id: String,
+    pub stream_ordering: i64,
+    pub actions: serde_json::Value,
+    pub read: bool,
+}
+
+/// Writes an event's push actions in the transaction that persists it.
+pub(super) async fn insert_push_actions(
+    conn: &mut AnyConnection,
+    event: &NewEvent,
+    stream_ordering: i64,
+) -> Result<()> {
+    for chunk in event.push_actions.chunks(500) {
+        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
+        let sql = format!(
+            "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, actions) \
+             VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for action in chunk {
+            query = query
+                .bind(&action.user_id)
+                .bind(&event.room_id)
+                .bind(&event.event_id)
+                .bind(stream_ordering)
+                .bind(&action.thread_id)
+                .bind(flag(action.highlight))
+                .bind(action.actions.to_string());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The newest stream position the user has read in the room for a thread: their latest
+/// `m.read`/`m.read.private` receipt, unthreaded or for that thread.
+const READ_UP_TO: &str = "COALESCE((SELECT MAX(e.stream_ordering) FROM receipts r JOIN events e ON e.event_id = r.event_id \
+     WHERE r.room_id = a.room_id AND r.user_id = a.user_id AND r.receipt_type IN ('m.read', 'm.read.private') \
+     AND (r.thread_id = '' OR r.thread_id = a.thread_id)), 0)";
+
+impl Storage {
+    /// Unread notification and highlight counts per room and thread, for these rooms.
+    pub async fn unread_counts(&self, user_id: &str, room_ids: &[String]) -> Result<Vec<UnreadCount>> {
+        if room_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT a.room_id, a.thread_id, COUNT(*) AS notifications, CAST(SUM(a.highlight) AS BIGINT) AS highlights \
+             FROM event_push_actions a WHERE a.user_id = $1 AND a.room_id IN ({}) \
+             AND a.stream_ordering > {READ_UP_TO} GROUP BY a.room_id, a.thread_id",
+            placeholders(2, room_ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(user_id);
+        for room_id in room_ids {
+            query = query.bind(room_id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UnreadCount {
+                    room_id: row.try_get("room_id")?,
+                    thread_id: row.try_get("thread_id")?,
+                    notifications: row.try_get("notifications")?,
+                    highlights: row.try_get("highlights")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The user's notifications before stream position `before`, newest first.
+    pub async fn notifications(
+        &self,
+        user_id: &str,
+        before: i64,
+        limit: i64,
+        only_highlights: bool,
+    ) -> Result<Vec<NotificationRow>> {
+        let sql = format!(
+            "SELECT a.room_id, a.event_id, a.stream_ordering, a.actions, \
+             CASE WHEN a.stream_ordering <= {READ_UP_TO} THEN 1 ELSE 0 END AS is_read \
+             FROM event_push_actions a WHERE a.user_id = $1 AND a.stream_ordering < $2 \
+             AND ($3 = 0 OR a.highlight = 1) ORDER BY a.stream_ordering DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(before)
+            .bind(flag(only_highlights))
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let actions: String = row.try_get("actions")?;
+                Ok(NotificationRow {
+                    room_id: row.try_get("room_id")?,
+                    event_id: row.try_get("event_id")?,
+                    stream_ordering: row.try_get("stream_ordering")?,
+                    actions: serde_json::from_str(&actions)
+                        .map_err(|e| super::StorageError::Corrupt(format!("push actions: {e}")))?,
+                    read: row.try_get::<i64, _>("is_read")? != 0,
+                })
+            })
+            .collect()
+    }
+}
