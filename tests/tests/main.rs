@@ -21,6 +21,7 @@ mod push_rules;
 mod real_client;
 mod receipts;
 mod registration;
+mod relations;
 mod rooms;
 mod sync;
 mod timeline;

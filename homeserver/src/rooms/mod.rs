@@ -8,6 +8,7 @@ pub mod head;
 pub mod membership;
 pub mod profile;
 pub mod redaction;
+pub mod relations;
 pub mod send;
 pub mod state;
 pub mod timeline;

@@ -202,7 +202,8 @@ pub async fn messages(
         }
     }
     let end = if exhausted && chunk.is_empty() { None } else { Some(format_token(cursor)) };
-    let chunk = chunk.iter().map(|row| client_event(row, now, true, None)).collect();
+    let mut chunk: Vec<Value> = chunk.iter().map(|row| client_event(row, now, true, None)).collect();
+    super::relations::bundle(state, user_id, &mut chunk).await?;
     Ok(MessagesPage { chunk, start: format_token(from_position), end })
 }
 
@@ -221,7 +222,10 @@ pub async fn event(state: &AppState, user_id: &UserId, room_id: &RoomId, event_i
     }
     let visible = filter_visible(state, user_id, vec![row]).await?;
     let row = visible.into_iter().next().ok_or_else(not_found)?;
-    Ok(client_event(&row, state.now_ms(), true, None))
+    let mut events = [client_event(&row, state.now_ms(), true, None)];
+    super::relations::bundle(state, user_id, &mut events).await?;
+    let [event] = events;
+    Ok(event)
 }
 
 /// `/context`: events around one event, and the room state at the last event returned.
@@ -269,14 +273,11 @@ pub async fn context(
         })
         .map(|r| client_event(r, now, true, None))
         .collect();
-    Ok(Context {
-        event,
-        before: visible_before.iter().map(|r| client_event(r, now, true, None)).collect(),
-        after: visible_after.iter().map(|r| client_event(r, now, true, None)).collect(),
-        state: state_events,
-        start,
-        end,
-    })
+    let mut before: Vec<Value> = visible_before.iter().map(|r| client_event(r, now, true, None)).collect();
+    let mut after: Vec<Value> = visible_after.iter().map(|r| client_event(r, now, true, None)).collect();
+    super::relations::bundle(state, user_id, &mut before).await?;
+    super::relations::bundle(state, user_id, &mut after).await?;
+    Ok(Context { event, before, after, state: state_events, start, end })
 }
 
 /// `/timestamp_to_event`: the visible event nearest a point in time.

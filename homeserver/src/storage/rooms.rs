@@ -497,6 +497,7 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
     }
     if accepted {
         super::notifications::insert_push_actions(tx, event, stream_ordering).await?;
+        super::relations::insert_relation(tx, event, stream_ordering).await?;
     }
     Ok(Persisted { stream_ordering, state_group_after })
 }

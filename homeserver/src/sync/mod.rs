@@ -195,6 +195,10 @@ async fn sync_once(
     let txns = state.storage.txn_ids_for_events(authed.user_id.as_str(), authed.device_id.as_str(), &own_ids).await?;
     let now = state.now_ms();
 
+    // Aggregations (threads, edits, references) of every timeline event, in one batch.
+    let timeline_ids: Vec<String> = plans.iter().flat_map(|p| p.rows.iter().map(|r| r.event_id.clone())).collect();
+    let mut bundles = bundled_relations(state, authed, &timeline_ids).await?;
+
     for plan in plans {
         let timeline_rows: Vec<&EventRow> =
             plan.rows.iter().filter(|row| matches_filter(timeline_filter, row)).collect();
@@ -213,7 +217,13 @@ async fn sync_once(
         timeline.prev_batch = Some(format_token(plan.rows.first().map_or(up_to, |r| r.stream_ordering - 1)));
         timeline.events = timeline_rows
             .iter()
-            .map(|row| to_raw(&client_event(row, now, false, txns.get(&row.event_id).map(String::as_str))))
+            .map(|row| {
+                let mut event = client_event(row, now, false, txns.get(&row.event_id).map(String::as_str));
+                if let Some(relations) = bundles.remove(&row.event_id) {
+                    event["unsigned"]["m.relations"] = relations;
+                }
+                to_raw(&event)
+            })
             .collect::<Result<_>>()?;
         let mut joined_room = JoinedRoom::new();
         joined_room.timeline = timeline;
@@ -411,6 +421,20 @@ async fn add_receipts(
         response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
     }
     Ok(())
+}
+
+/// `unsigned.m.relations` for the events that have any, by event ID.
+async fn bundled_relations(state: &AppState, authed: &Authed, event_ids: &[String]) -> Result<HashMap<String, Value>> {
+    let mut stubs: Vec<Value> = event_ids.iter().map(|id| serde_json::json!({"event_id": id})).collect();
+    crate::rooms::relations::bundle(state, &authed.user_id, &mut stubs).await?;
+    Ok(stubs
+        .into_iter()
+        .filter_map(|mut stub| {
+            let relations = stub["unsigned"]["m.relations"].take();
+            let id = stub["event_id"].as_str()?.to_owned();
+            (!relations.is_null()).then_some((id, relations))
+        })
+        .collect())
 }
 
 /// Unread notification and highlight counts for every joined room in the response: per thread

@@ -14,6 +14,7 @@ mod profile;
 mod push;
 mod receipt;
 mod register;
+mod relations;
 mod room;
 mod session;
 mod sync;
@@ -93,6 +94,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(push::actions)
         .ruma(push::set_actions)
         .ruma(push::notifications)
+        .ruma(relations::all)
+        .ruma(relations::by_rel_type)
+        .ruma(relations::by_rel_and_event_type)
+        .ruma(relations::threads)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)
