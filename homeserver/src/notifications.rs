@@ -2,13 +2,14 @@
 //! the unread counts derived from the results.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use federation::Pdu;
 use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
 use ruma::room_version_rules::{RoomPowerLevelsRules, RoomVersionRules};
 use ruma::{Int, OwnedEventId, OwnedUserId, UInt};
 use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Result;
 use crate::rooms::head::RoomHead;
@@ -61,14 +62,20 @@ pub fn thread_of(content: &Value) -> String {
     }
 }
 
-/// Evaluates the push rules of everyone the event may notify: the room's joined members (and the
-/// target of an invite), except the sender.
-pub async fn push_actions(
+/// Who an event may notify, captured from the room as it was before the event: the joined
+/// members (and the target of an invite) except the sender, with their display names.
+pub struct Audience {
+    recipients: Vec<(OwnedUserId, String)>,
+    member_count: UInt,
+    power_levels: Option<PushConditionPowerLevelsCtx>,
+}
+
+pub async fn audience(
     state: &AppState,
     head: &mut RoomHead,
     pdu: &Pdu,
     rules: &RoomVersionRules,
-) -> Result<Vec<PushAction>> {
+) -> Result<Option<Audience>> {
     let member_ids: Vec<OwnedEventId> =
         head.state.iter().filter(|((kind, _), _)| kind == "m.room.member").map(|(_, id)| id.clone()).collect();
     head.ensure_pdus(state, &member_ids).await?;
@@ -95,13 +102,16 @@ pub async fn push_actions(
         recipients.push((target, name));
     }
     if recipients.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
+    Ok(Some(Audience { recipients, member_count, power_levels: power_levels_context(head, rules) }))
+}
 
-    let power_levels = power_levels_context(head, rules);
+/// Evaluates each recipient's push rules on the event.
+async fn evaluate(state: &AppState, pdu: &Pdu, stream_ordering: i64, audience: Audience) -> Result<Vec<PushAction>> {
     let mut event = json!({
         "type": pdu.event_type.to_string(),
-        "content": content,
+        "content": pdu.content_value(),
         "sender": pdu.sender,
         "event_id": pdu.event_id,
         "room_id": pdu.room_id,
@@ -112,25 +122,120 @@ pub async fn push_actions(
     }
     let raw: ruma::serde::Raw<ruma::events::AnySyncTimelineEvent> = crate::rooms::client_event::to_raw(&event)?;
     let thread_id = thread_of(&event["content"]);
-
     let mut actions = Vec::new();
-    for (user_id, display_name) in recipients {
+    for (user_id, display_name) in audience.recipients {
         let ruleset = ruleset(state, &user_id).await?;
-        let mut context = PushConditionRoomCtx::new(pdu.room_id.clone(), member_count, user_id.clone(), display_name);
-        context.power_levels = power_levels.clone();
+        let mut context =
+            PushConditionRoomCtx::new(pdu.room_id.clone(), audience.member_count, user_id.clone(), display_name);
+        context.power_levels = audience.power_levels.clone();
         let matched = ruleset.get_actions(&raw, &context).await;
         if !matched.iter().any(Action::should_notify) {
             continue;
         }
-        let highlight = matched.iter().any(Action::is_highlight);
         actions.push(PushAction {
             user_id: user_id.to_string(),
+            room_id: pdu.room_id.to_string(),
+            event_id: pdu.event_id.to_string(),
+            stream_ordering,
             thread_id: thread_id.clone(),
-            highlight,
+            highlight: matched.iter().any(Action::is_highlight),
             actions: serde_json::to_value(matched).unwrap_or(Value::Null),
         });
     }
     Ok(actions)
+}
+
+/// Work for the notifier: an event to evaluate, or a barrier to answer once all earlier work is
+/// written.
+enum Job {
+    Event { pdu: Box<Pdu>, stream_ordering: i64, audience: Audience },
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Evaluates push rules off the room lock and writes the outcomes of many events in one
+/// transaction: under load, a batch dirties about one page per member instead of one per member
+/// per event.
+#[derive(Default)]
+pub struct Notifier {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Jobs that may wait before senders are slowed down.
+const QUEUE_DEPTH: usize = 8192;
+/// Events evaluated and written per transaction at most.
+const MAX_BATCH: usize = 512;
+
+impl Notifier {
+    /// Starts the worker. It holds the state weakly, so a dropped server stops it.
+    pub fn start(&self, state: Weak<crate::state::Inner>) {
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        *lock(&self.jobs) = Some(sender);
+        *lock(&self.task) = Some(tokio::spawn(run(state, receiver)));
+    }
+
+    pub async fn queue(&self, pdu: Pdu, stream_ordering: i64, audience: Audience) {
+        let sender = lock(&self.jobs).clone();
+        if let Some(sender) = sender {
+            let job = Job::Event { pdu: Box::new(pdu), stream_ordering, audience };
+            if sender.send(job).await.is_err() {
+                tracing::warn!("notifier stopped: an event's notifications are not counted");
+            }
+        }
+    }
+
+    /// Waits until everything queued so far is written.
+    pub async fn settled(&self) {
+        let sender = lock(&self.jobs).clone();
+        let Some(sender) = sender else { return };
+        let (done, written) = oneshot::channel();
+        if sender.send(Job::Barrier(done)).await.is_ok() {
+            let _ = written.await;
+        }
+    }
+
+    /// Writes what is queued and stops (graceful shutdown).
+    pub async fn stop(&self) {
+        lock(&self.jobs).take();
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn run(state: Weak<crate::state::Inner>, mut receiver: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Some(inner) = state.upgrade() else { return };
+        let state = AppState::from_inner(inner);
+        let mut rows = Vec::new();
+        let mut barriers = Vec::new();
+        for job in batch.drain(..) {
+            match job {
+                Job::Event { pdu, stream_ordering, audience } => {
+                    match evaluate(&state, &pdu, stream_ordering, audience).await {
+                        Ok(mut actions) => rows.append(&mut actions),
+                        Err(e) => tracing::error!(event_id = %pdu.event_id, error = %e, "push rule evaluation failed"),
+                    }
+                }
+                Job::Barrier(done) => barriers.push(done),
+            }
+        }
+        if !rows.is_empty() {
+            match state.storage.insert_push_actions(&rows).await {
+                Ok(()) => state.rooms.notify_change(),
+                Err(e) => tracing::error!(error = %e, "writing push actions failed"),
+            }
+        }
+        for done in barriers {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// The room's power levels as push conditions need them (for `@room` notifications).

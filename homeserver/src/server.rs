@@ -114,6 +114,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
     while let Some(result) = servers.join_next().await {
         result.map_err(|e| StartupError::Serve(std::io::Error::other(e)))?.map_err(StartupError::Serve)?;
     }
+    state.notifier.stop().await;
     state.storage.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -42,6 +42,7 @@ pub struct Inner {
     pub media: crate::media::MediaRuntime,
     pub metrics: crate::metrics::Metrics,
     pub push_rules: crate::notifications::RulesetCache,
+    pub notifier: crate::notifications::Notifier,
 }
 
 impl AppState {
@@ -54,7 +55,7 @@ impl AppState {
     ) -> Self {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .expect("server_name is validated when the configuration is loaded");
-        Self(Arc::new(Inner {
+        let state = Self(Arc::new(Inner {
             config,
             server_name,
             storage,
@@ -66,7 +67,15 @@ impl AppState {
             media: crate::media::MediaRuntime::new(media_store),
             metrics: Default::default(),
             push_rules: Default::default(),
-        }))
+            notifier: Default::default(),
+        }));
+        state.notifier.start(Arc::downgrade(&state.0));
+        state
+    }
+
+    /// The state again from a weakly held reference (background tasks).
+    pub fn from_inner(inner: Arc<Inner>) -> Self {
+        Self(inner)
     }
 
     pub fn now_ms(&self) -> i64 {

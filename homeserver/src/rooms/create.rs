@@ -107,6 +107,8 @@ pub async fn create_room(state: &AppState, creator: &UserId, request: CreateRoom
     for template in templates {
         send_locked(state, head, &room_id, creator, template, None).await?;
     }
+    drop(guard);
+    state.notifier.settled().await;
     Ok(room_id)
 }
 

@@ -52,7 +52,11 @@ pub async fn send_event(
         Some(head) => head,
         empty => empty.insert(RoomHead::load(state, room_id).await?),
     };
-    send_locked(state, head, room_id, sender, template, txn).await
+    let sent = send_locked(state, head, room_id, sender, template, txn).await?;
+    drop(guard);
+    // Answer once the notifications are counted, so what the sender sees next is consistent.
+    state.notifier.settled().await;
+    Ok(sent)
 }
 
 /// Builds and sends an event while the caller holds the room lock and its head.
@@ -154,12 +158,16 @@ pub(super) async fn accept_pdu(
         .map_err(|reason| Error::forbidden(format!("Event not allowed: {reason}")))?;
 
     let mut event = new_event(&pdu, &pdu.sender, head.state_group, txn)?;
-    event.push_actions = crate::notifications::push_actions(state, head, &pdu, &rules).await?;
+    // Who could be notified, as the room is before this event; the rules run after the commit.
+    let audience = crate::notifications::audience(state, head, &pdu, &rules).await?;
     if let Some(unsigned) = replaced {
         // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
         event.json["unsigned"] = unsigned;
     }
     let persisted = state.storage.persist_event(&event).await?;
+    if let Some(audience) = audience {
+        state.notifier.queue(pdu.clone(), persisted.stream_ordering, audience).await;
+    }
     head.advance(&pdu, persisted);
     state.metrics.event_persisted();
     state.rooms.notify_change();
@@ -180,7 +188,6 @@ fn new_event(pdu: &Pdu, sender: &UserId, state_group_before: i64, txn: Option<Cl
         rejected_reason: None,
         state_group_before,
         txn: txn.map(|txn| (sender.to_string(), txn.device_id, txn.txn_id)),
-        push_actions: Vec::new(),
     })
 }
 

@@ -1,9 +1,9 @@
 //! Push actions: which members an event notified, unread counts since each member's read
 //! receipt, and the `/notifications` list.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
-use super::rooms::NewEvent;
+use super::rooms::PushAction;
 use super::{Result, Storage, flag, placeholders};
 
 /// Unread notifications of a user in one room and thread.
@@ -25,35 +25,6 @@ pub struct NotificationRow {
     pub read: bool,
 }
 
-/// Writes an event's push actions in the transaction that persists it.
-pub(super) async fn insert_push_actions(
-    conn: &mut AnyConnection,
-    event: &NewEvent,
-    stream_ordering: i64,
-) -> Result<()> {
-    for chunk in event.push_actions.chunks(500) {
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
-        let sql = format!(
-            "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, actions) \
-             VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for action in chunk {
-            query = query
-                .bind(&action.user_id)
-                .bind(&event.room_id)
-                .bind(&event.event_id)
-                .bind(stream_ordering)
-                .bind(&action.thread_id)
-                .bind(flag(action.highlight))
-                .bind(action.actions.to_string());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
 /// The newest stream position the user has read in the room for a thread: their latest
 /// `m.read`/`m.read.private` receipt, unthreaded or for that thread.
 const READ_UP_TO: &str = "COALESCE((SELECT MAX(e.stream_ordering) FROM receipts r JOIN events e ON e.event_id = r.event_id \
@@ -61,6 +32,37 @@ const READ_UP_TO: &str = "COALESCE((SELECT MAX(e.stream_ordering) FROM receipts 
      AND (r.thread_id = '' OR r.thread_id = a.thread_id)), 0)";
 
 impl Storage {
+    /// Writes push actions of many events in one transaction (a member's rows are adjacent, so a
+    /// batch dirties about one page per member, however many events it holds).
+    pub async fn insert_push_actions(&self, actions: &[PushAction]) -> Result<()> {
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        for chunk in actions.chunks(500) {
+            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
+            let sql = format!(
+                "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, \
+                 actions) VALUES {} ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for action in chunk {
+                query = query
+                    .bind(&action.user_id)
+                    .bind(&action.room_id)
+                    .bind(&action.event_id)
+                    .bind(action.stream_ordering)
+                    .bind(&action.thread_id)
+                    .bind(flag(action.highlight))
+                    .bind(action.actions.to_string());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Unread notification and highlight counts per room and thread, for these rooms.
     pub async fn unread_counts(&self, user_id: &str, room_ids: &[String]) -> Result<Vec<UnreadCount>> {
         if room_ids.is_empty() {

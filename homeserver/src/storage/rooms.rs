@@ -89,14 +89,15 @@ pub struct NewEvent {
     pub state_group_before: i64,
     /// The client transaction that sent it: (user, device, txn ID).
     pub txn: Option<(String, String, String)>,
-    /// Members this event notifies, as decided by their push rules.
-    pub push_actions: Vec<PushAction>,
 }
 
 /// A member's push rule outcome for an event that notifies them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushAction {
     pub user_id: String,
+    pub room_id: String,
+    pub event_id: String,
+    pub stream_ordering: i64,
     /// The thread root's event ID, or `main`.
     pub thread_id: String,
     pub highlight: bool,
@@ -496,7 +497,6 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
             .await?;
     }
     if accepted {
-        super::notifications::insert_push_actions(tx, event, stream_ordering).await?;
         super::relations::insert_relation(tx, event, stream_ordering).await?;
     }
     Ok(Persisted { stream_ordering, state_group_after })
