@@ -39,7 +39,9 @@ impl Storage {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
-        for chunk in actions.chunks(500) {
+        // Small statements: SQLite looks bound parameters up by name, linearly, so one huge
+        // statement costs quadratic time.
+        for chunk in actions.chunks(64) {
             let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
             let sql = format!(
                 "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, \
