@@ -27,6 +27,8 @@ pub const TABLES: &[&str] = &[
     "stream_positions",
     "account_data",
     "receipts",
+    "event_push_actions",
+    "event_relations",
     "device_keys",
     "one_time_keys",
     "fallback_keys",
