@@ -144,15 +144,7 @@ pub async fn relations(
         .flatten()
         .map(|last| format_token(if request.forwards { last.stream_ordering } else { last.stream_ordering - 1 }));
     let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
-    let mut events = state.storage.events_by_id(&ids).await?;
-    // A relation can only point into its own room.
-    events.retain(|e| e.room_id == room_id.as_str());
-    let position: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-    events.sort_by_key(|e| position.get(e.event_id.as_str()).copied().unwrap_or(usize::MAX));
-    let visible = filter_visible(state, user_id, events).await?;
-    let now = state.now_ms();
-    let mut chunk: Vec<Value> = visible.iter().map(|row| client_event(row, now, true, None)).collect();
-    bundle(state, user_id, &mut chunk).await?;
+    let chunk = visible_in_order(state, user_id, room_id, &ids).await?;
     Ok(RelationsPage { chunk, next_batch, recursion_depth: request.recurse.then_some(depth as u64) })
 }
 
@@ -174,7 +166,14 @@ pub async fn threads(
     roots.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next_batch = more.then(|| roots.last()).flatten().map(|(_, latest)| format_token(latest - 1));
     let ids: Vec<String> = roots.iter().map(|(id, _)| id.clone()).collect();
-    let mut events = state.storage.events_by_id(&ids).await?;
+    let chunk = visible_in_order(state, user_id, room_id, &ids).await?;
+    Ok((chunk, next_batch))
+}
+
+/// These events of the room in the given order, as the user may see them, with aggregations.
+/// (A relation can only point into its own room; others are dropped.)
+async fn visible_in_order(state: &AppState, user_id: &UserId, room_id: &RoomId, ids: &[String]) -> Result<Vec<Value>> {
+    let mut events = state.storage.events_by_id(ids).await?;
     events.retain(|e| e.room_id == room_id.as_str());
     let position: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
     events.sort_by_key(|e| position.get(e.event_id.as_str()).copied().unwrap_or(usize::MAX));
@@ -182,5 +181,5 @@ pub async fn threads(
     let now = state.now_ms();
     let mut chunk: Vec<Value> = visible.iter().map(|row| client_event(row, now, true, None)).collect();
     bundle(state, user_id, &mut chunk).await?;
-    Ok((chunk, next_batch))
+    Ok(chunk)
 }
