@@ -57,7 +57,14 @@ pub struct Config {
     pub media: MediaConfig,
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
+    pub user_directory: UserDirectoryConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserDirectoryConfig {
+    pub search_all_users: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -166,6 +173,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
+            user_directory: UserDirectoryConfig::default(),
             log: LogConfig::default(),
         }
     }

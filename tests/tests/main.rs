@@ -26,3 +26,4 @@ mod rooms;
 mod sync;
 mod timeline;
 mod typing;
+mod user_directory;

@@ -5,12 +5,31 @@ mod ops;
 pub mod ruma;
 pub mod server;
 
+use std::collections::HashMap;
+
 use axum::Router;
 use axum::response::IntoResponse;
 use http::StatusCode;
 
-use crate::error::Error;
+use crate::accounts::Authed;
+use crate::error::{Error, Result};
 use crate::state::AppState;
+
+/// The caller of an endpoint that needs an access token (header, or the deprecated query form).
+pub(crate) async fn authed_from_parts(
+    state: &AppState,
+    headers: &http::HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Authed> {
+    let from_header = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let token =
+        from_header.or_else(|| params.get("access_token").map(String::as_str)).ok_or_else(Error::missing_token)?;
+    crate::accounts::authenticate(state, token).await
+}
 
 /// Which APIs a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,7 @@ mod rooms;
 mod to_device;
 mod tokens;
 mod uiaa;
+mod user_directory;
 
 use std::str::FromStr;
 use std::sync::Once;
@@ -45,6 +46,7 @@ pub use rooms::{EventRow, NewEvent, Order, Persisted, PushAction, RoomRow, State
 pub use to_device::{NewToDeviceMessage, ToDeviceRow};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};
 pub use uiaa::UiaaSessionRow;
+pub use user_directory::DirectoryUser;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {

@@ -17,7 +17,7 @@ use axum::routing::{get, post, put};
 use http::StatusCode;
 use serde_json::json;
 
-use crate::accounts::Authed;
+use crate::api::authed_from_parts as authed;
 use crate::error::{Error, Result};
 use crate::media::thumbnail::Method;
 use crate::media::{self, Download, ThumbnailRequest, UploadMeta, headers};
@@ -39,18 +39,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 }
 
 type Params = Query<HashMap<String, String>>;
-
-/// The caller of an endpoint that needs an access token (header, or the deprecated query form).
-async fn authed(state: &AppState, headers: &http::HeaderMap, params: &HashMap<String, String>) -> Result<Authed> {
-    let from_header = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let token =
-        from_header.or_else(|| params.get("access_token").map(String::as_str)).ok_or_else(Error::missing_token)?;
-    crate::accounts::authenticate(state, token).await
-}
 
 fn upload_meta<'a>(request: &'a Request, params: &'a HashMap<String, String>) -> UploadMeta<'a> {
     let header = |name: http::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());

@@ -18,8 +18,10 @@ mod relations;
 mod room;
 mod session;
 mod sync;
+mod threepid;
 mod to_device;
 mod typing;
+mod user_directory;
 
 use axum::Router;
 
@@ -27,7 +29,7 @@ use super::ruma::RumaRouter;
 use crate::state::AppState;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    media::routes(router)
+    threepid::routes(media::routes(router))
         .ruma(discovery::versions)
         .ruma(discovery::well_known_client)
         .ruma(discovery::capabilities)
@@ -98,6 +100,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(relations::by_rel_type)
         .ruma(relations::by_rel_and_event_type)
         .ruma(relations::threads)
+        .ruma(user_directory::search)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)
