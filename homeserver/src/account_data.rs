@@ -88,3 +88,16 @@ pub async fn set_tag(
     state.rooms.notify_change();
     Ok(())
 }
+
+/// The users `user_id` ignores (`m.ignored_user_list`): their events and invites are hidden.
+pub async fn ignored_users(state: &AppState, user_id: &UserId) -> Result<std::collections::HashSet<String>> {
+    let content = state.storage.account_data(user_id.as_str(), "", "m.ignored_user_list").await?;
+    let ignored = content.as_ref().and_then(|c| c["ignored_users"].as_object());
+    Ok(ignored.map(|users| users.keys().cloned().collect()).unwrap_or_default())
+}
+
+/// Whether an event stays visible despite the ignore list: state events always do (the room
+/// must stay consistent), other events only from users not ignored.
+pub fn not_ignored(ignored: &std::collections::HashSet<String>, row: &crate::storage::EventRow) -> bool {
+    row.state_key.is_some() || !ignored.contains(&row.sender)
+}

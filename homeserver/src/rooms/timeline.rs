@@ -157,6 +157,7 @@ pub async fn messages(
         return Err(Error::forbidden("You have not been in this room"));
     };
     let MessagesQuery { from, to, dir, limit, filter } = query;
+    let ignored = crate::account_data::ignored_users(state, user_id).await?;
     let limit = limit.clamp(1, 1000);
     let from_position = match from {
         Some(token) => parse_token(token)?,
@@ -192,7 +193,11 @@ pub async fn messages(
             };
         }
         let visible = filter_visible(state, user_id, rows).await?;
-        chunk.extend(visible.into_iter().filter(|row| matches_filter(filter, row)));
+        chunk.extend(
+            visible
+                .into_iter()
+                .filter(|row| matches_filter(filter, row) && crate::account_data::not_ignored(&ignored, row)),
+        );
         if (fetched as i64) < want {
             exhausted = true;
             break;

@@ -136,6 +136,7 @@ async fn sync_once(
     let lazy_members = matches!(room_filter.state.lazy_load_options, LazyLoadOptions::Enabled { .. });
 
     let memberships = state.storage.memberships_of_user(authed.user_id.as_str()).await?;
+    let ignored = crate::account_data::ignored_users(state, &authed.user_id).await?;
     let wanted = |m: &MembershipRow| {
         room_filter.rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r.as_str() == m.room_id))
             && !room_filter.not_rooms.iter().any(|r| r.as_str() == m.room_id)
@@ -163,7 +164,8 @@ async fn sync_once(
         let limited = rows.len() > limit;
         rows.truncate(limit);
         rows.reverse();
-        let rows = filter_visible(state, &authed.user_id, rows).await?;
+        let mut rows = filter_visible(state, &authed.user_id, rows).await?;
+        rows.retain(|row| crate::account_data::not_ignored(&ignored, row));
         let start_group = match rows.first() {
             Some(first) => first.state_group_before,
             None => crate::rooms::state::room(state, &membership.room_id).await?.current_state_group()?,
@@ -248,6 +250,12 @@ async fn sync_once(
     for membership in memberships.iter().filter(|m| m.membership == "invite" && wanted(m)) {
         if since.is_some_and(|s| membership.stream_ordering <= s) && !request.full_state {
             continue;
+        }
+        if !ignored.is_empty() {
+            let invite = state.storage.event(&membership.event_id).await?;
+            if invite.is_some_and(|invite| ignored.contains(&invite.sender)) {
+                continue;
+            }
         }
         let mut invited = InvitedRoom::new();
         invited.invite_state = InviteState::from(stripped_room_state(state, membership).await?);
