@@ -58,7 +58,26 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
     pub user_directory: UserDirectoryConfig,
+    pub federation: FederationConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FederationConfig {
+    /// Talk to other homeservers at all.
+    pub enabled: bool,
+    /// Check other servers' TLS certificates (turn off only for test setups).
+    pub verify_tls: bool,
+    pub request_timeout_secs: u64,
+    /// Longest wait between retries to an unreachable server.
+    pub max_retry_interval_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self { enabled: true, verify_tls: true, request_timeout_secs: 30, max_retry_interval_secs: 3600 }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -174,6 +193,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
             user_directory: UserDirectoryConfig::default(),
+            federation: FederationConfig::default(),
             log: LogConfig::default(),
         }
     }

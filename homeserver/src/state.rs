@@ -43,6 +43,12 @@ pub struct Inner {
     pub metrics: crate::metrics::Metrics,
     pub push_rules: crate::notifications::RulesetCache,
     pub notifier: crate::notifications::Notifier,
+    /// Signed requests to other servers.
+    pub federation: federation::client::FederationClient,
+    /// Other servers' signing keys.
+    pub keyring: crate::server_keys::Keyring,
+    /// Per-destination delivery of queued events and EDUs.
+    pub outbox: crate::federation_sender::Outbox,
 }
 
 impl AppState {
@@ -55,6 +61,12 @@ impl AppState {
     ) -> Self {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .expect("server_name is validated when the configuration is loaded");
+        let client_options = federation::client::ClientOptions {
+            verify_tls: config.federation.verify_tls,
+            request_timeout: std::time::Duration::from_secs(config.federation.request_timeout_secs.max(1)),
+        };
+        let federation = federation::client::FederationClient::new(server_name.clone(), &client_options)
+            .expect("the TLS backend of the federation client initialises");
         let state = Self(Arc::new(Inner {
             config,
             server_name,
@@ -68,6 +80,9 @@ impl AppState {
             metrics: Default::default(),
             push_rules: Default::default(),
             notifier: Default::default(),
+            federation,
+            keyring: Default::default(),
+            outbox: Default::default(),
         }));
         state.notifier.start(Arc::downgrade(&state.0));
         state
@@ -76,6 +91,11 @@ impl AppState {
     /// The state again from a weakly held reference (background tasks).
     pub fn from_inner(inner: Arc<Inner>) -> Self {
         Self(inner)
+    }
+
+    /// A reference for background tasks that must not keep the server alive.
+    pub fn weak(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.0)
     }
 
     pub fn now_ms(&self) -> i64 {

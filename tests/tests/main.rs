@@ -11,6 +11,7 @@ mod discovery;
 mod e2ee;
 mod errors;
 mod events;
+mod federation;
 mod ignored_users;
 mod lifecycle;
 mod login;

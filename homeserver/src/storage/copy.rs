@@ -41,6 +41,11 @@ pub const TABLES: &[&str] = &[
     "key_backup_keys",
     "media",
     "media_thumbnails",
+    "server_keys",
+    "server_key_objects",
+    "federation_txns",
+    "federation_outbox_pdus",
+    "federation_outbox_edus",
 ];
 
 /// How a column's values are read and bound.

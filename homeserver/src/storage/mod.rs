@@ -9,6 +9,7 @@ mod codec;
 mod copy;
 mod e2ee_keys;
 mod event_writer;
+mod federation;
 mod filters;
 mod key_backup;
 mod media;
@@ -17,6 +18,7 @@ mod notifications;
 mod receipts;
 mod registration_tokens;
 mod relations;
+mod remote_rooms;
 mod rooms;
 mod to_device;
 mod tokens;
@@ -35,6 +37,7 @@ pub use accounts::{DeviceRow, NewAccount, NewDevice, ProfileField, ProfileRow, R
 pub use codec::{decode_record, encode_record};
 pub use copy::{TABLES, copy_database};
 pub use e2ee_keys::{CrossSigningKeyRow, DeviceKeysRow, KeySignatureRow};
+pub use federation::{OutboxBatch, ServerKeyRow};
 pub use key_backup::{BackupKeyRow, BackupVersionRow, KeyScope};
 pub use media::{MediaRow, ThumbnailRow, UploadedContent};
 pub use memberships::{MemberSummary, MembershipRow};
@@ -42,6 +45,7 @@ pub use notifications::{NotificationRow, UnreadCount};
 pub use receipts::{NewReceipt, ReceiptRow};
 pub use registration_tokens::RegistrationTokenRow;
 pub use relations::{Aggregation, RelationQuery, RelationRow};
+pub use remote_rooms::AdoptedRoom;
 pub use rooms::{EventRow, NewEvent, Order, Persisted, PushAction, RoomRow, StateMap};
 pub use to_device::{NewToDeviceMessage, ToDeviceRow};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};
@@ -237,6 +241,7 @@ pub enum Stream {
     Receipts,
     DeviceLists,
     ToDevice,
+    FederationEdus,
 }
 
 impl Stream {
@@ -246,6 +251,7 @@ impl Stream {
             Self::Receipts => "receipts",
             Self::DeviceLists => "device_lists",
             Self::ToDevice => "to_device",
+            Self::FederationEdus => "federation_edus",
         }
     }
 }

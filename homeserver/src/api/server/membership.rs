@@ -1,0 +1,34 @@
+//! Joining our rooms from other servers: `make_join` and `send_join` (v2).
+
+use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::rooms::federated_join;
+use crate::state::AppState;
+
+pub async fn make_join(
+    state: AppState,
+    request: Ruma<prepare_join_event::v1::Request>,
+) -> Result<prepare_join_event::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    // Servers that send no `ver` support only version 1.
+    let supported = if body.ver.is_empty() { vec![ruma::RoomVersionId::V1] } else { body.ver.clone() };
+    let (version, event) = federated_join::make_join(&state, origin, &body.room_id, &body.user_id, &supported).await?;
+    let raw = serde_json::value::to_raw_value(&event).map_err(|e| Error::internal(e.to_string()))?;
+    let mut response = prepare_join_event::v1::Response::new(raw);
+    response.room_version = Some(version);
+    Ok(response)
+}
+
+pub async fn send_join(
+    state: AppState,
+    request: Ruma<create_join_event::v2::Request>,
+) -> Result<create_join_event::v2::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let room_state =
+        federated_join::send_join(&state, origin, &body.room_id, body.event_id.as_str(), &body.pdu).await?;
+    Ok(create_join_event::v2::Response::new(room_state))
+}

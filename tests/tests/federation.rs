@@ -1,0 +1,162 @@
+//! Two Myelin servers federating over loopback (TLS, X-Matrix): joining each other's rooms,
+//! messages both ways through the outbox, typing, and refusing unsigned or forged requests.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{Engine, Session, TestServer, assert_error, engine_tests, message_bodies};
+
+engine_tests!(a_remote_user_joins_and_both_servers_talk, unsigned_and_forged_requests_are_refused);
+
+/// Syncs until `done` holds for the response, or fails after a few seconds.
+async fn sync_until(server: &TestServer, session: &Session, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut since: Option<String> = None;
+    let mut seen = Vec::new();
+    loop {
+        let query = match &since {
+            Some(token) => format!("timeout=1000&since={token}"),
+            None => "timeout=0".to_owned(),
+        };
+        let response = server.sync(session, &query).await;
+        if done(&response) {
+            return response;
+        }
+        seen.push(response["rooms"].clone());
+        since = response["next_batch"].as_str().map(str::to_owned);
+        assert!(Instant::now() < deadline, "gave up waiting for {what}; syncs saw {seen:?}");
+    }
+}
+
+fn timeline_bodies(sync: &Value, room_id: &str) -> Vec<String> {
+    message_bodies(&sync["rooms"]["join"][room_id]["timeline"]["events"])
+}
+
+async fn a_remote_user_joins_and_both_servers_talk(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a.create_room(&alice, json!({"preset": "public_chat", "name": "Across servers"})).await;
+    a.send_text(&alice, &room_id, "before bob came").await;
+
+    // Bob joins through Alice's server.
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], room_id);
+
+    // Bob's server has the room's state as Alice's server gave it.
+    let (status, name) = b.get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "Across servers");
+    let (_, members) = b.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), bob.token()).await;
+    let joined: Vec<&String> = members["joined"].as_object().unwrap().keys().collect();
+    assert_eq!(joined.len(), 2, "{members}");
+    assert!(members["joined"][&alice.user_id].is_object() && members["joined"][&bob.user_id].is_object());
+    // Alice's server accepted the join as room state too.
+    let (_, members) = a.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token()).await;
+    assert!(members["joined"][&bob.user_id].is_object(), "{members}");
+
+    // Messages both ways, delivered to the other server's syncing user.
+    a.send_text(&alice, &room_id, "hello from A").await;
+    sync_until(&b, &bob, "alice's message on B", |s| timeline_bodies(s, &room_id).contains(&"hello from A".into()))
+        .await;
+    b.send_text(&bob, &room_id, "hello from B").await;
+    sync_until(&a, &alice, "bob's message on A", |s| timeline_bodies(s, &room_id).contains(&"hello from B".into()))
+        .await;
+
+    // Several messages keep their order on the other side.
+    for i in 0..5 {
+        a.send_text(&alice, &room_id, &format!("burst {i}")).await;
+    }
+    let (status, page) =
+        b.get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut bodies = message_bodies(&page["chunk"]);
+    while !bodies.contains(&"burst 4".to_owned()) {
+        assert!(Instant::now() < deadline, "burst never arrived: {bodies:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, page) =
+            b.get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"), bob.token()).await;
+        bodies = message_bodies(&page["chunk"]);
+    }
+    bodies.reverse();
+    let burst: Vec<&String> = bodies.iter().filter(|b| b.starts_with("burst")).collect();
+    assert_eq!(burst, ["burst 0", "burst 1", "burst 2", "burst 3", "burst 4"]);
+    // History from before the join is not on Bob's server (no backfill yet), and it never shows
+    // the join's state events as timeline messages.
+    assert!(!bodies.contains(&"before bob came".to_owned()));
+
+    // Typing travels as an EDU.
+    let (status, _) = b
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/typing/{}", bob.user_id),
+            bob.token(),
+            json!({"typing": true, "timeout": 20000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sync_until(&a, &alice, "bob typing on A", |s| {
+        s["rooms"]["join"][&room_id]["ephemeral"]["events"].as_array().is_some_and(|events| {
+            events.iter().any(|e| e["type"] == "m.typing" && e["content"]["user_ids"][0] == bob.user_id.as_str())
+        })
+    })
+    .await;
+}
+
+async fn unsigned_and_forged_requests_are_refused(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let path = "/_matrix/federation/v1/send/txn1";
+    let body = json!({"origin": b.server_name, "origin_server_ts": 1, "pdus": []});
+
+    // No Authorization header at all.
+    let unsigned = a.put(path, None, body.clone()).await;
+    assert_error(unsigned, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED");
+
+    // Signed with a key that is not B's, claiming to be B: A fetches B's real key and the
+    // signature does not verify.
+    let impostor = federation::ServerSigningKey::generate();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let mut request = http::Request::builder().method("PUT").uri(path).body(bytes.clone()).unwrap();
+    let input = ruma::api::federation::authentication::XMatrixSigningInput::new(
+        b.server_name.as_str().try_into().unwrap(),
+        a.server_name.as_str().try_into().unwrap(),
+        impostor.key_pair(),
+    );
+    <ruma::api::federation::authentication::ServerSignatures as ruma::api::auth_scheme::AuthScheme>::add_authentication(
+        &mut request,
+        input,
+    )
+    .unwrap();
+    let header = request.headers()[http::header::AUTHORIZATION].to_str().unwrap().to_owned();
+    let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let response = client
+        .put(format!("{}{path}", a.base_url))
+        .header("Authorization", header)
+        .header("Content-Type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json["errcode"], "M_UNAUTHORIZED", "{json}");
+
+    // A correctly signed request from B itself goes through (an empty transaction).
+    let version = b.state.federation.send(
+        a.server_name.as_str().try_into().unwrap(),
+        &b.state.signing_key,
+        ruma::api::federation::transactions::send_transaction_message::v1::Request::new(
+            "txn2".into(),
+            b.server_name.as_str().try_into().unwrap(),
+            ruma::MilliSecondsSinceUnixEpoch::now(),
+        ),
+    );
+    let answer = version.await.expect("a signed transaction is accepted");
+    assert!(answer.pdus.is_empty());
+}
