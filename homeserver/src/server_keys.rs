@@ -137,3 +137,47 @@ async fn fetch_and_store(state: &AppState, server: &str) -> Result<Vec<ServerKey
     state.storage.store_server_keys(server, &rows, &json, verified.valid_until_ts, state.now_ms()).await?;
     Ok(rows)
 }
+
+/// Our own key object, self-signed, valid for the configured period from now.
+pub fn own_key_object(state: &AppState) -> ruma::CanonicalJsonObject {
+    let keys_config = &state.config.keys;
+    let old_keys: Vec<federation::keys::OldVerifyKey> = keys_config
+        .old_verify_keys
+        .iter()
+        .map(|(key_id, old)| federation::keys::OldVerifyKey {
+            key_id: key_id.clone(),
+            public_key_base64: old.key.clone(),
+            expired_ts: old.expired_ts,
+        })
+        .collect();
+    let now = u64::try_from(state.now_ms()).unwrap_or(0);
+    let valid_until = now.saturating_add(keys_config.validity_period_secs.saturating_mul(1000));
+    federation::keys::signed_server_keys(state.server_name.as_str(), &state.signing_key, &old_keys, valid_until)
+}
+
+impl Keyring {
+    /// For notary queries: `server`'s key object valid at least until `minimum_valid_until_ts`
+    /// (fetched again when the stored one is older), countersigned by us.
+    pub async fn notarised_object(
+        &self,
+        state: &AppState,
+        server: &str,
+        minimum_valid_until_ts: i64,
+    ) -> Result<Option<ruma::CanonicalJsonObject>> {
+        if server == state.server_name.as_str() {
+            return Ok(Some(own_key_object(state)));
+        }
+        let fresh_enough = |stored: &Option<(serde_json::Value, i64)>| {
+            stored.as_ref().is_some_and(|(_, valid_until)| *valid_until >= minimum_valid_until_ts)
+        };
+        let mut stored = state.storage.server_key_object(server).await?;
+        if !fresh_enough(&stored) {
+            self.fetch(state, server).await;
+            stored = state.storage.server_key_object(server).await?;
+        }
+        let Some((json, _)) = stored else { return Ok(None) };
+        let mut object = federation::signing::to_canonical_object(json).map_err(|e| Error::internal(e.to_string()))?;
+        federation::signing::sign_object(state.server_name.as_str(), &state.signing_key, &mut object);
+        Ok(Some(object))
+    }
+}

@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 
 use crate::common::{Engine, Session, TestServer, assert_error, engine_tests, message_bodies};
 
-engine_tests!(a_remote_user_joins_and_both_servers_talk, unsigned_and_forged_requests_are_refused);
+engine_tests!(
+    a_remote_user_joins_and_both_servers_talk,
+    unsigned_and_forged_requests_are_refused,
+    the_notary_vouches_for_keys_it_fetched
+);
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
 async fn sync_until(server: &TestServer, session: &Session, what: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -159,4 +163,27 @@ async fn unsigned_and_forged_requests_are_refused(engine: Engine) {
     );
     let answer = version.await.expect("a signed transaction is accepted");
     assert!(answer.pdus.is_empty());
+}
+
+async fn the_notary_vouches_for_keys_it_fetched(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let (status, body) = a.get(&format!("/_matrix/key/v2/query/{}", b.server_name), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let objects = body["server_keys"].as_array().expect("server_keys");
+    assert_eq!(objects.len(), 1, "{body}");
+    let object = federation::signing::to_canonical_object(objects[0].clone()).unwrap();
+    // B's own signature still holds, and A countersigned.
+    let verified = federation::server_keys::verify_server_keys(object.clone(), &b.server_name).unwrap();
+    assert!(verified.keys.iter().any(|k| k.key_id == b.state.signing_key.key_id()));
+    let a_key = &a.state.signing_key;
+    federation::signing::verify_object(&a.server_name, &a_key.key_id(), &a_key.public_key_base64(), &object).unwrap();
+
+    // The batch form, and a server that cannot be reached gives no entry rather than an error.
+    let query = json!({"server_keys": {b.server_name.clone(): {}, "127.0.0.1:1": {}}});
+    let (status, body) = a.post("/_matrix/key/v2/query", None, query).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<&str> =
+        body["server_keys"].as_array().unwrap().iter().filter_map(|o| o["server_name"].as_str()).collect();
+    assert_eq!(names, [b.server_name.as_str()]);
 }

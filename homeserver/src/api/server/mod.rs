@@ -15,6 +15,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma(keys::server_keys)
         .ruma(keys::well_known_server)
+        .ruma(keys::query)
+        .ruma(keys::query_batch)
         .ruma(version::version)
         .ruma(membership::make_join)
         .ruma(membership::send_join)
