@@ -74,7 +74,7 @@ mod tests {
     use crate::ServerSigningKey;
     use crate::pdu::{DagPosition, EventTemplate, build_pdu, rules_for};
 
-    fn signed_event(key: &ServerSigningKey) -> CanonicalJsonObject {
+    pub(super) fn signed_event(key: &ServerSigningKey) -> CanonicalJsonObject {
         let template = EventTemplate {
             event_type: "m.room.message".into(),
             state_key: None,
@@ -96,7 +96,7 @@ mod tests {
         .json
     }
 
-    fn key_map(key: &ServerSigningKey) -> KeyMap {
+    pub(super) fn key_map(key: &ServerSigningKey) -> KeyMap {
         let public = Base64::parse(key.public_key_base64()).unwrap();
         BTreeMap::from([("remote.test".to_owned(), BTreeMap::from([(key.key_id(), public)]))])
     }
@@ -139,5 +139,57 @@ mod tests {
         // Signed by some other key than the server's.
         let other = ServerSigningKey::generate();
         assert!(check_received_pdu(signed_event(&other), &rules, &key_map(&key)).is_err());
+    }
+}
+
+/// Checks that `server` (besides the servers [`required_signers`] names) signed the event: the
+/// invitee's server on an invite it returned.
+pub fn check_signed_by(
+    object: &CanonicalJsonObject,
+    rules: &RoomVersionRules,
+    server: &str,
+    keys: &KeyMap,
+) -> Result<(), PduError> {
+    let mut redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)
+        .map_err(|e| PduError::Malformed(format!("cannot redact: {e}")))?;
+    redacted.remove("unsigned");
+    if let Some(ruma::CanonicalJsonValue::Object(signatures)) = redacted.get_mut("signatures") {
+        signatures.retain(|signer, _| signer == server);
+        if signatures.is_empty() {
+            return Err(PduError::Malformed(format!("not signed by {server}")));
+        }
+    }
+    ruma::signatures::verify_json(keys, &redacted).map_err(|e| PduError::Malformed(format!("{server}: {e}")))
+}
+
+#[cfg(test)]
+mod countersigning_tests {
+    use ruma::RoomVersionId;
+
+    use super::*;
+    use crate::ServerSigningKey;
+    use crate::pdu::{add_signature, rules_for};
+
+    #[test]
+    fn a_countersignature_verifies_and_keeps_the_event_id() {
+        let rules = rules_for(&RoomVersionId::V10).unwrap();
+        let origin_key = ServerSigningKey::generate();
+        let mut object = tests::signed_event(&origin_key);
+        let before = event_id_for(&object, &rules).unwrap();
+        let invitee = ServerSigningKey::generate();
+        add_signature(&mut object, "invitee.test", &invitee, &rules).unwrap();
+        assert_eq!(event_id_for(&object, &rules).unwrap(), before);
+        let public = ruma::serde::Base64::parse(invitee.public_key_base64()).unwrap();
+        let keys = BTreeMap::from([("invitee.test".to_owned(), BTreeMap::from([(invitee.key_id(), public)]))]);
+        check_signed_by(&object, &rules, "invitee.test", &keys).unwrap();
+        // The origin's signature is still good too.
+        check_received_pdu(object.clone(), &rules, &tests::key_map(&origin_key)).unwrap();
+        // Someone else's key does not pass for the invitee's.
+        let other = ServerSigningKey::generate();
+        let wrong = BTreeMap::from([(
+            "invitee.test".to_owned(),
+            BTreeMap::from([(invitee.key_id(), ruma::serde::Base64::parse(other.public_key_base64()).unwrap())]),
+        )]);
+        assert!(check_signed_by(&object, &rules, "invitee.test", &wrong).is_err());
     }
 }

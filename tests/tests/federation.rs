@@ -11,7 +11,8 @@ use crate::common::{Engine, Session, TestServer, assert_error, engine_tests, mes
 engine_tests!(
     a_remote_user_joins_and_both_servers_talk,
     unsigned_and_forged_requests_are_refused,
-    the_notary_vouches_for_keys_it_fetched
+    the_notary_vouches_for_keys_it_fetched,
+    a_remote_invite_is_shown_and_accepted
 );
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
@@ -186,4 +187,55 @@ async fn the_notary_vouches_for_keys_it_fetched(engine: Engine) {
     let names: Vec<&str> =
         body["server_keys"].as_array().unwrap().iter().filter_map(|o| o["server_name"].as_str()).collect();
     assert_eq!(names, [b.server_name.as_str()]);
+}
+
+async fn a_remote_invite_is_shown_and_accepted(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a.create_room(&alice, json!({"preset": "private_chat", "name": "Private across"})).await;
+
+    // A user the other server does not have cannot be invited.
+    let nobody = format!("@nobody:{}", b.server_name);
+    let missing =
+        a.post(&format!("/_matrix/client/v3/rooms/{room_id}/invite"), alice.token(), json!({"user_id": nobody})).await;
+    assert_error(missing, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{room_id}/invite"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, members) =
+        a.get(&format!("/_matrix/client/v3/rooms/{room_id}/members?membership=invite"), alice.token()).await;
+    assert_eq!(members["chunk"][0]["state_key"], bob.user_id.as_str(), "{members}");
+    // The invite stored on A carries B's countersignature.
+    let invite_id = members["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let stored = a.state.storage.event(&invite_id).await.unwrap().unwrap();
+    assert!(stored.json["signatures"][&b.server_name].is_object(), "{}", stored.json);
+
+    // Bob sees the invite with the room's stripped state before joining.
+    let sync = sync_until(&b, &bob, "the invite on B", |s| s["rooms"]["invite"][&room_id].is_object()).await;
+    let invite_state = &sync["rooms"]["invite"][&room_id]["invite_state"]["events"];
+    let name = invite_state.as_array().unwrap().iter().find(|e| e["type"] == "m.room.name").expect("room name");
+    assert_eq!(name["content"]["name"], "Private across");
+    let own = invite_state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str())
+        .expect("invite");
+    assert_eq!(own["content"]["membership"], "invite");
+    assert_eq!(own["sender"], alice.user_id.as_str());
+
+    // Joining needs no `via`: the inviting server is used.
+    let (status, body) = b.post(&format!("/_matrix/client/v3/join/{room_id}"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, members) = a.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token()).await;
+    assert!(members["joined"][&bob.user_id].is_object(), "{members}");
+    b.send_text(&bob, &room_id, "thanks for the invite").await;
+    sync_until(&a, &alice, "bob's message on A", |s| {
+        timeline_bodies(s, &room_id).contains(&"thanks for the invite".into())
+    })
+    .await;
 }

@@ -44,6 +44,16 @@ CREATE TABLE federation_outbox_edus (
 );
 INSERT INTO stream_positions (stream, position) VALUES ('federation_edus', 0);
 
+-- Invites of local users into rooms this server is not in, with the stripped room state the
+-- inviting server sent for the invitee to decide by.
+CREATE TABLE remote_invites (
+    room_id        TEXT NOT NULL,
+    user_id        TEXT NOT NULL,
+    event_id       TEXT NOT NULL,
+    stripped_state TEXT NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+);
+
 -- Outliers: events known for their state and auth chains (a remote room's state at join) that
 -- are not part of this server's timeline of the room.
 ALTER TABLE events ADD COLUMN outlier BIGINT NOT NULL DEFAULT 0;

@@ -46,20 +46,28 @@ pub async fn join(
     via: &[OwnedServerName],
 ) -> Result<OwnedRoomId> {
     let current = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
-    if current.is_some_and(|m| m.membership == "join") {
+    if current.as_ref().is_some_and(|m| m.membership == "join") {
         return Ok(room_id.to_owned());
     }
     let content = member_content(state, user_id, "join", reason).await?;
     if is_resident(state, room_id).await? {
         set_membership(state, room_id, user_id, user_id, content).await?;
     } else {
-        super::federated_join::join_remote(state, room_id, user_id, via, content).await?;
+        // The server that invited us is in the room: join through it too.
+        let mut servers = via.to_vec();
+        if let Some(invite) = current.filter(|m| m.membership == "invite")
+            && let Some(event) = state.storage.event(&invite.event_id).await?
+            && let Ok(sender) = <&UserId>::try_from(event.sender.as_str())
+        {
+            servers.push(sender.server_name().to_owned());
+        }
+        super::federated_join::join_remote(state, room_id, user_id, &servers, content).await?;
     }
     Ok(room_id.to_owned())
 }
 
 /// Whether this server takes part in the room: it created it, or one of its users is joined.
-async fn is_resident(state: &AppState, room_id: &RoomId) -> Result<bool> {
+pub(crate) async fn is_resident(state: &AppState, room_id: &RoomId) -> Result<bool> {
     if state.storage.room(room_id.as_str()).await?.is_none() {
         return Ok(false);
     }
@@ -94,8 +102,9 @@ pub async fn invite(
     target: &UserId,
     reason: Option<&str>,
 ) -> Result<()> {
-    if state.storage.user(target.as_str()).await?.is_none() {
-        return Err(Error::not_found("Unknown user (inviting users of other servers is not supported yet)"));
+    let remote = target.server_name() != state.server_name;
+    if !remote && state.storage.user(target.as_str()).await?.is_none() {
+        return Err(Error::not_found("Unknown user"));
     }
     require_joined(state, room_id, sender).await?;
     let current = state.storage.membership(room_id.as_str(), target.as_str()).await?;
@@ -105,7 +114,11 @@ pub async fn invite(
         _ => {}
     }
     let content = member_content(state, target, "invite", reason).await?;
-    set_membership(state, room_id, sender, target, content).await?;
+    if remote {
+        super::federated_invite::invite_remote(state, room_id, sender, target, content).await?;
+    } else {
+        set_membership(state, room_id, sender, target, content).await?;
+    }
     Ok(())
 }
 

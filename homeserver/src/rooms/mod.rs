@@ -5,6 +5,7 @@ pub mod client_event;
 pub mod create;
 pub mod directory;
 pub mod edus;
+pub mod federated_invite;
 pub mod federated_join;
 pub mod head;
 pub mod incoming;

@@ -46,6 +46,7 @@ pub const TABLES: &[&str] = &[
     "federation_txns",
     "federation_outbox_pdus",
     "federation_outbox_edus",
+    "remote_invites",
 ];
 
 /// How a column's values are read and bound.

@@ -45,7 +45,7 @@ pub use notifications::{NotificationRow, UnreadCount};
 pub use receipts::{NewReceipt, ReceiptRow};
 pub use registration_tokens::RegistrationTokenRow;
 pub use relations::{Aggregation, RelationQuery, RelationRow};
-pub use remote_rooms::AdoptedRoom;
+pub use remote_rooms::{AdoptedRoom, RemoteInvite};
 pub use rooms::{EventRow, NewEvent, Order, Persisted, PushAction, RoomRow, StateMap};
 pub use to_device::{NewToDeviceMessage, ToDeviceRow};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};

@@ -1,10 +1,10 @@
 //! Joining our rooms from other servers: `make_join` and `send_join` (v2).
 
-use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+use ruma::api::federation::membership::{create_invite, create_join_event, prepare_join_event};
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
-use crate::rooms::federated_join;
+use crate::rooms::{federated_invite, federated_join};
 use crate::state::AppState;
 
 pub async fn make_join(
@@ -31,4 +31,11 @@ pub async fn send_join(
     let room_state =
         federated_join::send_join(&state, origin, &body.room_id, body.event_id.as_str(), &body.pdu).await?;
     Ok(create_join_event::v2::Response::new(room_state))
+}
+
+pub async fn invite(state: AppState, request: Ruma<create_invite::v2::Request>) -> Result<create_invite::v2::Response> {
+    let origin = request.origin()?;
+    let signed = federated_invite::receive_invite(&state, origin, &request.body).await?;
+    let raw = serde_json::value::to_raw_value(&signed).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(create_invite::v2::Response::new(raw))
 }

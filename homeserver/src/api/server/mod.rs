@@ -20,6 +20,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(version::version)
         .ruma(membership::make_join)
         .ruma(membership::send_join)
+        .ruma(membership::invite)
         .ruma(transactions::send)
         .ruma(events::event)
         .ruma(events::state_ids)
