@@ -12,7 +12,8 @@ engine_tests!(
     a_remote_user_joins_and_both_servers_talk,
     unsigned_and_forged_requests_are_refused,
     the_notary_vouches_for_keys_it_fetched,
-    a_remote_invite_is_shown_and_accepted
+    a_remote_invite_is_shown_and_accepted,
+    remote_invites_can_be_rejected_and_remote_members_leave
 );
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
@@ -238,4 +239,67 @@ async fn a_remote_invite_is_shown_and_accepted(engine: Engine) {
         timeline_bodies(s, &room_id).contains(&"thanks for the invite".into())
     })
     .await;
+}
+
+async fn membership_on(server: &TestServer, session: &Session, room_id: &str, user_id: &str) -> Value {
+    let (status, state) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{user_id}"), session.token()).await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    state["membership"].clone()
+}
+
+async fn wait_for_membership(server: &TestServer, session: &Session, room_id: &str, user_id: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while membership_on(server, session, room_id, user_id).await != expected {
+        assert!(Instant::now() < deadline, "{user_id} never reached {expected} in {room_id}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn remote_invites_can_be_rejected_and_remote_members_leave(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+
+    // Bob rejects an invite into a room his server is not in: the leave goes through A.
+    let private = a.create_room(&alice, json!({"preset": "private_chat"})).await;
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{private}/invite"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(&b, &bob, "the invite", |s| s["rooms"]["invite"][&private].is_object()).await;
+    let (status, body) = b.post(&format!("/_matrix/client/v3/rooms/{private}/leave"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(membership_on(&a, &alice, &private, &bob.user_id).await, "leave");
+    let sync = b.sync(&bob, "timeout=0").await;
+    assert!(sync["rooms"]["invite"][&private].is_null(), "the invite is gone: {}", sync["rooms"]);
+
+    // Bob joins a public room over federation, then leaves it from his own server.
+    let public = a.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{public}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = b.post(&format!("/_matrix/client/v3/rooms/{public}/leave"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_membership(&a, &alice, &public, &bob.user_id, "leave").await;
+
+    // Alice kicks a remote member: Bob's server learns it and Bob is out.
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{public}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_membership(&a, &alice, &public, &bob.user_id, "join").await;
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{public}/kick"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, rooms) = b.get("/_matrix/client/v3/joined_rooms", bob.token()).await;
+        if !rooms["joined_rooms"].as_array().unwrap().iter().any(|r| r == public.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the kick never reached B");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

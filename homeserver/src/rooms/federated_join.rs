@@ -11,9 +11,10 @@ use ruma::events::StateEventType;
 use ruma::{CanonicalJsonObject, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 
+use super::federated_membership::{accept_membership, make_membership, sign_membership_template};
 use super::head::RoomHead;
-use super::incoming::{accept_received, verify_for_version, verify_received};
-use super::send::{Relay, accept_pdu, authorize_at_head, build_local_pdu, dag_position, state_template};
+use super::incoming::verify_for_version;
+use super::send::{Relay, accept_pdu};
 use crate::error::{Error, Result};
 use crate::federation_sender::federation_form;
 use crate::state::AppState;
@@ -32,7 +33,7 @@ pub const FEDERATED_ROOM_VERSIONS: &[RoomVersionId] = &[
     RoomVersionId::V3,
 ];
 
-fn incompatible(version: &RoomVersionId) -> Error {
+pub(crate) fn incompatible(version: &RoomVersionId) -> Error {
     let kind = ruma::api::error::ErrorKind::IncompatibleRoomVersion(
         ruma::api::error::IncompatibleRoomVersionErrorData::new(version.clone()),
     );
@@ -47,35 +48,11 @@ pub async fn make_join(
     user_id: &UserId,
     supported: &[RoomVersionId],
 ) -> Result<(RoomVersionId, Value)> {
-    if user_id.server_name() != origin {
-        return Err(Error::forbidden("A server can only make joins for its own users"));
-    }
     let room = super::state::room(state, room_id.as_str()).await?;
     if !supported.contains(&room.version) {
         return Err(incompatible(&room.version));
     }
-    let slot = state.rooms.room_lock(room_id);
-    let mut guard = slot.lock().await;
-    let head = match &mut *guard {
-        Some(head) => head,
-        empty => empty.insert(RoomHead::load(state, room_id).await?),
-    };
-    if !head.has_joined_member_of(state.server_name.as_str()) {
-        return Err(Error::not_found("This server has no members in the room"));
-    }
-    let template = state_template("m.room.member", user_id.as_str(), serde_json::json!({"membership": "join"}));
-    let position = dag_position(head, user_id, &template)?;
-    // Built and signed like a local event only to run the auth rules; the joining server
-    // signs the real one.
-    let trial = build_local_pdu(state, &head.version, room_id, user_id, &template, &position)?;
-    authorize_at_head(state, head, &trial).await?;
-    let mut event = serde_json::to_value(&trial.json).map_err(|e| Error::internal(e.to_string()))?;
-    if let Some(object) = event.as_object_mut() {
-        object.remove("hashes");
-        object.remove("signatures");
-        object.insert("origin".into(), state.server_name.as_str().into());
-    }
-    Ok((head.version.clone(), event))
+    make_membership(state, origin, room_id, user_id, "join").await
 }
 
 /// `send_join`: accepts `origin`'s signed join and answers with the room state before it and
@@ -87,24 +64,7 @@ pub async fn send_join(
     event_id: &str,
     event: &serde_json::value::RawValue,
 ) -> Result<create_join_event::v2::RoomState> {
-    let object: CanonicalJsonObject = serde_json::from_str(event.get()).map_err(|e| Error::bad_json(e.to_string()))?;
-    let pdu = verify_received(state, room_id, object).await?;
-    if pdu.event_id.as_str() != event_id || pdu.room_id != room_id {
-        return Err(Error::bad_json("The event does not match the room and event ID of the request"));
-    }
-    let is_own_join = pdu.event_type.to_string() == "m.room.member"
-        && pdu.state_key.as_deref() == Some(pdu.sender.as_str())
-        && pdu.sender.server_name() == origin
-        && pdu.content_value()["membership"] == "join";
-    if !is_own_join {
-        return Err(Error::bad_json("Not a join event of a user of the sending server"));
-    }
-    accept_received(state, pdu, Relay::AllExcept(origin.as_str())).await?;
-
-    let row = state.storage.event(event_id).await?.ok_or_else(|| Error::internal("accepted join is missing"))?;
-    if row.rejected_reason.is_some() {
-        return Err(Error::forbidden("The join is not allowed"));
-    }
+    let row = accept_membership(state, origin, room_id, event_id, event, "join").await?;
     let state_rows = super::state::state_events(state, row.state_group_before).await?;
     let mut roots: Vec<String> = state_rows.iter().map(|r| r.event_id.clone()).collect();
     roots.extend(auth_event_ids(&row));
@@ -188,7 +148,7 @@ async fn join_via(
     if !FEDERATED_ROOM_VERSIONS.contains(&version) {
         return Err(incompatible(&version));
     }
-    let join = sign_join_template(state, &version, room_id, user_id, made.event.get(), content)?;
+    let join = sign_membership_template(state, &version, room_id, user_id, made.event.get(), content, "join")?;
 
     let request = create_join_event::v2::Request::new(
         room_id.to_owned(),
@@ -211,53 +171,6 @@ async fn join_via(
     };
     let room = verify_room_state(state, server, &version, room_id, &answer).await?;
     store_and_join(state, room_id, &version, room, join).await
-}
-
-/// Fills in a `make_join` template with our content, hashes and signs it.
-fn sign_join_template(
-    state: &AppState,
-    version: &RoomVersionId,
-    room_id: &RoomId,
-    user_id: &UserId,
-    template: &str,
-    content: Value,
-) -> Result<Pdu> {
-    let mut event: Value = serde_json::from_str(template).map_err(|e| Error::bad_json(e.to_string()))?;
-    let fits = event["type"] == "m.room.member"
-        && event["state_key"] == user_id.as_str()
-        && event["sender"] == user_id.as_str()
-        && event["room_id"] == room_id.as_str()
-        && event["content"]["membership"] == "join";
-    if !fits {
-        return Err(Error::custom(
-            http::StatusCode::BAD_GATEWAY,
-            "M_UNKNOWN",
-            "The remote server sent a wrong join template",
-        ));
-    }
-    // Keep fields of the template's content we do not set (e.g. `join_authorised_via_users_server`).
-    if let (Some(ours), Some(theirs)) = (content.as_object(), event["content"].as_object_mut()) {
-        for (key, value) in ours {
-            theirs.insert(key.clone(), value.clone());
-        }
-    }
-    let object = event.as_object_mut().ok_or_else(|| Error::bad_json("template is not an object"))?;
-    for field in ["event_id", "hashes", "signatures", "unsigned"] {
-        object.remove(field);
-    }
-    object.insert("origin".into(), state.server_name.as_str().into());
-    object.insert("origin_server_ts".into(), state.now_ms().into());
-    let rules = rules_for(version).map_err(super::send::unsupported_version)?;
-    let mut canonical = federation::signing::to_canonical_object(event).map_err(|e| Error::bad_json(e.to_string()))?;
-    ruma::signatures::hash_and_sign_event(
-        state.server_name.as_str(),
-        state.signing_key.key_pair(),
-        &mut canonical,
-        &rules.redaction,
-    )
-    .map_err(|e| Error::bad_json(e.to_string()))?;
-    let event_id = event_id_for(&canonical, &rules).map_err(super::send::pdu_error)?;
-    Pdu::from_parts(event_id, canonical, false).map_err(super::send::pdu_error)
 }
 
 /// A remote room's state and auth chain after every event passed its checks.

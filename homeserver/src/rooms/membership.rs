@@ -131,7 +131,19 @@ pub async fn leave(state: &AppState, room_id: &RoomId, user_id: &UserId, reason:
         _ => return Err(Error::forbidden("You are not in this room")),
     }
     let content = member_content(state, user_id, "leave", reason).await?;
-    set_membership(state, room_id, user_id, user_id, content).await?;
+    if is_resident(state, room_id).await? {
+        set_membership(state, room_id, user_id, user_id, content).await?;
+    } else {
+        // An invite (or knock) into a room we are not in: reject it where it came from.
+        let mut servers = Vec::new();
+        if let Some(event) = state.storage.event(&current.map(|m| m.event_id).unwrap_or_default()).await?
+            && let Ok(sender) = <&UserId>::try_from(event.sender.as_str())
+        {
+            servers.push(sender.server_name().to_owned());
+        }
+        servers.extend(room_id.server_name().map(ToOwned::to_owned));
+        super::federated_leave::leave_remote(state, room_id, user_id, &servers, content).await?;
+    }
     Ok(())
 }
 

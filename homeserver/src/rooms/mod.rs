@@ -7,6 +7,8 @@ pub mod directory;
 pub mod edus;
 pub mod federated_invite;
 pub mod federated_join;
+pub mod federated_leave;
+pub mod federated_membership;
 pub mod head;
 pub mod incoming;
 pub mod membership;

@@ -84,6 +84,33 @@ impl Storage {
         Ok(())
     }
 
+    /// Records a local user's leave (a rejected invite) from a room we are not in: the leave
+    /// event as an outlier and the `leave` membership; the invite's stripped state goes.
+    pub async fn record_remote_leave(&self, room_id: &str, user_id: &str, event: &NewEvent) -> Result<()> {
+        let _order = self.event_order.lock().await;
+        let mut tx = self.write.begin().await?;
+        let mut outlier = event.clone();
+        outlier.outlier = true;
+        let persisted = insert_event(&mut tx, &outlier).await?;
+        sqlx::query(
+            "UPDATE memberships SET membership = 'leave', event_id = $3, stream_ordering = $4 \
+             WHERE room_id = $1 AND user_id = $2",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(&event.event_id)
+        .bind(persisted.stream_ordering)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM remote_invites WHERE room_id = $1 AND user_id = $2")
+            .bind(room_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The stripped state sent with a remote invite, if the invite came from another server.
     pub async fn remote_invite_state(
         &self,

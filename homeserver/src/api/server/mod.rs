@@ -21,6 +21,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(membership::make_join)
         .ruma(membership::send_join)
         .ruma(membership::invite)
+        .ruma(membership::make_leave)
+        .ruma(membership::send_leave)
         .ruma(transactions::send)
         .ruma(events::event)
         .ruma(events::state_ids)
