@@ -13,7 +13,8 @@ engine_tests!(
     unsigned_and_forged_requests_are_refused,
     the_notary_vouches_for_keys_it_fetched,
     a_remote_invite_is_shown_and_accepted,
-    remote_invites_can_be_rejected_and_remote_members_leave
+    remote_invites_can_be_rejected_and_remote_members_leave,
+    events_queued_for_a_stopped_server_arrive_after_it_restarts
 );
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
@@ -300,6 +301,47 @@ async fn remote_invites_can_be_rejected_and_remote_members_leave(engine: Engine)
             break;
         }
         assert!(Instant::now() < deadline, "the kick never reached B");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn events_queued_for_a_stopped_server_arrive_after_it_restarts(engine: Engine) {
+    // A retries often, so the test does not wait out a long backoff.
+    let a = TestServer::start_federating_with(engine, |c| c.federation.max_retry_interval_secs = 1).await;
+    let mut b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    b.stop().await;
+    for i in 0..3 {
+        a.send_text(&alice, &room_id, &format!("while B was down {i}")).await;
+    }
+    // Still queued on A: nothing could be delivered.
+    let queued = a.state.storage.outbox_batch(&b.server_name, 50, 100).await.unwrap();
+    assert_eq!(queued.pdus.len(), 3, "three events wait for B");
+
+    let b = b.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, page) =
+            b.get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=20"), bob.token()).await;
+        let mut bodies = message_bodies(&page["chunk"]);
+        bodies.reverse();
+        if bodies.len() >= 3 {
+            assert_eq!(bodies, ["while B was down 0", "while B was down 1", "while B was down 2"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queued events never arrived: {bodies:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Delivered means acknowledged: A's queue for B is empty.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a.state.storage.outbox_batch(&b.server_name, 50, 100).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "A kept events B acknowledged");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

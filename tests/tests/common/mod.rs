@@ -114,7 +114,12 @@ pub struct TestServer {
     pub clock: Arc<TestClock>,
     pub state: homeserver::AppState,
     http: reqwest::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// What a restart needs: the same configuration (database, name) and signing key.
+    config: Config,
+    key_file: String,
+    tls: bool,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub const SERVER_NAME: &str = "test.myelin.local";
@@ -127,7 +132,9 @@ impl TestServer {
     /// Starts a server after `adjust` has changed the test configuration.
     pub async fn start_with(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(engine, listener, None, adjust).await
+        let config = test_config(engine, adjust).await;
+        let key = federation::ServerSigningKey::generate();
+        Self::launch(config, key, listener, false).await
     }
 
     /// Starts a server that federates: named after its address (`127.0.0.1:<port>`) and served
@@ -139,47 +146,52 @@ impl TestServer {
 
     pub async fn start_federating_with(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::start_federating_on(engine, listener, adjust).await
-    }
-
-    /// As [`Self::start_federating_with`], on a listener the caller bound (to restart a server on
-    /// the same address).
-    pub async fn start_federating_on(
-        engine: Engine,
-        listener: tokio::net::TcpListener,
-        adjust: impl FnOnce(&mut Config),
-    ) -> Self {
         let name = listener.local_addr().unwrap().to_string();
-        let (cert, key) = test_certificate();
-        let certificates = homeserver::tls::Certificates::load(&cert, &key).expect("test certificate");
-        Self::serve(engine, listener, Some(certificates), |config| {
+        let config = test_config(engine, |config| {
             config.server_name = name;
             config.federation.verify_tls = false;
             adjust(config);
         })
-        .await
+        .await;
+        Self::launch(config, federation::ServerSigningKey::generate(), listener, true).await
     }
 
-    async fn serve(
-        engine: Engine,
-        listener: tokio::net::TcpListener,
-        tls: Option<Arc<homeserver::tls::Certificates>>,
-        adjust: impl FnOnce(&mut Config),
-    ) -> Self {
-        let data_dir = temp_dir("it");
-        let mut config = Config {
-            server_name: SERVER_NAME.into(),
-            data_dir: data_dir.clone(),
-            database_url: fresh_database_url(engine, &data_dir).await,
-            registration: RegistrationMode::Open,
-            ..Config::default()
-        };
-        config.database.max_connections = 4;
-        adjust(&mut config);
-        let errors = config.validate();
-        assert!(errors.is_empty(), "test config invalid: {errors:?}");
+    /// Stops the server: it no longer answers, and its background tasks wind down.
+    pub async fn stop(&mut self) {
+        self.state.rooms.begin_shutdown();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stopped) = self.stopped.take() {
+            let _ = stopped.await;
+        }
+    }
 
-        let key = federation::ServerSigningKey::generate();
+    /// Starts a stopped server again on the same address, database and signing key.
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let addr = self.base_url.rsplit('/').next().unwrap().to_owned();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(listener) => break listener,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot listen on {addr} again: {e}"),
+            }
+        };
+        let key = federation::ServerSigningKey::parse_key_file(&self.key_file).unwrap();
+        Self::launch(self.config.clone(), key, listener, self.tls).await
+    }
+
+    async fn launch(
+        config: Config,
+        key: federation::ServerSigningKey,
+        listener: tokio::net::TcpListener,
+        tls: bool,
+    ) -> Self {
         let storage = homeserver::storage::Storage::connect(&homeserver::storage::StorageOptions {
             url: config.effective_database_url(),
             max_connections: config.database.max_connections,
@@ -191,33 +203,36 @@ impl TestServer {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
         let clock = Arc::new(TestClock(AtomicI64::new(now)));
         let server_name = config.server_name.clone();
+        let key_file = key.to_key_file();
         let media = homeserver::media::store::LocalFileStore::new(config.effective_media_path()).expect("media dir");
-        let state = homeserver::AppState::new(config, storage, key, clock.clone(), Box::new(media));
+        let state = homeserver::AppState::new(config.clone(), storage, key, clock.clone(), Box::new(media));
         state.outbox.resume(&state).await;
 
         let addr = listener.local_addr().unwrap();
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();
         let app = homeserver::app(state.clone());
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let stopped = async move {
-            let _ = stopped.await;
+        let stop_signal = async move {
+            let _ = stop_signal.await;
         };
-        match tls {
-            Some(certificates) => {
-                let listener = homeserver::tls::TlsListener::new(listener, certificates).unwrap();
-                tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await.unwrap() });
-            }
-            None => {
-                tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await.unwrap() });
-            }
-        }
+        let stopped = if tls {
+            let (cert, key) = test_certificate();
+            let certificates = homeserver::tls::Certificates::load(&cert, &key).expect("test certificate");
+            let listener = homeserver::tls::TlsListener::new(listener, certificates).unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop_signal).await.unwrap() })
+        } else {
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop_signal).await.unwrap() })
+        };
         Self {
-            base_url: format!("{scheme}://{addr}"),
+            base_url: format!("{}://{addr}", if tls { "https" } else { "http" }),
             server_name,
             clock,
             state,
             http: reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap(),
-            _shutdown: shutdown,
+            config,
+            key_file,
+            tls,
+            stop: Some(stop),
+            stopped: Some(stopped),
         }
     }
 
@@ -392,6 +407,23 @@ pub fn engines() -> Vec<Engine> {
         engines.push(Engine::Postgres);
     }
     engines
+}
+
+/// The configuration every test server starts from: open registration and a fresh database.
+async fn test_config(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Config {
+    let data_dir = temp_dir("it");
+    let mut config = Config {
+        server_name: SERVER_NAME.into(),
+        data_dir: data_dir.clone(),
+        database_url: fresh_database_url(engine, &data_dir).await,
+        registration: RegistrationMode::Open,
+        ..Config::default()
+    };
+    config.database.max_connections = 4;
+    adjust(&mut config);
+    let errors = config.validate();
+    assert!(errors.is_empty(), "test config invalid: {errors:?}");
+    config
 }
 
 /// A self-signed certificate for 127.0.0.1, made once per test process with openssl.
