@@ -85,6 +85,7 @@ impl AppState {
             outbox: Default::default(),
         }));
         state.notifier.start(Arc::downgrade(&state.0));
+        crate::federation_sender::device_lists::start(&state);
         state
     }
 

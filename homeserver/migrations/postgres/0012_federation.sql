@@ -43,6 +43,8 @@ CREATE TABLE federation_outbox_edus (
     PRIMARY KEY (destination, position)
 );
 INSERT INTO stream_positions (stream, position) VALUES ('federation_edus', 0);
+-- How far device-list changes of local users have been announced to other servers.
+INSERT INTO stream_positions (stream, position) VALUES ('device_lists_announced', 0);
 
 -- Invites of local users into rooms this server is not in, with the stripped room state the
 -- inviting server sent for the invitee to decide by.

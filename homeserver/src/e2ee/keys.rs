@@ -102,12 +102,23 @@ pub async fn query(
     state: &AppState,
     requester: &UserId,
     requested: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    timeout: std::time::Duration,
+) -> Result<QueryResult> {
+    let (local, remote) = split_local(state, requested.keys());
+    let mut result = query_local(state, Some(requester), requested, &local).await?;
+    super::remote::query(state, requested, &remote, timeout, &mut result).await;
+    Ok(result)
+}
+
+/// The keys of local users; `requester` is `None` for another server asking, which sees no
+/// user-signing keys and only users' signatures of their own keys.
+pub async fn query_local(
+    state: &AppState,
+    requester: Option<&UserId>,
+    requested: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    local: &[OwnedUserId],
 ) -> Result<QueryResult> {
     let mut result = QueryResult::default();
-    let (local, remote) = split_local(state, requested.keys());
-    for server in remote {
-        result.failures.insert(server, json!({"status": 503, "message": "Federation is not available yet"}));
-    }
     let local_ids: Vec<String> = local.iter().map(|u| u.to_string()).collect();
     let signatures = visible_signatures(state, requester, &local_ids).await?;
 
@@ -129,7 +140,7 @@ pub async fn query(
     for row in state.storage.cross_signing_keys_of_users(&local_ids).await? {
         let CrossSigningKeyRow { user_id, key_type, public_key, mut key } = row;
         // A user's user-signing key says whom they trust: only they may see it.
-        if key_type == "user_signing" && user_id != requester.as_str() {
+        if key_type == "user_signing" && requester.is_none_or(|r| user_id != r.as_str()) {
             continue;
         }
         for signature in signatures.get(&(user_id.clone(), public_key)).into_iter().flatten() {
@@ -150,12 +161,13 @@ pub async fn query(
 /// signatures of their own keys are public; a signature of someone else's key only its signer sees.
 async fn visible_signatures(
     state: &AppState,
-    requester: &UserId,
+    requester: Option<&UserId>,
     user_ids: &[String],
 ) -> Result<HashMap<(String, String), Vec<KeySignatureRow>>> {
     let mut visible: HashMap<(String, String), Vec<KeySignatureRow>> = HashMap::new();
     for signature in state.storage.key_signatures_on(user_ids).await? {
-        if signature.signer_user_id == signature.target_user_id || signature.signer_user_id == requester.as_str() {
+        let by_requester = requester.is_some_and(|r| signature.signer_user_id == r.as_str());
+        if signature.signer_user_id == signature.target_user_id || by_requester {
             let key = (signature.target_user_id.clone(), signature.target_key_id.clone());
             visible.entry(key).or_default().push(signature);
         }
@@ -167,15 +179,26 @@ async fn visible_signatures(
 pub async fn claim(
     state: &AppState,
     requested: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-) -> Result<(BTreeMap<OwnedUserId, ruma::api::client::keys::claim_keys::v3::OneTimeKeys>, BTreeMap<String, Value>)> {
-    let mut claimed: BTreeMap<OwnedUserId, ruma::api::client::keys::claim_keys::v3::OneTimeKeys> = BTreeMap::new();
-    let mut failures = BTreeMap::new();
+    timeout: std::time::Duration,
+) -> Result<(Claimed, BTreeMap<String, Value>)> {
     let (local, remote) = split_local(state, requested.keys());
-    for server in remote {
-        failures.insert(server, json!({"status": 503, "message": "Federation is not available yet"}));
-    }
+    let mut claimed = claim_local(state, requested, &local).await?;
+    let mut failures = BTreeMap::new();
+    super::remote::claim(state, requested, &remote, timeout, &mut claimed, &mut failures).await;
+    Ok((claimed, failures))
+}
+
+type Claimed = BTreeMap<OwnedUserId, ruma::api::client::keys::claim_keys::v3::OneTimeKeys>;
+
+/// Claims keys of local users' devices.
+pub async fn claim_local(
+    state: &AppState,
+    requested: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    local: &[OwnedUserId],
+) -> Result<Claimed> {
+    let mut claimed = Claimed::new();
     for user_id in local {
-        for (device_id, algorithm) in &requested[&user_id] {
+        for (device_id, algorithm) in &requested[user_id] {
             let Some((key_id, key)) = state.storage.claim_key(user_id.as_str(), device_id.as_str(), algorithm).await?
             else {
                 continue;
@@ -190,11 +213,14 @@ pub async fn claim(
                 .insert(key_id, to_raw(&key)?);
         }
     }
-    Ok((claimed, failures))
+    Ok(claimed)
 }
 
 /// Splits requested users into local ones and the names of the remote servers.
-fn split_local<'a>(state: &AppState, users: impl Iterator<Item = &'a OwnedUserId>) -> (Vec<OwnedUserId>, Vec<String>) {
+pub fn split_local<'a>(
+    state: &AppState,
+    users: impl Iterator<Item = &'a OwnedUserId>,
+) -> (Vec<OwnedUserId>, Vec<String>) {
     let mut local = Vec::new();
     let mut remote = HashSet::new();
     for user_id in users {

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod cross_signing;
 pub mod device_lists;
 pub mod keys;
+pub mod remote;
 pub mod to_device;
 
 use crate::error::{Error, Result};

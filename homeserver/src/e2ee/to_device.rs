@@ -1,6 +1,8 @@
 //! To-device messages: sent to one device or all of a user's devices, delivered through /sync,
 //! and deleted once the device acknowledges them.
 
+use std::collections::BTreeMap;
+
 use ruma::api::client::to_device::send_event_to_device::v3::Messages;
 use ruma::serde::Raw;
 use ruma::to_device::DeviceIdOrAllDevices;
@@ -17,8 +19,8 @@ use crate::storage::NewToDeviceMessage;
 pub const MAX_PER_SYNC: i64 = 100;
 
 /// Queues the messages for local devices. A repeated transaction ID is a no-op, so a retried
-/// request is not delivered twice. Messages for other servers' users are dropped until
-/// federation exists.
+/// request is not delivered twice. Messages for other servers' users go to their servers as
+/// `m.direct_to_device` EDUs.
 pub async fn send(
     state: &AppState,
     authed: &Authed,
@@ -27,9 +29,14 @@ pub async fn send(
     messages: &Messages,
 ) -> Result<()> {
     let mut queued = Vec::new();
+    let mut remote: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
     for (user_id, devices) in messages {
         if user_id.server_name() != state.server_name {
-            tracing::debug!(server = %user_id.server_name(), "dropping to-device message for a remote user");
+            let per_device: serde_json::Map<String, serde_json::Value> = devices
+                .iter()
+                .map(|(device, content)| Ok((device.to_string(), json_value(content.json())?)))
+                .collect::<Result<_>>()?;
+            remote.entry(user_id.server_name().to_string()).or_default().insert(user_id.to_string(), per_device.into());
             continue;
         }
         for (device, content) in devices {
@@ -45,9 +52,29 @@ pub async fn send(
         }
     }
     let sender = authed.user_id.as_str();
-    let count = state.storage.queue_to_device(sender, authed.device_id.as_str(), txn_id, event_type, &queued).await?;
-    if count > 0 {
+    let edus: Vec<(String, serde_json::Value)> = if state.config.federation.enabled {
+        remote
+            .into_iter()
+            .map(|(server, messages)| {
+                // Unique per sending device and transaction, so the receiver can drop repeats.
+                let message_id = format!("{}-{txn_id}", authed.device_id);
+                let edu = json!({"edu_type": "m.direct_to_device", "content": {
+                    "sender": sender, "type": event_type, "message_id": message_id, "messages": messages,
+                }});
+                (server, edu)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let queued =
+        state.storage.queue_to_device(sender, authed.device_id.as_str(), txn_id, event_type, &queued, &edus).await?;
+    if queued.is_some_and(|count| count > 0) {
         state.rooms.notify_change();
+    }
+    if queued.is_some() {
+        let destinations: Vec<String> = edus.into_iter().map(|(server, _)| server).collect();
+        state.outbox.wake(state, &destinations);
     }
     Ok(())
 }

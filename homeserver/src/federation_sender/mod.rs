@@ -3,6 +3,8 @@
 //! transaction in flight per destination, retrying with exponential backoff. Rows are deleted
 //! only once the destination acknowledged them, so a restart resumes where delivery stopped.
 
+pub mod device_lists;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! Ephemeral data units between servers. Typing notifications go both ways; other EDU types
-//! (receipts, presence, device lists, to-device) are accepted and not acted on yet.
+//! Ephemeral data units between servers: typing, to-device messages and device-list changes.
+//! Other EDU types (receipts, presence) are accepted and not acted on yet.
 
 use std::time::Duration;
 
@@ -20,10 +20,15 @@ pub async fn receive_edus(state: &AppState, origin: &ServerName, edus: &[Raw<Edu
             Ok(value) => value,
             Err(_) => continue,
         };
-        if value["edu_type"] == "m.typing"
-            && let Err(e) = receive_typing(state, origin, &value["content"]).await
-        {
-            tracing::info!(%origin, error = %e, "ignored a typing EDU");
+        let content = &value["content"];
+        let handled = match value["edu_type"].as_str().unwrap_or_default() {
+            "m.typing" => receive_typing(state, origin, content).await,
+            "m.direct_to_device" => receive_to_device(state, origin, content).await,
+            "m.device_list_update" | "m.signing_key_update" => receive_key_change(state, origin, content).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = handled {
+            tracing::info!(%origin, edu_type = %value["edu_type"], error = %e, "ignored an EDU");
         }
     }
 }
@@ -35,11 +40,55 @@ async fn receive_typing(state: &AppState, origin: &ServerName, content: &serde_j
     let (Ok(room_id), Ok(user_id)) = (<&RoomId>::try_from(room_id), <&UserId>::try_from(user_id)) else {
         return Ok(());
     };
-    if user_id.server_name() != origin {
-        return Err(crate::error::Error::forbidden("A server can only send typing of its own users"));
-    }
+    origin_user(origin, &content["user_id"])?;
     let timeout = content["typing"].as_bool().unwrap_or(false).then_some(REMOTE_TYPING);
     crate::typing::set_typing(state, user_id, user_id, room_id, timeout).await
+}
+
+/// The user an EDU speaks for, who must belong to the sending server.
+fn origin_user<'a>(origin: &ServerName, user_id: &'a serde_json::Value) -> Result<&'a UserId> {
+    let user_id = user_id.as_str().and_then(|id| <&UserId>::try_from(id).ok());
+    user_id
+        .filter(|user| user.server_name() == origin)
+        .ok_or_else(|| crate::error::Error::forbidden("A server can only speak for its own users"))
+}
+
+/// To-device messages for local users' devices.
+async fn receive_to_device(state: &AppState, origin: &ServerName, content: &serde_json::Value) -> Result<()> {
+    let sender = origin_user(origin, &content["sender"])?;
+    let Some(event_type) = content["type"].as_str() else {
+        return Ok(());
+    };
+    let mut queued = Vec::new();
+    for (user_id, devices) in content["messages"].as_object().into_iter().flatten() {
+        let Ok(user_id) = <&UserId>::try_from(user_id.as_str()) else { continue };
+        if user_id.server_name() != state.server_name {
+            continue;
+        }
+        for (device, message) in devices.as_object().into_iter().flatten() {
+            queued.push(crate::storage::NewToDeviceMessage {
+                user_id: user_id.to_string(),
+                device_id: (device != "*").then(|| device.clone()),
+                content: message.clone(),
+            });
+        }
+    }
+    // A retried transaction is answered from its stored result, so its EDUs are not applied
+    // twice; `message_id` needs no bookkeeping of its own.
+    let delivered = state.storage.deliver_remote_to_device(sender.as_str(), event_type, &queued).await?;
+    if delivered > 0 {
+        state.rooms.notify_change();
+    }
+    Ok(())
+}
+
+/// A remote user's devices or cross-signing keys changed: local users sharing a room with
+/// them see it in `device_lists.changed` and query the keys again (which asks that server).
+async fn receive_key_change(state: &AppState, origin: &ServerName, content: &serde_json::Value) -> Result<()> {
+    let user_id = origin_user(origin, &content["user_id"])?;
+    state.storage.note_device_list_change(user_id.as_str()).await?;
+    state.rooms.notify_change();
+    Ok(())
 }
 
 /// Tells the other servers in the room that a local user started or stopped typing.

@@ -407,6 +407,14 @@ impl Storage {
             .collect()
     }
 
+    /// Records that a user's devices or keys changed (another server told us about its user).
+    pub async fn note_device_list_change(&self, user_id: &str) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        mark_device_lists_changed(&mut tx, &[user_id]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Users whose devices or keys changed in `after < position <= up_to`.
     pub async fn device_list_changes(&self, after: i64, up_to: i64) -> Result<Vec<String>> {
         let rows = sqlx::query(

@@ -43,6 +43,18 @@ pub(super) async fn queue_pdu(tx: &mut AnyConnection, destinations: &[String], s
     Ok(())
 }
 
+/// Queues an EDU for one destination inside a transaction.
+pub(super) async fn insert_edu(tx: &mut AnyConnection, destination: &str, edu: &serde_json::Value) -> Result<()> {
+    let position = advance_stream(tx, Stream::FederationEdus).await?;
+    sqlx::query("INSERT INTO federation_outbox_edus (destination, position, edu) VALUES ($1, $2, $3)")
+        .bind(destination)
+        .bind(position)
+        .bind(edu.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 impl Storage {
     pub async fn server_keys(&self, server_name: &str) -> Result<Vec<ServerKeyRow>> {
         let rows = sqlx::query(
@@ -147,21 +159,27 @@ impl Storage {
         Ok(())
     }
 
+    /// Users joined to any room `user_id` is joined to (including the user).
+    pub async fn room_mates(&self, user_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT other.user_id FROM memberships mine \
+             JOIN memberships other ON other.room_id = mine.room_id AND other.membership = 'join' \
+             WHERE mine.user_id = $1 AND mine.membership = 'join'",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get("user_id")?)).collect()
+    }
+
     /// Queues one EDU for several destinations.
     pub async fn queue_edu(&self, destinations: &[String], edu: &serde_json::Value) -> Result<()> {
         if destinations.is_empty() {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
-        let text = edu.to_string();
         for destination in destinations {
-            let position = advance_stream(&mut tx, Stream::FederationEdus).await?;
-            sqlx::query("INSERT INTO federation_outbox_edus (destination, position, edu) VALUES ($1, $2, $3)")
-                .bind(destination)
-                .bind(position)
-                .bind(&text)
-                .execute(&mut *tx)
-                .await?;
+            insert_edu(&mut tx, destination, edu).await?;
         }
         tx.commit().await?;
         Ok(())

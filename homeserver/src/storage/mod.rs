@@ -242,6 +242,8 @@ pub enum Stream {
     DeviceLists,
     ToDevice,
     FederationEdus,
+    /// Not a stream of its own: how far `DeviceLists` has been announced to other servers.
+    DeviceListsAnnounced,
 }
 
 impl Stream {
@@ -252,6 +254,7 @@ impl Stream {
             Self::DeviceLists => "device_lists",
             Self::ToDevice => "to_device",
             Self::FederationEdus => "federation_edus",
+            Self::DeviceListsAnnounced => "device_lists_announced",
         }
     }
 }
@@ -273,6 +276,16 @@ async fn advance_stream_by(conn: &mut sqlx::AnyConnection, stream: Stream, count
 }
 
 impl Storage {
+    /// Moves a bookmark position (`DeviceListsAnnounced`) forward.
+    pub async fn set_stream_position(&self, stream: Stream, position: i64) -> Result<()> {
+        sqlx::query("UPDATE stream_positions SET position = $2 WHERE stream = $1 AND position < $2")
+            .bind(stream.name())
+            .bind(position)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     /// The newest position of a stream.
     pub async fn stream_position(&self, stream: Stream) -> Result<i64> {
         let row = sqlx::query("SELECT position FROM stream_positions WHERE stream = $1")

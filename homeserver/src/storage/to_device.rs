@@ -29,7 +29,7 @@ fn record_id(stream_id: i64) -> String {
 impl Storage {
     /// Queues messages from `sender`'s device under a transaction ID. A repeated transaction ID
     /// delivers nothing again. Messages for devices that do not exist are dropped, as the spec
-    /// allows. Returns how many messages were queued.
+    /// allows. Returns how many messages were queued, `None` for a repeated transaction.
     pub async fn queue_to_device(
         &self,
         sender: &str,
@@ -37,7 +37,8 @@ impl Storage {
         txn_id: &str,
         event_type: &str,
         messages: &[NewToDeviceMessage],
-    ) -> Result<usize> {
+        remote: &[(String, serde_json::Value)],
+    ) -> Result<Option<usize>> {
         let mut tx = self.write.begin().await?;
         let fresh = sqlx::query(
             "INSERT INTO to_device_txns (user_id, device_id, txn_id) VALUES ($1, $2, $3) \
@@ -51,67 +52,28 @@ impl Storage {
         .rows_affected()
             == 1;
         if !fresh {
-            return Ok(0);
+            return Ok(None);
         }
-        // Resolve recipients inside the transaction, so "all devices" means the devices that exist now.
-        let users: Vec<&str> =
-            messages.iter().map(|m| m.user_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
-        let mut devices: HashSet<(String, String)> = HashSet::new();
-        if !users.is_empty() {
-            let sql =
-                format!("SELECT user_id, device_id FROM devices WHERE user_id IN ({})", placeholders(1, users.len()));
-            let mut query = sqlx::query(&sql);
-            for user in &users {
-                query = query.bind(*user);
-            }
-            for row in query.fetch_all(&mut *tx).await? {
-                devices.insert((row.try_get("user_id")?, row.try_get("device_id")?));
-            }
+        // Messages for other servers' users leave as EDUs, queued in the same transaction.
+        for (destination, edu) in remote {
+            super::federation::insert_edu(&mut tx, destination, edu).await?;
         }
-        let mut deliveries: Vec<(&str, String, &serde_json::Value)> = Vec::new();
-        for message in messages {
-            match &message.device_id {
-                Some(device_id) => {
-                    if devices.contains(&(message.user_id.clone(), device_id.clone())) {
-                        deliveries.push((&message.user_id, device_id.clone(), &message.content));
-                    }
-                }
-                None => {
-                    let mut all: Vec<&String> =
-                        devices.iter().filter(|(user, _)| *user == message.user_id).map(|(_, d)| d).collect();
-                    all.sort();
-                    deliveries.extend(all.into_iter().map(|d| (message.user_id.as_str(), d.clone(), &message.content)));
-                }
-            }
-        }
-        if deliveries.is_empty() {
-            tx.commit().await?;
-            return Ok(0);
-        }
-        let count = i64::try_from(deliveries.len()).unwrap_or(i64::MAX);
-        let last = advance_stream_by(&mut tx, Stream::ToDevice, count).await?;
-        let mut stream_id = last - count;
-        for chunk in deliveries.chunks(100) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 6 + 1, 6))).collect();
-            let sql = format!(
-                "INSERT INTO to_device_messages (stream_id, user_id, device_id, sender, event_type, content) VALUES {}",
-                values.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for (user_id, device_id, content) in chunk {
-                stream_id += 1;
-                query = query
-                    .bind(stream_id)
-                    .bind(*user_id)
-                    .bind(device_id.as_str())
-                    .bind(sender)
-                    .bind(event_type)
-                    .bind(encode_record(&record_id(stream_id), content));
-            }
-            query.execute(&mut *tx).await?;
-        }
+        let delivered = deliver(&mut tx, sender, event_type, messages).await?;
         tx.commit().await?;
-        Ok(deliveries.len())
+        Ok(Some(delivered))
+    }
+
+    /// Delivers messages another server relayed (its transactions are deduplicated already).
+    pub async fn deliver_remote_to_device(
+        &self,
+        sender: &str,
+        event_type: &str,
+        messages: &[NewToDeviceMessage],
+    ) -> Result<usize> {
+        let mut tx = self.write.begin().await?;
+        let delivered = deliver(&mut tx, sender, event_type, messages).await?;
+        tx.commit().await?;
+        Ok(delivered)
     }
 
     /// Up to `limit` messages for the device after `after` and at most `up_to`, oldest first.
@@ -173,4 +135,69 @@ impl Storage {
                 .await?;
         Ok(result.rows_affected())
     }
+}
+
+/// Queues messages for the recipients' devices: one device, or all of a user's devices for
+/// `device_id: None`; devices that do not exist get nothing. Returns how many were queued.
+async fn deliver(
+    conn: &mut sqlx::AnyConnection,
+    sender: &str,
+    event_type: &str,
+    messages: &[NewToDeviceMessage],
+) -> Result<usize> {
+    // Resolve recipients inside the transaction, so "all devices" means the devices that exist now.
+    let users: Vec<&str> = messages.iter().map(|m| m.user_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
+    let mut devices: HashSet<(String, String)> = HashSet::new();
+    if !users.is_empty() {
+        let sql = format!("SELECT user_id, device_id FROM devices WHERE user_id IN ({})", placeholders(1, users.len()));
+        let mut query = sqlx::query(&sql);
+        for user in &users {
+            query = query.bind(*user);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            devices.insert((row.try_get("user_id")?, row.try_get("device_id")?));
+        }
+    }
+    let mut deliveries: Vec<(&str, String, &serde_json::Value)> = Vec::new();
+    for message in messages {
+        match &message.device_id {
+            Some(device_id) => {
+                if devices.contains(&(message.user_id.clone(), device_id.clone())) {
+                    deliveries.push((&message.user_id, device_id.clone(), &message.content));
+                }
+            }
+            None => {
+                let mut all: Vec<&String> =
+                    devices.iter().filter(|(user, _)| *user == message.user_id).map(|(_, d)| d).collect();
+                all.sort();
+                deliveries.extend(all.into_iter().map(|d| (message.user_id.as_str(), d.clone(), &message.content)));
+            }
+        }
+    }
+    if deliveries.is_empty() {
+        return Ok(0);
+    }
+    let count = i64::try_from(deliveries.len()).unwrap_or(i64::MAX);
+    let last = advance_stream_by(conn, Stream::ToDevice, count).await?;
+    let mut stream_id = last - count;
+    for chunk in deliveries.chunks(100) {
+        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 6 + 1, 6))).collect();
+        let sql = format!(
+            "INSERT INTO to_device_messages (stream_id, user_id, device_id, sender, event_type, content) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (user_id, device_id, content) in chunk {
+            stream_id += 1;
+            query = query
+                .bind(stream_id)
+                .bind(*user_id)
+                .bind(device_id.as_str())
+                .bind(sender)
+                .bind(event_type)
+                .bind(encode_record(&record_id(stream_id), content));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(deliveries.len())
 }

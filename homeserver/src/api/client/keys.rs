@@ -25,7 +25,8 @@ pub async fn upload(state: AppState, request: Ruma<upload_keys::v3::Request>) ->
 
 pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Result<get_keys::v3::Response> {
     let requester = &request.authed()?.user_id;
-    let result = keys::query(&state, requester, &request.body.device_keys).await?;
+    let timeout = request.body.timeout.unwrap_or(crate::e2ee::remote::DEFAULT_TIMEOUT);
+    let result = keys::query(&state, requester, &request.body.device_keys, timeout).await?;
     let mut response = get_keys::v3::Response::new();
     response.device_keys = result.device_keys;
     response.master_keys = result.master_keys;
@@ -46,7 +47,8 @@ pub async fn claim(state: AppState, request: Ruma<claim_keys::v3::Request>) -> R
             (user.clone(), devices)
         })
         .collect();
-    let (claimed, failures) = keys::claim(&state, &requested).await?;
+    let timeout = request.body.timeout.unwrap_or(crate::e2ee::remote::DEFAULT_TIMEOUT);
+    let (claimed, failures) = keys::claim(&state, &requested, timeout).await?;
     let mut response = claim_keys::v3::Response::new(claimed);
     response.failures = failures;
     Ok(response)

@@ -1,5 +1,6 @@
 //! Server-server (federation) API, one module per area.
 
+mod e2ee;
 mod events;
 mod keys;
 mod membership;
@@ -26,4 +27,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(transactions::send)
         .ruma(events::event)
         .ruma(events::state_ids)
+        .ruma(e2ee::query)
+        .ruma(e2ee::claim)
+        .ruma(e2ee::devices)
 }
