@@ -26,6 +26,7 @@ mod receipts;
 mod registration;
 mod relations;
 mod rooms;
+mod synapse_interop;
 mod sync;
 mod timeline;
 mod typing;
