@@ -12,6 +12,7 @@ mod e2ee;
 mod errors;
 mod events;
 mod federation;
+mod federation_dag;
 mod federation_e2ee;
 mod ignored_users;
 mod lifecycle;

@@ -11,6 +11,7 @@ use super::head::RoomHead;
 use super::send::{Relay, accept_pdu};
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use crate::storage::EventRow;
 
 /// Checks a received event's format, signatures and hash for `room_id`'s version. An event
 /// whose content hash does not match comes back redacted.
@@ -51,9 +52,17 @@ pub async fn accept_received(state: &AppState, pdu: Pdu, relay: Relay<'_>) -> Re
         Some(head) => head,
         empty => empty.insert(RoomHead::load(state, &room_id).await?),
     };
-    check_prev_events(state, head, &pdu).await?;
+    let prev_rows = known_prev_events(state, &pdu).await?;
     let event_id = pdu.event_id.clone();
-    let result = accept_pdu(state, head, pdu, None, relay).await;
+    let extends_current = prev_rows.iter().all(|row| row.state_group_after == head.state_group);
+    let result = if extends_current {
+        accept_pdu(state, head, pdu, None, relay).await.map(|_| ())
+    } else {
+        // A fork: the head's view of the room changes in ways only the database has.
+        let result = super::forks::accept_forked(state, head, pdu, &prev_rows, relay).await;
+        *guard = None;
+        result
+    };
     if result.is_err() {
         // Nothing was written; reload the head next time rather than trust a half-updated one.
         *guard = None;
@@ -64,19 +73,53 @@ pub async fn accept_received(state: &AppState, pdu: Pdu, relay: Relay<'_>) -> Re
     Ok(event_id)
 }
 
-/// The event must extend the DAG we have: every `prev_event` known, and the state after them
-/// the room's current state (forks whose state differs need state resolution, not done yet).
-async fn check_prev_events(state: &AppState, head: &RoomHead, pdu: &Pdu) -> Result<()> {
+/// The event's prev events, which must all be known.
+async fn known_prev_events(state: &AppState, pdu: &Pdu) -> Result<Vec<EventRow>> {
     let ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
     let rows = state.storage.events_by_id(&ids).await?;
     if rows.len() < ids.len() {
         return Err(Error::not_found("Some prev_events are unknown to this server"));
     }
-    let same_state = rows.iter().all(|row| row.state_group_after == head.state_group);
-    if !same_state {
-        return Err(Error::forbidden(
-            "The event forks the room's state; state resolution of forks is not supported yet",
-        ));
+    Ok(rows)
+}
+
+/// Fetches, from `origin`, prev events of `pdu` this server does not have (one
+/// `/get_missing_events` round of at most 20 events, oldest first) and accepts them, so `pdu`
+/// can follow. Events that cannot be placed are left out; `pdu` then fails on its own.
+pub async fn fill_gap(state: &AppState, origin: &ruma::ServerName, pdu: &Pdu) -> Result<()> {
+    let ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
+    if state.storage.events_by_id(&ids).await?.len() == ids.len() {
+        return Ok(());
+    }
+    let earliest: Vec<OwnedEventId> = state
+        .storage
+        .forward_extremities(pdu.room_id.as_str())
+        .await?
+        .into_iter()
+        .filter_map(|(id, _)| OwnedEventId::try_from(id).ok())
+        .collect();
+    let mut request = ruma::api::federation::event::get_missing_events::v1::Request::new(
+        pdu.room_id.clone(),
+        earliest,
+        vec![pdu.event_id.clone()],
+    );
+    request.limit = ruma::UInt::from(20u32);
+    let answer = state.federation.send(origin, &state.signing_key, request).await.map_err(Error::remote)?;
+    let mut received = Vec::new();
+    for raw in &answer.events {
+        let Ok(object) = serde_json::from_str::<CanonicalJsonObject>(raw.get()) else { continue };
+        match verify_received(state, &pdu.room_id, object).await {
+            Ok(missing) if missing.room_id == pdu.room_id => received.push(missing),
+            Ok(_) => {}
+            Err(e) => tracing::info!(%origin, error = %e, "dropped a missing event that failed its checks"),
+        }
+    }
+    received.sort_by_key(|missing| missing.depth);
+    for missing in received {
+        let event_id = missing.event_id.clone();
+        if let Err(e) = accept_received(state, missing, Relay::Nobody).await {
+            tracing::info!(%origin, %event_id, error = %e, "could not place a missing event");
+        }
     }
     Ok(())
 }

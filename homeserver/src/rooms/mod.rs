@@ -3,12 +3,14 @@
 
 pub mod client_event;
 pub mod create;
+pub mod dag_walk;
 pub mod directory;
 pub mod edus;
 pub mod federated_invite;
 pub mod federated_join;
 pub mod federated_leave;
 pub mod federated_membership;
+pub mod forks;
 pub mod head;
 pub mod incoming;
 pub mod membership;

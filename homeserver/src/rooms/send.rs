@@ -236,6 +236,7 @@ pub(super) fn new_event(
         txn: txn.map(|txn| (sender.to_string(), txn.device_id, txn.txn_id)),
         outlier: false,
         destinations: Vec::new(),
+        resolved_current: None,
     })
 }
 

@@ -46,7 +46,7 @@ pub use receipts::{NewReceipt, ReceiptRow};
 pub use registration_tokens::RegistrationTokenRow;
 pub use relations::{Aggregation, RelationQuery, RelationRow};
 pub use remote_rooms::{AdoptedRoom, RemoteInvite};
-pub use rooms::{EventRow, NewEvent, Order, Persisted, PushAction, RoomRow, StateMap};
+pub use rooms::{EventRow, NewEvent, Order, Persisted, PushAction, ResolvedCurrent, RoomRow, StateMap};
 pub use to_device::{NewToDeviceMessage, ToDeviceRow};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};
 pub use uiaa::UiaaSessionRow;

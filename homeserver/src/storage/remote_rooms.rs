@@ -1,7 +1,7 @@
 //! Rooms joined over federation: the state the resident server handed us, stored in one
 //! transaction before our join event is persisted on top of it.
 
-use super::rooms::{NewEvent, StateMap, insert_event, next_state_group};
+use super::rooms::{NewEvent, StateMap, insert_event, write_snapshot};
 use super::{Result, Storage};
 
 /// A remote room's identity and the state before our join.
@@ -84,6 +84,16 @@ impl Storage {
         Ok(())
     }
 
+    /// Writes a full state snapshot (a room state that no single event produced: the
+    /// resolution of forks) and returns its state group.
+    pub async fn create_state_group(&self, room_id: &str, state: &StateMap) -> Result<i64> {
+        let _order = self.event_order.lock().await;
+        let mut tx = self.write.begin().await?;
+        let group = write_snapshot(&mut tx, room_id, state).await?;
+        tx.commit().await?;
+        Ok(group)
+    }
+
     /// Records a local user's leave (a rejected invite) from a room we are not in: the leave
     /// event as an outlier and the `leave` membership; the invite's stripped state goes.
     pub async fn record_remote_leave(&self, room_id: &str, user_id: &str, event: &NewEvent) -> Result<()> {
@@ -148,23 +158,7 @@ impl Storage {
         .execute(&mut *tx)
         .await?;
 
-        let group = next_state_group(&mut tx).await?;
-        sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
-            .bind(group)
-            .bind(room.room_id)
-            .execute(&mut *tx)
-            .await?;
-        for ((event_type, state_key), event_id) in room.state {
-            sqlx::query(
-                "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(group)
-            .bind(event_type)
-            .bind(state_key)
-            .bind(event_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let group = write_snapshot(&mut tx, room.room_id, room.state).await?;
 
         for event in room.events {
             let known = sqlx::query("SELECT 1 AS known FROM events WHERE event_id = $1")

@@ -94,6 +94,17 @@ pub struct NewEvent {
     pub outlier: bool,
     /// Other servers to send the event to (queued in the same transaction).
     pub destinations: Vec<String>,
+    /// Set when the event joins forks of the DAG: the room's current state is then this
+    /// resolved state group, not the state after the event, with these membership rows
+    /// `(user, membership, event ID)` that differ from before.
+    pub resolved_current: Option<ResolvedCurrent>,
+}
+
+/// The room's current state after an event that met a fork (see [`NewEvent::resolved_current`]).
+#[derive(Debug, Clone)]
+pub struct ResolvedCurrent {
+    pub state_group: i64,
+    pub memberships: Vec<(String, String, String)>,
 }
 
 /// A member's push rule outcome for an event that notifies them.
@@ -471,28 +482,20 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
             .bind(&event.event_id)
             .execute(&mut *tx)
             .await?;
+        let current = event.resolved_current.as_ref().map_or(state_group_after, |r| r.state_group);
         sqlx::query("UPDATE rooms SET current_state_group = $2 WHERE room_id = $1")
             .bind(&event.room_id)
-            .bind(state_group_after)
+            .bind(current)
             .execute(&mut *tx)
             .await?;
-        if let (Some(user_id), "m.room.member") = (&event.state_key, event.event_type.as_str()) {
+        for (user_id, membership, event_id) in event.resolved_current.iter().flat_map(|r| &r.memberships) {
+            upsert_membership(tx, &event.room_id, user_id, membership, event_id, stream_ordering).await?;
+        }
+        if let (Some(user_id), "m.room.member", None) =
+            (&event.state_key, event.event_type.as_str(), &event.resolved_current)
+        {
             let membership = event.json["content"]["membership"].as_str().unwrap_or("leave");
-            sqlx::query(
-                "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten, \
-                 last_join_ordering) VALUES ($1, $2, $3, $4, $5, 0, CASE WHEN $3 = 'join' THEN $5 ELSE NULL END) \
-                 ON CONFLICT (room_id, user_id) DO UPDATE SET \
-                 membership = excluded.membership, event_id = excluded.event_id, \
-                 stream_ordering = excluded.stream_ordering, forgotten = 0, \
-                 last_join_ordering = COALESCE(excluded.last_join_ordering, memberships.last_join_ordering)",
-            )
-            .bind(&event.room_id)
-            .bind(user_id)
-            .bind(membership)
-            .bind(&event.event_id)
-            .bind(stream_ordering)
-            .execute(&mut *tx)
-            .await?;
+            upsert_membership(tx, &event.room_id, user_id, membership, &event.event_id, stream_ordering).await?;
         }
     }
     if let Some((user_id, device_id, txn_id)) = &event.txn {
@@ -509,6 +512,55 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
         super::federation::queue_pdu(tx, &event.destinations, stream_ordering).await?;
     }
     Ok(Persisted { stream_ordering, state_group_after })
+}
+
+/// Sets a user's membership row from a member event that is in the room's current state.
+async fn upsert_membership(
+    tx: &mut AnyConnection,
+    room_id: &str,
+    user_id: &str,
+    membership: &str,
+    event_id: &str,
+    stream_ordering: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten, \
+         last_join_ordering) VALUES ($1, $2, $3, $4, $5, 0, CASE WHEN $3 = 'join' THEN $5 ELSE NULL END) \
+         ON CONFLICT (room_id, user_id) DO UPDATE SET \
+         membership = excluded.membership, event_id = excluded.event_id, \
+         stream_ordering = excluded.stream_ordering, forgotten = 0, \
+         last_join_ordering = COALESCE(excluded.last_join_ordering, memberships.last_join_ordering)",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .bind(membership)
+    .bind(event_id)
+    .bind(stream_ordering)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes a full snapshot state group for `state`.
+pub(super) async fn write_snapshot(conn: &mut AnyConnection, room_id: &str, state: &StateMap) -> Result<i64> {
+    let group = next_state_group(conn).await?;
+    sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
+        .bind(group)
+        .bind(room_id)
+        .execute(&mut *conn)
+        .await?;
+    for ((event_type, state_key), event_id) in state {
+        sqlx::query(
+            "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(group)
+        .bind(event_type)
+        .bind(state_key)
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(group)
 }
 
 /// Resolves a state group through its delta chain; with `keys`, only those entries.

@@ -1,6 +1,9 @@
 //! Reading events and room state over federation, for servers in the room.
 
-use ruma::api::federation::event::{get_event, get_room_state_ids};
+use std::collections::HashSet;
+
+use ruma::api::federation::backfill::get_backfill;
+use ruma::api::federation::event::{get_event, get_missing_events, get_room_state_ids};
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, UInt};
 
 use crate::api::ruma::Ruma;
@@ -49,5 +52,41 @@ pub async fn state_ids(
     Ok(get_room_state_ids::v1::Response::new(
         chain.iter().filter_map(|row| parse(&row.event_id)).collect(),
         state_ids.iter().filter_map(parse).collect(),
+    ))
+}
+
+/// Events between what the asking server has (`earliest_events`) and what it received
+/// (`latest_events`), oldest first.
+pub async fn missing_events(
+    state: AppState,
+    request: Ruma<get_missing_events::v1::Request>,
+) -> Result<get_missing_events::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    require_server_in_room(&state, origin.as_str(), body.room_id.as_str()).await?;
+    let stop: HashSet<String> = body.earliest_events.iter().map(ToString::to_string).collect();
+    let start = body.latest_events.iter().map(ToString::to_string).collect();
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let min_depth = i64::try_from(u64::from(body.min_depth)).unwrap_or(i64::MAX);
+    let mut rows =
+        crate::rooms::dag_walk::preceding(&state, body.room_id.as_str(), start, false, &stop, limit, min_depth).await?;
+    rows.reverse();
+    Ok(get_missing_events::v1::Response::new(rows.iter().filter_map(|row| federation_form(&row.json)).collect()))
+}
+
+/// History before the given events (included), newest first, for a server filling its timeline.
+pub async fn backfill(state: AppState, request: Ruma<get_backfill::v1::Request>) -> Result<get_backfill::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    require_server_in_room(&state, origin.as_str(), body.room_id.as_str()).await?;
+    let start = body.v.iter().map(ToString::to_string).collect();
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let rows = crate::rooms::dag_walk::preceding(&state, body.room_id.as_str(), start, true, &HashSet::new(), limit, 0)
+        .await?;
+    let now = UInt::try_from(state.now_ms().max(0)).unwrap_or_default();
+    Ok(get_backfill::v1::Response::new(
+        state.server_name.clone(),
+        MilliSecondsSinceUnixEpoch(now),
+        rows.iter().filter_map(|row| federation_form(&row.json)).collect(),
     ))
 }

@@ -27,6 +27,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(transactions::send)
         .ruma(events::event)
         .ruma(events::state_ids)
+        .ruma(events::missing_events)
+        .ruma(events::backfill)
         .ruma(e2ee::query)
         .ruma(e2ee::claim)
         .ruma(e2ee::devices)

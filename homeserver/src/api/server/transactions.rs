@@ -7,7 +7,7 @@ use ruma::{CanonicalJsonObject, OwnedEventId, RoomId};
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
-use crate::rooms::incoming::{accept_received, verify_received};
+use crate::rooms::incoming::{accept_received, fill_gap, verify_received};
 use crate::rooms::send::Relay;
 use crate::state::AppState;
 
@@ -34,7 +34,7 @@ pub async fn send(
     let mut results: BTreeMap<OwnedEventId, Result<(), String>> = BTreeMap::new();
     for raw in &body.pdus {
         // Events are handled in order: a later one may build on an earlier one.
-        if let Some((event_id, result)) = receive(&state, origin.as_str(), raw.get()).await {
+        if let Some((event_id, result)) = receive(&state, &origin, raw.get()).await {
             results.insert(event_id, result);
         }
     }
@@ -48,18 +48,25 @@ pub async fn send(
 }
 
 /// One PDU: its event ID (when it has one we can compute) and whether it was accepted.
-async fn receive(state: &AppState, origin: &str, json: &str) -> Option<(OwnedEventId, Result<(), String>)> {
+async fn receive(
+    state: &AppState,
+    origin: &ruma::ServerName,
+    json: &str,
+) -> Option<(OwnedEventId, Result<(), String>)> {
     let object: CanonicalJsonObject = serde_json::from_str(json).ok()?;
     let room_id = object.get("room_id")?.as_str().and_then(|id| <&RoomId>::try_from(id).ok())?.to_owned();
     let room = state.storage.room(room_id.as_str()).await.ok()??;
     let rules = ruma::RoomVersionId::try_from(room.room_version.as_str()).ok()?.rules()?;
     let event_id = federation::pdu::event_id_for(&object, &rules).ok()?;
     let result = match verify_received(state, &room_id, object).await {
-        Ok(pdu) => accept_received(state, pdu, Relay::Nobody).await.map(|_| ()),
+        Ok(pdu) => match fill_gap(state, origin, &pdu).await {
+            Ok(()) => accept_received(state, pdu, Relay::Nobody).await.map(|_| ()),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let result = result.map_err(|e| {
-        tracing::info!(origin, %event_id, error = %e, "refused a received event");
+        tracing::info!(%origin, %event_id, error = %e, "refused a received event");
         e.to_string()
     });
     Some((event_id, result))
