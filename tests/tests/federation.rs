@@ -94,9 +94,13 @@ async fn a_remote_user_joins_and_both_servers_talk(engine: Engine) {
     bodies.reverse();
     let burst: Vec<&String> = bodies.iter().filter(|b| b.starts_with("burst")).collect();
     assert_eq!(burst, ["burst 0", "burst 1", "burst 2", "burst 3", "burst 4"]);
-    // History from before the join is not on Bob's server (no backfill yet), and it never shows
-    // the join's state events as timeline messages.
-    assert!(!bodies.contains(&"before bob came".to_owned()));
+    // History from before the join was fetched from A when Bob paged back past his join, and
+    // sits before everything B saw happen.
+    assert_eq!(bodies.first().map(String::as_str), Some("before bob came"), "{bodies:?}");
+    let (_, page) = b.get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=100"), bob.token()).await;
+    let types: Vec<&str> = page["chunk"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types.last(), Some(&"m.room.create"), "history reaches the room's creation: {types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "m.room.create").count(), 1);
 
     // Typing travels as an EDU.
     let (status, _) = b

@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::storage::{EventRow, Order};
 
+/// Where history starts: events fetched from other servers (backfilled) sit at negative
+/// positions, before everything this server saw happen.
+pub const HISTORY_FLOOR: i64 = i64::MIN;
+
 /// Stream tokens are `s<position>`: "everything up to and including this position".
 pub fn format_token(position: i64) -> String {
     format!("s{position}")
@@ -21,7 +25,6 @@ pub fn parse_token(token: &str) -> Result<i64> {
         .strip_prefix('s')
         .and_then(|n| n.split('_').next())
         .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
         .ok_or_else(|| Error::invalid_param(format!("Invalid pagination token `{token}`")))
 }
 
@@ -162,7 +165,7 @@ pub async fn messages(
     let from_position = match from {
         Some(token) => parse_token(token)?,
         None if dir == Direction::Backward => ceiling,
-        None => 0,
+        None => HISTORY_FLOOR,
     };
     let to_position = to.map(parse_token).transpose()?;
     let now = state.now_ms();
@@ -170,11 +173,12 @@ pub async fn messages(
     let mut chunk = Vec::new();
     let mut cursor = from_position;
     let mut exhausted = false;
+    let mut backfilled = false;
     for _ in 0..MAX_SCAN_ROUNDS {
         let want = i64::try_from(limit - chunk.len()).unwrap_or(1);
         let rows = match dir {
             Direction::Backward => {
-                let floor = to_position.unwrap_or(0);
+                let floor = to_position.unwrap_or(HISTORY_FLOOR);
                 state
                     .storage
                     .room_events(room_id.as_str(), floor, cursor.min(ceiling), want, Order::NewestFirst)
@@ -199,6 +203,14 @@ pub async fn messages(
                 .filter(|row| matches_filter(filter, row) && crate::account_data::not_ignored(&ignored, row)),
         );
         if (fetched as i64) < want {
+            // Past the start of what we have: a room joined over federation has older history
+            // on other servers. Ask once per request.
+            if dir == Direction::Backward && !backfilled && to_position.is_none() {
+                backfilled = true;
+                if super::backfill::fetch_older(state, room_id).await? > 0 {
+                    continue;
+                }
+            }
             exhausted = true;
             break;
         }
@@ -255,8 +267,10 @@ pub async fn context(
     let row = state.storage.event(event_id).await?.ok_or_else(|| Error::not_found("Event not found"))?;
     let ceiling = readable_up_to(state, room_id, user_id).await?.unwrap_or(0);
     let half = i64::try_from(limit.min(100).div_ceil(2)).unwrap_or(5);
-    let before_rows =
-        state.storage.room_events(room_id.as_str(), 0, row.stream_ordering - 1, half, Order::NewestFirst).await?;
+    let before_rows = state
+        .storage
+        .room_events(room_id.as_str(), HISTORY_FLOOR, row.stream_ordering - 1, half, Order::NewestFirst)
+        .await?;
     let after_rows =
         state.storage.room_events(room_id.as_str(), row.stream_ordering, ceiling, half, Order::OldestFirst).await?;
     let start = format_token(before_rows.last().map_or(row.stream_ordering - 1, |r| r.stream_ordering - 1));

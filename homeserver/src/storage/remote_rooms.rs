@@ -84,6 +84,65 @@ impl Storage {
         Ok(())
     }
 
+    /// Stores history fetched from another server, `events` newest first, before everything in
+    /// the room's timeline: each gets the next lower (negative) stream position. Events known
+    /// only as outliers join the timeline there; events already in it are skipped. The room's
+    /// current state, extremities and memberships are untouched: this is the past.
+    pub async fn persist_backfilled(&self, events: &[NewEvent]) -> Result<usize> {
+        let _order = self.event_order.lock().await;
+        let mut tx = self.write.begin().await?;
+        let mut added = 0;
+        for event in events {
+            let known = sqlx::query("SELECT outlier FROM events WHERE event_id = $1")
+                .bind(&event.event_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let is_outlier = match known {
+                Some(row) => sqlx::Row::try_get::<i64, _>(&row, "outlier")? != 0,
+                None => {
+                    let mut row = event.clone();
+                    row.outlier = true;
+                    insert_event(&mut tx, &row).await?;
+                    true
+                }
+            };
+            if !is_outlier {
+                continue;
+            }
+            let lowest: i64 = sqlx::Row::try_get(
+                &sqlx::query("SELECT COALESCE(MIN(stream_ordering), 1) AS lowest FROM events")
+                    .fetch_one(&mut *tx)
+                    .await?,
+                "lowest",
+            )?;
+            sqlx::query("UPDATE events SET outlier = 0, stream_ordering = $2 WHERE event_id = $1")
+                .bind(&event.event_id)
+                .bind(lowest.min(1) - 1)
+                .execute(&mut *tx)
+                .await?;
+            added += 1;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// The oldest event of a room's timeline.
+    pub async fn oldest_timeline_event(&self, room_id: &str) -> Result<Option<(String, String, i64)>> {
+        let row = sqlx::query(
+            "SELECT event_id, event_type, state_group_before FROM events WHERE room_id = $1 AND outlier = 0 \
+             ORDER BY stream_ordering LIMIT 1",
+        )
+        .bind(room_id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((
+            sqlx::Row::try_get(&row, "event_id")?,
+            sqlx::Row::try_get(&row, "event_type")?,
+            sqlx::Row::try_get(&row, "state_group_before")?,
+        )))
+    }
+
     /// Writes a full state snapshot (a room state that no single event produced: the
     /// resolution of forks) and returns its state group.
     pub async fn create_state_group(&self, room_id: &str, state: &StateMap) -> Result<i64> {

@@ -346,7 +346,7 @@ impl Storage {
 
     /// The last accepted event of a room at or before a stream position.
     pub async fn room_event_at_or_before(&self, room_id: &str, stream_ordering: i64) -> Result<Option<EventRow>> {
-        let rows = self.room_events(room_id, 0, stream_ordering, 1, Order::NewestFirst).await?;
+        let rows = self.room_events(room_id, i64::MIN, stream_ordering, 1, Order::NewestFirst).await?;
         Ok(rows.into_iter().next())
     }
 
