@@ -15,6 +15,7 @@ pub mod notifications;
 pub mod push_rules;
 pub mod receipts;
 pub mod rooms;
+pub mod search;
 pub mod server;
 pub mod signing_key;
 pub mod state;

@@ -24,6 +24,7 @@ mod receipts;
 mod registration;
 mod relations;
 mod rooms;
+mod search;
 mod sync;
 mod timeline;
 mod typing;

@@ -16,6 +16,7 @@ mod receipt;
 mod register;
 mod relations;
 mod room;
+mod search;
 mod session;
 mod sync;
 mod threepid;
@@ -101,6 +102,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(relations::by_rel_and_event_type)
         .ruma(relations::threads)
         .ruma(user_directory::search)
+        .ruma(search::search)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)
