@@ -17,6 +17,7 @@ mod login;
 mod media;
 mod migrate_db;
 mod notifications;
+mod openid;
 mod profile;
 mod push_rules;
 mod real_client;

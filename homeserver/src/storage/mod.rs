@@ -14,6 +14,7 @@ mod key_backup;
 mod media;
 mod memberships;
 mod notifications;
+mod openid;
 mod receipts;
 mod registration_tokens;
 mod relations;

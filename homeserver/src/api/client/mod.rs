@@ -10,6 +10,7 @@ mod keys;
 mod media;
 mod membership;
 mod message;
+mod openid;
 mod profile;
 mod push;
 mod receipt;
@@ -45,6 +46,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(account::whoami)
         .ruma(account::change_password)
         .ruma(account::deactivate)
+        .ruma(openid::request_token)
         .ruma(device::list)
         .ruma(device::get)
         .ruma(device::update)
