@@ -58,6 +58,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
     pub user_directory: UserDirectoryConfig,
+    pub presence: PresenceConfig,
     pub log: LogConfig,
 }
 
@@ -65,6 +66,18 @@ pub struct Config {
 #[serde(default)]
 pub struct UserDirectoryConfig {
     pub search_all_users: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PresenceConfig {
+    pub enabled: bool,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -174,6 +187,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
             user_directory: UserDirectoryConfig::default(),
+            presence: PresenceConfig::default(),
             log: LogConfig::default(),
         }
     }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod media;
 pub mod metrics;
 pub mod notifications;
+pub mod presence;
 pub mod push_rules;
 pub mod receipts;
 pub mod rooms;

@@ -18,6 +18,7 @@ mod media;
 mod migrate_db;
 mod notifications;
 mod openid;
+mod presence;
 mod profile;
 mod push_rules;
 mod real_client;

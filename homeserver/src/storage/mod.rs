@@ -15,6 +15,7 @@ mod media;
 mod memberships;
 mod notifications;
 mod openid;
+mod presence;
 mod receipts;
 mod registration_tokens;
 mod relations;
@@ -41,6 +42,7 @@ pub use key_backup::{BackupKeyRow, BackupVersionRow, KeyScope};
 pub use media::{MediaRow, ThumbnailRow, UploadedContent};
 pub use memberships::{MemberSummary, MembershipRow};
 pub use notifications::{NotificationRow, UnreadCount};
+pub use presence::PresenceRow;
 pub use receipts::{NewReceipt, ReceiptRow};
 pub use registration_tokens::RegistrationTokenRow;
 pub use relations::{Aggregation, RelationQuery, RelationRow};
@@ -240,6 +242,7 @@ pub enum Stream {
     Receipts,
     DeviceLists,
     ToDevice,
+    Presence,
 }
 
 impl Stream {
@@ -249,6 +252,7 @@ impl Stream {
             Self::Receipts => "receipts",
             Self::DeviceLists => "device_lists",
             Self::ToDevice => "to_device",
+            Self::Presence => "presence",
         }
     }
 }

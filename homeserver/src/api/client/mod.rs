@@ -11,6 +11,7 @@ mod media;
 mod membership;
 mod message;
 mod openid;
+mod presence;
 mod profile;
 mod push;
 mod receipt;
@@ -87,6 +88,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(account_data::put_tag)
         .ruma(account_data::delete_tag)
         .ruma(typing::set)
+        .ruma(presence::set)
+        .ruma(presence::get)
         .ruma(receipt::create)
         .ruma(receipt::markers)
         .ruma(push::all)
