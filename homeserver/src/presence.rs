@@ -1,12 +1,14 @@
 //! Presence: online / unavailable / offline with a status message, shared with users who share a
 //! joined room, delivered by `/sync` from its own stream.
 //!
-//! Activity ("last active") is tracked in memory and written only with state changes, so busy
-//! users do not cost a database write per request. The stored state is cached per user, so a
-//! sync that changes nothing reads nothing.
+//! Activity ("last active") and syncing are tracked in memory; the database is written only when
+//! the state changes, so busy users do not cost a write per request. The stored state is cached
+//! per user, so a sync that changes nothing reads nothing. As in Synapse, a sweeper marks users
+//! who stopped syncing offline and idle users unavailable.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
 
 use ruma::presence::PresenceState;
 use ruma::{OwnedUserId, UserId};
@@ -18,20 +20,41 @@ use crate::storage::PresenceRow;
 
 /// A user counts as "currently active" for this long after their last action.
 const ACTIVE_WINDOW_MS: i64 = 60_000;
+/// Online or away users who neither sync nor act for this long go offline.
+const OFFLINE_AFTER_MS: i64 = 30_000;
+/// Online users who do nothing for this long become unavailable.
+const IDLE_AFTER_MS: i64 = 5 * 60_000;
+/// How often the sweeper looks for timed-out users.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// Longest accepted status message, in bytes.
 const MAX_STATUS_MSG_BYTES: usize = 1024;
 
-#[derive(Debug, Default)]
-struct Tracked {
-    /// Newest activity seen by this process.
-    last_active: i64,
-    /// The stored state, once read or written.
-    stored_state: Option<String>,
-    /// Whether `/sync`'s `set_presence` (rather than an explicit `PUT`) set the stored state.
-    set_by_sync: bool,
+/// Who set the stored state, which decides what may override it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Source {
+    /// `PUT /presence` (or unknown, after a restart): only another `PUT` or a timeout changes it.
+    #[default]
+    Explicit,
+    /// `/sync`'s `set_presence`.
+    Sync,
+    /// The sweeper (idle or stopped syncing): activity or syncing online brings the user back.
+    Timeout,
 }
 
-/// In-memory activity and the cached stored state, per user.
+#[derive(Debug, Default)]
+struct Tracked {
+    /// Newest action seen by this process (sending, setting presence).
+    last_active: i64,
+    /// When a sync by the user last started or ended.
+    last_sync: i64,
+    /// Syncs in progress (long-polls keep a user online).
+    syncing: u32,
+    /// The stored state and who set it, once read or written.
+    stored_state: Option<String>,
+    source: Source,
+}
+
+/// In-memory activity, syncing and the cached stored state, per user.
 #[derive(Debug, Default)]
 pub struct PresenceTracker {
     users: Mutex<HashMap<OwnedUserId, Tracked>>,
@@ -43,14 +66,43 @@ impl PresenceTracker {
         f(users.entry(user_id.to_owned()).or_default())
     }
 
-    /// Records activity: memory only.
-    pub fn touch(&self, user_id: &UserId, now: i64) {
-        self.with(user_id, |t| t.last_active = t.last_active.max(now));
-    }
-
     fn last_active(&self, user_id: &UserId) -> i64 {
         let users = self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         users.get(user_id).map_or(0, |t| t.last_active)
+    }
+
+    /// Users whose state should change now: `(user, new state)`.
+    fn timed_out(&self, now: i64) -> Vec<(OwnedUserId, &'static str)> {
+        let users = self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        users
+            .iter()
+            .filter_map(|(user, t)| {
+                let state = t.stored_state.as_deref()?;
+                if state != "offline" && t.syncing == 0 && now - t.last_sync.max(t.last_active) > OFFLINE_AFTER_MS {
+                    Some((user.clone(), "offline"))
+                } else if state == "online" && now - t.last_active > IDLE_AFTER_MS {
+                    Some((user.clone(), "unavailable"))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// Held while a sync that keeps its user online runs.
+pub struct Syncing {
+    state: AppState,
+    user_id: OwnedUserId,
+}
+
+impl Drop for Syncing {
+    fn drop(&mut self) {
+        let now = self.state.now_ms();
+        self.state.presence.with(&self.user_id, |t| {
+            t.syncing = t.syncing.saturating_sub(1);
+            t.last_sync = t.last_sync.max(now);
+        });
     }
 }
 
@@ -90,6 +142,53 @@ fn view(state: &AppState, row: &PresenceRow) -> PresenceView {
     PresenceView { presence, status_msg: row.status_msg.clone(), last_active_ago: ago, currently_active }
 }
 
+/// Writes a state change, remembers it, and wakes waiting syncs. The stored `last_active_ts`
+/// is the newest activity known.
+async fn store(state: &AppState, user_id: &UserId, name: &str, status_msg: Option<&str>, source: Source) -> Result<()> {
+    let last_active = state.presence.last_active(user_id);
+    state.storage.set_presence(user_id.as_str(), name, status_msg, last_active).await?;
+    state.presence.with(user_id, |t| {
+        t.stored_state = Some(name.to_owned());
+        t.source = source;
+    });
+    state.rooms.notify_change();
+    Ok(())
+}
+
+/// The cached stored state and its source, reading the database on first use.
+async fn stored_state(state: &AppState, user_id: &UserId) -> Result<(Option<String>, Source)> {
+    let (cached, source) = state.presence.with(user_id, |t| (t.stored_state.clone(), t.source));
+    if cached.is_some() {
+        return Ok((cached, source));
+    }
+    let current = state.storage.presence(user_id.as_str()).await?.map(|r| r.state);
+    state.presence.with(user_id, |t| t.stored_state.clone_from(&current));
+    Ok((current, source))
+}
+
+/// The stored status message, kept across changes that do not set one.
+async fn status_msg(state: &AppState, user_id: &UserId) -> Result<Option<String>> {
+    Ok(state.storage.presence(user_id.as_str()).await?.and_then(|r| r.status_msg))
+}
+
+/// Records an action by the user (memory only), bringing them back online if a timeout had
+/// made them unavailable.
+pub async fn active(state: &AppState, user_id: &UserId) -> Result<()> {
+    if !state.config.presence.enabled {
+        return Ok(());
+    }
+    let now = state.now_ms();
+    let idle = state.presence.with(user_id, |t| {
+        t.last_active = t.last_active.max(now);
+        t.source == Source::Timeout && t.stored_state.as_deref() == Some("unavailable")
+    });
+    if idle {
+        let status = status_msg(state, user_id).await?;
+        store(state, user_id, "online", status.as_deref(), Source::Sync).await?;
+    }
+    Ok(())
+}
+
 /// `PUT /presence/{userId}/status`: only for oneself; ignored when presence is disabled.
 pub async fn set(
     state: &AppState,
@@ -109,63 +208,48 @@ pub async fn set(
         return Ok(());
     }
     let now = state.now_ms();
-    state.presence.touch(caller, now);
+    state.presence.with(caller, |t| t.last_active = t.last_active.max(now));
     let current = state.storage.presence(caller.as_str()).await?;
     let unchanged = current.as_ref().is_some_and(|c| c.state == name && c.status_msg.as_deref() == status_msg);
-    if !unchanged {
-        store(state, caller, name, status_msg, now, false).await?;
+    if unchanged {
+        state.presence.with(caller, |t| t.source = Source::Explicit);
+    } else {
+        store(state, caller, name, status_msg, Source::Explicit).await?;
     }
-    Ok(())
-}
-
-async fn store(
-    state: &AppState,
-    user_id: &UserId,
-    name: &str,
-    status_msg: Option<&str>,
-    now: i64,
-    by_sync: bool,
-) -> Result<()> {
-    state.storage.set_presence(user_id.as_str(), name, status_msg, now).await?;
-    state.presence.with(user_id, |t| {
-        t.stored_state = Some(name.to_owned());
-        t.set_by_sync = by_sync;
-    });
-    state.rooms.notify_change();
     Ok(())
 }
 
 /// `set_presence` on `/sync`: `online` brings an offline user online (or back from an
-/// `unavailable` that a sync set; one set explicitly stays), `unavailable` marks them away,
-/// `offline` leaves presence alone (and is not activity).
-pub async fn on_sync(state: &AppState, user_id: &UserId, set_presence: &PresenceState) -> Result<()> {
+/// `unavailable` that a sync set; an explicit or idle one stays), `unavailable` marks them away,
+/// `offline` leaves presence alone. Unless offline, the returned guard keeps the user from timing
+/// out while the sync runs.
+pub async fn on_sync(state: &AppState, user_id: &UserId, set_presence: &PresenceState) -> Result<Option<Syncing>> {
     let wanted = state_name(set_presence)?;
     if !state.config.presence.enabled || wanted == "offline" {
-        return Ok(());
+        return Ok(None);
     }
     let now = state.now_ms();
-    state.presence.touch(user_id, now);
-    let (cached, set_by_sync) = state.presence.with(user_id, |t| (t.stored_state.clone(), t.set_by_sync));
-    let current = match cached {
-        Some(current) => Some(current),
-        None => {
-            let current = state.storage.presence(user_id.as_str()).await?.map(|r| r.state);
-            state.presence.with(user_id, |t| t.stored_state.clone_from(&current));
-            current
-        }
-    };
+    state.presence.with(user_id, |t| {
+        t.syncing += 1;
+        t.last_sync = t.last_sync.max(now);
+    });
+    let guard = Syncing { state: state.clone(), user_id: user_id.to_owned() };
+    let (current, source) = stored_state(state, user_id).await?;
     let change = match (wanted, current.as_deref()) {
         ("online", None | Some("offline")) => true,
-        ("online", Some("unavailable")) => set_by_sync,
+        ("online", Some("unavailable")) => source == Source::Sync,
         ("unavailable", current) => current != Some("unavailable"),
         _ => false,
     };
     if change {
-        // The status message stays across the change.
-        let status_msg = state.storage.presence(user_id.as_str()).await?.and_then(|r| r.status_msg);
-        store(state, user_id, wanted, status_msg.as_deref(), now, true).await?;
+        if current.as_deref() != Some("unavailable") {
+            // Coming online is activity.
+            state.presence.with(user_id, |t| t.last_active = t.last_active.max(now));
+        }
+        let status = status_msg(state, user_id).await?;
+        store(state, user_id, wanted, status.as_deref(), Source::Sync).await?;
     }
-    Ok(())
+    Ok(Some(guard))
 }
 
 /// `GET /presence/{userId}/status`: for oneself and users sharing a joined room.
@@ -203,4 +287,48 @@ pub async fn for_sync(state: &AppState, user_id: &UserId, after: i64, up_to: i64
             json!({"type": "m.presence", "sender": row.user_id, "content": content})
         })
         .collect())
+}
+
+/// Starts the sweeper that times out users who stopped syncing or acting. After a restart it
+/// first picks up everyone stored as online or away, so they time out too.
+pub fn start_sweeper(state: Weak<crate::state::Inner>) {
+    tokio::spawn(async move {
+        let mut loaded = false;
+        loop {
+            tokio::time::sleep(SWEEP_EVERY).await;
+            let Some(inner) = state.upgrade() else { return };
+            let state = AppState::from_inner(inner);
+            if !state.config.presence.enabled || state.rooms.is_stopping() {
+                return;
+            }
+            if !loaded {
+                loaded = load_stored(&state).await.is_ok();
+            }
+            if let Err(e) = sweep(&state).await {
+                tracing::warn!(error = %e, "presence sweep failed");
+            }
+        }
+    });
+}
+
+async fn load_stored(state: &AppState) -> Result<()> {
+    for row in state.storage.presence_not_offline().await? {
+        let Ok(user) = OwnedUserId::try_from(row.user_id.as_str()) else { continue };
+        state.presence.with(&user, |t| {
+            t.last_active = t.last_active.max(row.last_active_ts);
+            t.last_sync = t.last_sync.max(row.last_active_ts);
+            if t.stored_state.is_none() {
+                t.stored_state = Some(row.state.clone());
+            }
+        });
+    }
+    Ok(())
+}
+
+async fn sweep(state: &AppState) -> Result<()> {
+    for (user, new_state) in state.presence.timed_out(state.now_ms()) {
+        let status = status_msg(state, &user).await?;
+        store(state, &user, new_state, status.as_deref(), Source::Timeout).await?;
+    }
+    Ok(())
 }

@@ -72,6 +72,7 @@ impl AppState {
             notifier: Default::default(),
         }));
         state.notifier.start(Arc::downgrade(&state.0));
+        crate::presence::start_sweeper(Arc::downgrade(&state.0));
         state
     }
 

@@ -12,6 +12,7 @@ engine_tests!(
     presence_is_set_and_read_by_room_members_only,
     presence_reaches_room_members_through_sync,
     set_presence_on_sync_changes_presence,
+    users_who_stop_syncing_go_offline_and_idle_users_away,
     disabled_presence_is_accepted_and_ignored
 );
 
@@ -25,6 +26,21 @@ fn presence_of(sync: &Value, user_id: &str) -> Option<Value> {
     let event = events.iter().find(|e| e["sender"] == user_id)?;
     assert_eq!(event["type"], "m.presence");
     Some(event["content"].clone())
+}
+
+/// A long-polling sync on a task; it returns when something changes for `session`.
+fn long_poll(
+    server: &TestServer,
+    session: &Session,
+    since: &str,
+    set_presence: &str,
+) -> tokio::task::JoinHandle<Value> {
+    let url =
+        format!("{}/_matrix/client/v3/sync?since={since}&timeout=20000&set_presence={set_presence}", server.base_url);
+    let token = session.access_token.clone();
+    tokio::spawn(async move {
+        reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap()
+    })
 }
 
 async fn get_presence(server: &TestServer, session: &Session, user_id: &str) -> Value {
@@ -57,13 +73,19 @@ async fn presence_is_set_and_read_by_room_members_only(engine: Engine) {
         assert!(seen["last_active_ago"].as_u64().expect("last_active_ago") < 5_000, "{seen}");
     }
 
-    // Time passes without activity: still online, no longer currently active.
+    // Time passes without activity while alice's client keeps a sync open: still online, no
+    // longer currently active.
+    let next = server.sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
+    let polling = long_poll(&server, &alice, &next, "online");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     server.clock.advance_secs(120);
     let later = get_presence(&server, &bob, &alice.user_id).await;
+    assert_eq!(later["presence"], "online", "{later}");
     assert_eq!(later["currently_active"], false, "{later}");
     assert!(later["last_active_ago"].as_u64().unwrap() >= 120_000, "{later}");
     // Sending a message is activity.
     server.send_text(&alice, &room, "back").await;
+    polling.await.unwrap();
     let active = get_presence(&server, &bob, &alice.user_id).await;
     assert_eq!(active["currently_active"], true, "{active}");
     assert!(active["last_active_ago"].as_u64().unwrap() < 5_000, "{active}");
@@ -190,6 +212,53 @@ async fn set_presence_on_sync_changes_presence(engine: Engine) {
 
     let (status, body) = server.get("/_matrix/client/v3/sync?set_presence=dancing", bob.token()).await;
     assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
+}
+
+async fn users_who_stop_syncing_go_offline_and_idle_users_away(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let alice = server.register("alice", "correct-horse").await;
+    let bob = server.register("bob", "correct-horse").await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    server.sync(&bob, "").await;
+    assert_eq!(get_presence(&server, &alice, &bob.user_id).await["presence"], "online");
+    let next = server.sync(&alice, "set_presence=offline").await["next_batch"].as_str().unwrap().to_owned();
+
+    // Bob's client stops syncing: a little later he is still online, after 30 s offline.
+    server.clock.advance_secs(20);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(get_presence(&server, &alice, &bob.user_id).await["presence"], "online");
+    let waiting = long_poll(&server, &alice, &next, "offline");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.clock.advance_secs(15);
+    let woken = tokio::time::timeout(Duration::from_secs(15), waiting).await.expect("woken").unwrap();
+    assert_eq!(presence_of(&woken, &bob.user_id).expect("bob timed out")["presence"], "offline", "{woken}");
+    let next = woken["next_batch"].as_str().unwrap().to_owned();
+
+    // Syncing again brings him online; while a sync stays open he does not time out, but doing
+    // nothing for five minutes makes him unavailable.
+    let bobs = server.sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+    let bob_polling = long_poll(&server, &bob, &bobs, "online");
+    let waiting = long_poll(&server, &alice, &next, "offline");
+    let woken = tokio::time::timeout(Duration::from_secs(15), waiting).await.expect("woken").unwrap();
+    assert_eq!(presence_of(&woken, &bob.user_id).expect("bob back")["presence"], "online", "{woken}");
+    let next = woken["next_batch"].as_str().unwrap().to_owned();
+    let waiting = long_poll(&server, &alice, &next, "offline");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.clock.advance_secs(6 * 60);
+    let woken = tokio::time::timeout(Duration::from_secs(15), waiting).await.expect("woken").unwrap();
+    assert_eq!(presence_of(&woken, &bob.user_id).expect("bob idle")["presence"], "unavailable", "{woken}");
+    let next = woken["next_batch"].as_str().unwrap().to_owned();
+    bob_polling.await.unwrap();
+
+    // Syncing does not end idleness; acting does.
+    server.sync(&bob, "").await;
+    assert_eq!(get_presence(&server, &alice, &bob.user_id).await["presence"], "unavailable");
+    server.send_text(&bob, &room, "I am back").await;
+    let back = server.sync(&alice, &format!("since={next}&set_presence=offline")).await;
+    let seen = presence_of(&back, &bob.user_id).expect("bob active");
+    assert_eq!(seen["presence"], "online", "{back}");
+    assert_eq!(seen["currently_active"], true, "{back}");
 }
 
 async fn disabled_presence_is_accepted_and_ignored(engine: Engine) {

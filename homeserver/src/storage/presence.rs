@@ -79,6 +79,14 @@ impl Storage {
         rows.iter().map(from_row).collect()
     }
 
+    /// Everyone not stored as offline (to time them out after a restart).
+    pub async fn presence_not_offline(&self) -> Result<Vec<PresenceRow>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM presence p WHERE p.state <> 'offline'"))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// Whether two users are both joined to some room.
     pub async fn share_a_room(&self, a: &str, b: &str) -> Result<bool> {
         let row = sqlx::query(

@@ -47,7 +47,8 @@ pub struct SyncRequest {
 
 pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Result<Response> {
     let since = request.since.as_deref().map(parse_sync_token).transpose()?;
-    crate::presence::on_sync(state, &authed.user_id, &request.set_presence).await?;
+    // Keeps the user online while the sync (and its long-poll) runs.
+    let _syncing = crate::presence::on_sync(state, &authed.user_id, &request.set_presence).await?;
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
