@@ -6,7 +6,7 @@
 //! per user, so a sync that changes nothing reads nothing. As in Synapse, a sweeper marks users
 //! who stopped syncing offline and idle users unavailable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
@@ -264,29 +264,62 @@ pub async fn get(state: &AppState, caller: &UserId, target: &UserId) -> Result<P
     Ok(row.as_ref().map_or_else(PresenceView::offline, |row| view(state, row)))
 }
 
-/// `m.presence` events for `/sync`: changes in `(after, up_to]` of the user and their room-mates.
-pub async fn for_sync(state: &AppState, user_id: &UserId, after: i64, up_to: i64) -> Result<Vec<Value>> {
+/// What a sync covers, for presence.
+pub struct SyncWindow<'a> {
+    /// The presence stream positions: changes in `(after, up_to]` are sent.
+    pub after: i64,
+    pub up_to: i64,
+    /// For incremental syncs, the event stream positions: users who started sharing one of
+    /// `joined_rooms` with the syncing user in `(after, up_to]` get their current presence sent.
+    pub events: Option<(i64, i64)>,
+    pub joined_rooms: &'a [String],
+}
+
+/// `m.presence` events for `/sync`: changes of the user and their room-mates, and the current
+/// presence of new room-mates.
+pub async fn for_sync(state: &AppState, user_id: &UserId, window: SyncWindow<'_>) -> Result<Vec<Value>> {
     if !state.config.presence.enabled {
         return Ok(Vec::new());
     }
-    let rows = state.storage.presence_changes_for(user_id.as_str(), after, up_to).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let view = view(state, row);
-            let mut content = json!({"presence": view.presence.as_str()});
-            if let Some(ago) = view.last_active_ago {
-                content["last_active_ago"] = json!(ago);
+    let mut rows = state.storage.presence_changes_for(user_id.as_str(), window.after, window.up_to).await?;
+    if let Some((after, up_to)) = window.events {
+        let mut new_mates = BTreeSet::new();
+        for change in state.storage.membership_changes(window.joined_rooms, after, up_to).await? {
+            if change.membership != "join" {
+                continue;
             }
-            if let Some(active) = view.currently_active {
-                content["currently_active"] = json!(active);
+            if change.user_id == user_id.as_str() {
+                // We joined: everyone there may be new to us.
+                for member in state.storage.room_memberships(&change.room_id).await? {
+                    if member.membership == "join" {
+                        new_mates.insert(member.user_id);
+                    }
+                }
+            } else {
+                new_mates.insert(change.user_id);
             }
-            if let Some(msg) = view.status_msg {
-                content["status_msg"] = json!(msg);
-            }
-            json!({"type": "m.presence", "sender": row.user_id, "content": content})
-        })
-        .collect())
+        }
+        let already: HashSet<String> = rows.iter().map(|r| r.user_id.clone()).collect();
+        new_mates.remove(user_id.as_str());
+        let missing: Vec<String> = new_mates.into_iter().filter(|u| !already.contains(u)).collect();
+        rows.extend(state.storage.presence_of_users(&missing).await?);
+    }
+    Ok(rows.iter().map(|row| presence_event(state, row)).collect())
+}
+
+fn presence_event(state: &AppState, row: &PresenceRow) -> Value {
+    let view = view(state, row);
+    let mut content = json!({"presence": view.presence.as_str()});
+    if let Some(ago) = view.last_active_ago {
+        content["last_active_ago"] = json!(ago);
+    }
+    if let Some(active) = view.currently_active {
+        content["currently_active"] = json!(active);
+    }
+    if let Some(msg) = view.status_msg {
+        content["status_msg"] = json!(msg);
+    }
+    json!({"type": "m.presence", "sender": row.user_id, "content": content})
 }
 
 /// Starts the sweeper that times out users who stopped syncing or acting. After a restart it

@@ -171,6 +171,25 @@ async fn presence_reaches_room_members_through_sync(engine: Engine) {
     let old_style: String = next.split('_').take(6).collect::<Vec<_>>().join("_");
     let from_old = server.sync(&bob, &format!("since={old_style}&set_presence=offline&timeout=0")).await;
     assert_eq!(presence_of(&from_old, &alice.user_id).expect("replayed")["presence"], "unavailable");
+
+    // Someone who starts sharing a room is sent their current presence, both ways.
+    let carol = server.register("carol", "correct-horse").await;
+    server.put(&status_path(&carol.user_id), carol.token(), json!({"presence": "online", "status_msg": "new"})).await;
+    let carols = server.sync(&carol, "set_presence=offline").await["next_batch"].as_str().unwrap().to_owned();
+    assert!(
+        presence_of(
+            &server.sync(&carol, &format!("since={carols}&timeout=0&set_presence=offline")).await,
+            &alice.user_id
+        )
+        .is_none()
+    );
+    let bobs = server.sync(&bob, "set_presence=offline").await["next_batch"].as_str().unwrap().to_owned();
+    assert_eq!(server.join(&carol, &room).await.0, StatusCode::OK);
+    let bob_sees = server.sync(&bob, &format!("since={bobs}&set_presence=offline")).await;
+    assert_eq!(presence_of(&bob_sees, &carol.user_id).expect("carol's presence")["status_msg"], "new", "{bob_sees}");
+    let carol_sees = server.sync(&carol, &format!("since={carols}&set_presence=offline")).await;
+    assert_eq!(presence_of(&carol_sees, &alice.user_id).expect("alice's presence")["presence"], "unavailable");
+
     let (status, body) = server.get("/_matrix/client/v3/sync?since=s1_2_3_4_5_6_x", bob.token()).await;
     assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
 }

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream};
+use super::{Result, Storage, Stream, advance_stream, placeholders};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceRow {
@@ -76,6 +76,20 @@ impl Storage {
         .bind(up_to)
         .fetch_all(&self.read)
         .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The stored presence of these users, in one query.
+    pub async fn presence_of_users(&self, user_ids: &[String]) -> Result<Vec<PresenceRow>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {COLUMNS} FROM presence p WHERE p.user_id IN ({})", placeholders(1, user_ids.len()));
+        let mut query = sqlx::query(&sql);
+        for user_id in user_ids {
+            query = query.bind(user_id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(from_row).collect()
     }
 

@@ -253,7 +253,13 @@ async fn sync_once(
     add_receipts(state, authed, &joined_list, since_receipts.unwrap_or(0), receipts_up_to, &mut response).await?;
     add_unread_counts(state, authed, timeline_filter.unread_thread_notifications, &mut response).await?;
     let since_presence = tokens.map_or(0, |t| t.presence);
-    for event in crate::presence::for_sync(state, &authed.user_id, since_presence, presence_up_to).await? {
+    let presence_window = crate::presence::SyncWindow {
+        after: since_presence,
+        up_to: presence_up_to,
+        events: since.map(|since| (since, up_to)),
+        joined_rooms: &joined_list,
+    };
+    for event in crate::presence::for_sync(state, &authed.user_id, presence_window).await? {
         response.presence.events.push(to_raw(&event)?);
     }
 
