@@ -325,6 +325,40 @@ async fn room_states(
     Ok(states)
 }
 
+/// Events indexed per backfill step.
+const BACKFILL_BATCH: i64 = 500;
+
+/// Indexes, in the background, events persisted before the search index existed (an upgraded
+/// installation); new events are indexed as they are persisted. Resumes where it stopped.
+pub fn start_backfill(state: std::sync::Weak<crate::state::Inner>) {
+    tokio::spawn(async move {
+        let Some(inner) = state.upgrade() else { return };
+        let up_to = match inner.storage.max_stream_ordering().await {
+            Ok(position) => position,
+            Err(e) => return tracing::warn!(error = %e, "search backfill could not start"),
+        };
+        drop(inner);
+        let mut indexed = 0;
+        loop {
+            let Some(inner) = state.upgrade() else { return };
+            if inner.rooms.is_stopping() {
+                return;
+            }
+            match inner.storage.backfill_search_index(up_to, BACKFILL_BATCH).await {
+                Ok(0) => break,
+                Ok(n) => indexed += n,
+                Err(e) => return tracing::warn!(error = %e, "search backfill stopped; it resumes at the next start"),
+            }
+            drop(inner);
+            // Leave room for other writers between batches.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if indexed > 0 {
+            tracing::info!(events = indexed, "search index backfilled");
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

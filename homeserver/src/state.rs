@@ -73,6 +73,7 @@ impl AppState {
         }));
         state.notifier.start(Arc::downgrade(&state.0));
         crate::presence::start_sweeper(Arc::downgrade(&state.0));
+        crate::search::start_backfill(Arc::downgrade(&state.0));
         state
     }
 

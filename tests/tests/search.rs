@@ -12,7 +12,8 @@ engine_tests!(
     pages_through_every_result_once,
     filters_context_and_groupings,
     redacted_encrypted_and_invisible_events_never_match,
-    bad_requests_are_refused
+    bad_requests_are_refused,
+    events_from_before_the_index_are_backfilled
 );
 
 async fn search(server: &TestServer, session: &Session, criteria: Value, next_batch: Option<&str>) -> Value {
@@ -308,4 +309,46 @@ async fn bad_requests_are_refused(engine: Engine) {
     let (status, body) =
         server.post("/_matrix/client/v3/search", alice.token(), json!({"search_categories": {}})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn events_from_before_the_index_are_backfilled(engine: Engine) {
+    let old = TestServer::start(engine).await;
+    let alice = old.register("alice", "correct-horse").await;
+    let room = old.create_room(&alice, json!({"name": "Old room"})).await;
+    for n in 0..12 {
+        old.send_text(&alice, &room, &format!("ancient plum {n}")).await;
+    }
+    let redacted = old.send_text(&alice, &room, "ancient plum redacted").await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/redact/{redacted}/r1");
+    assert_eq!(old.put(&path, alice.token(), json!({})).await.0, StatusCode::OK);
+    let (url, data_dir) = (old.state.config.effective_database_url(), old.state.config.data_dir.clone());
+    drop(old);
+
+    // Make the database look like one from before the search index existed.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM event_search").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE stream_positions SET position = 0 WHERE stream = 'search_backfill'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let new = TestServer::start_with(engine, |config| {
+        config.database_url = url.clone();
+        config.data_dir = data_dir.clone();
+    })
+    .await;
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        found = search(&new, &alice, json!({"search_term": "ancient plum", "filter": {"limit": 50}}), None).await;
+        if found["count"] == 12 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["count"], 12, "{found}");
+    assert!(!result_ids(&found).contains(&redacted), "the redacted event stays out");
+    let names = search(&new, &alice, json!({"search_term": "old", "keys": ["content.name"]}), None).await;
+    assert_eq!(names["count"], 1, "{names}");
 }

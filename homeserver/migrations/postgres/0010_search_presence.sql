@@ -11,6 +11,8 @@ CREATE TABLE event_search (
     value            TEXT NOT NULL
 );
 CREATE INDEX event_search_room ON event_search (room_id, stream_ordering);
+-- Events persisted before this migration are indexed by a background task; this is how far it got.
+INSERT INTO stream_positions (stream, position) VALUES ('search_backfill', 0);
 CREATE INDEX event_search_fts ON event_search USING GIN (to_tsvector('english', value));
 
 -- Presence: the latest state per user. `stream_id` orders changes for /sync; `last_active_ts`

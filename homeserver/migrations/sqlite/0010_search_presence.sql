@@ -12,6 +12,8 @@ CREATE TABLE event_search (
     value            TEXT NOT NULL
 );
 CREATE INDEX event_search_room ON event_search (room_id, stream_ordering);
+-- Events persisted before this migration are indexed by a background task; this is how far it got.
+INSERT INTO stream_positions (stream, position) VALUES ('search_backfill', 0);
 CREATE VIRTUAL TABLE event_search_fts USING fts5(
     value, content = 'event_search', content_rowid = 'stream_ordering', tokenize = 'porter unicode61'
 );

@@ -243,6 +243,8 @@ pub enum Stream {
     DeviceLists,
     ToDevice,
     Presence,
+    /// How far events from before the search index were indexed.
+    SearchBackfill,
 }
 
 impl Stream {
@@ -253,6 +255,7 @@ impl Stream {
             Self::DeviceLists => "device_lists",
             Self::ToDevice => "to_device",
             Self::Presence => "presence",
+            Self::SearchBackfill => "search_backfill",
         }
     }
 }

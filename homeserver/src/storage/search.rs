@@ -6,7 +6,7 @@
 use sqlx::{AnyConnection, Row};
 
 use super::rooms::NewEvent;
-use super::{Engine, Result, Storage, placeholders};
+use super::{Engine, Result, Storage, Stream, placeholders};
 
 /// Rows per multi-row INSERT (seven parameters each).
 const INSERT_CHUNK: usize = 100;
@@ -23,16 +23,39 @@ pub fn searchable_text(event_type: &str, content: &serde_json::Value) -> Option<
     (!value.is_empty()).then(|| (key, value.to_owned()))
 }
 
+/// One row of the index.
+struct IndexRow<'a> {
+    stream_ordering: i64,
+    event_id: &'a str,
+    room_id: &'a str,
+    sender: &'a str,
+    origin_server_ts: i64,
+    key: &'static str,
+    value: String,
+}
+
 /// Indexes the accepted, searchable events of a batch: `(event, stream ordering)`.
 pub(super) async fn index_events(conn: &mut AnyConnection, events: &[(&NewEvent, i64)]) -> Result<()> {
-    let rows: Vec<(&NewEvent, i64, &'static str, String)> = events
+    let rows: Vec<IndexRow<'_>> = events
         .iter()
         .filter(|(event, _)| event.rejected_reason.is_none())
         .filter_map(|(event, ordering)| {
             let (key, value) = searchable_text(&event.event_type, &event.json["content"])?;
-            Some((*event, *ordering, key, value))
+            Some(IndexRow {
+                stream_ordering: *ordering,
+                event_id: &event.event_id,
+                room_id: &event.room_id,
+                sender: &event.sender,
+                origin_server_ts: event.origin_server_ts,
+                key,
+                value,
+            })
         })
         .collect();
+    insert_rows(conn, &rows).await
+}
+
+async fn insert_rows(conn: &mut AnyConnection, rows: &[IndexRow<'_>]) -> Result<()> {
     for chunk in rows.chunks(INSERT_CHUNK) {
         let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
         let sql = format!(
@@ -41,19 +64,88 @@ pub(super) async fn index_events(conn: &mut AnyConnection, events: &[(&NewEvent,
             values.join(", ")
         );
         let mut query = sqlx::query(&sql);
-        for (event, ordering, key, value) in chunk {
+        for row in chunk {
             query = query
-                .bind(*ordering)
-                .bind(&event.event_id)
-                .bind(&event.room_id)
-                .bind(&event.sender)
-                .bind(*key)
-                .bind(event.origin_server_ts)
-                .bind(value.as_str());
+                .bind(row.stream_ordering)
+                .bind(row.event_id)
+                .bind(row.room_id)
+                .bind(row.sender)
+                .bind(row.key)
+                .bind(row.origin_server_ts)
+                .bind(row.value.as_str());
         }
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+impl Storage {
+    /// Indexes events persisted before the index existed, `batch` at a time from where the last
+    /// call stopped, up to `up_to`. Returns how many events were looked at (0 when done).
+    pub async fn backfill_search_index(&self, up_to: i64, batch: i64) -> Result<usize> {
+        let after = self.stream_position(Stream::SearchBackfill).await?;
+        let events = self.searchable_events(after, up_to, batch).await?;
+        let Some(last) = events.last().map(|e| e.stream_ordering) else {
+            // Done: later events are indexed as they are persisted, so there is nothing to resume.
+            if after != i64::MAX {
+                self.set_search_backfill_position(i64::MAX).await?;
+            }
+            return Ok(0);
+        };
+        let rows: Vec<IndexRow<'_>> = events
+            .iter()
+            .filter_map(|event| {
+                let (key, value) = searchable_text(&event.event_type, &event.json["content"])?;
+                Some(IndexRow {
+                    stream_ordering: event.stream_ordering,
+                    event_id: &event.event_id,
+                    room_id: &event.room_id,
+                    sender: &event.sender,
+                    origin_server_ts: event.origin_server_ts,
+                    key,
+                    value,
+                })
+            })
+            .collect();
+        let mut tx = self.write.begin().await?;
+        insert_rows(&mut tx, &rows).await?;
+        tx.commit().await?;
+        self.set_search_backfill_position(last).await?;
+        // A redaction may have replaced an event after it was read above and deleted its (not yet
+        // written) row: read them again and drop what is no longer searchable.
+        let ids: Vec<String> = rows.iter().map(|r| r.event_id.to_owned()).collect();
+        for event in self.events_by_id(&ids).await? {
+            if searchable_text(&event.event_type, &event.json["content"]).is_none() {
+                self.delete_search_entry(&event.event_id).await?;
+            }
+        }
+        Ok(events.len())
+    }
+
+    async fn set_search_backfill_position(&self, position: i64) -> Result<()> {
+        sqlx::query("UPDATE stream_positions SET position = $2 WHERE stream = $1")
+            .bind(Stream::SearchBackfill.name())
+            .bind(position)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Accepted events of the searchable types with `after < stream_ordering <= up_to`.
+    async fn searchable_events(&self, after: i64, up_to: i64, limit: i64) -> Result<Vec<super::EventRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM events e WHERE e.stream_ordering > $1 AND e.stream_ordering <= $2 \
+             AND e.rejected_reason IS NULL AND e.event_type IN ('m.room.message', 'm.room.name', 'm.room.topic') \
+             ORDER BY e.stream_ordering LIMIT $3",
+            super::rooms::EVENT_COLUMNS
+        ))
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(super::EventRow::from_row).collect()
+    }
 }
 
 /// How results are ordered.
