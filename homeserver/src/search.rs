@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::rooms::client_event::{client_event, to_raw};
-use crate::rooms::timeline::{filter_visible, format_token, matches_filter};
+use crate::rooms::timeline::{filter_visible, format_token, glob_matches, matches_filter};
 use crate::state::AppState;
 use crate::storage::{EventRow, Order, SearchHit, SearchOrder, SearchQuery};
 
@@ -24,8 +24,10 @@ const DEFAULT_LIMIT: u64 = 10;
 const MAX_LIMIT: u64 = 100;
 /// Context events on either side at most.
 const MAX_CONTEXT: u64 = 50;
-/// Words of a search term that are used at most.
+/// Words of a search term that are used at most, and the longest word (no real word is longer;
+/// PostgreSQL would drop it anyway).
 const MAX_TERMS: usize = 16;
+const MAX_WORD_CHARS: usize = 100;
 /// Most index reads per request while skipping events the user may not see.
 const MAX_SCAN_ROUNDS: usize = 10;
 
@@ -34,7 +36,7 @@ pub fn terms(search_term: &str) -> Vec<String> {
     let mut seen = HashSet::new();
     search_term
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
+        .filter(|word| !word.is_empty() && word.chars().count() <= MAX_WORD_CHARS)
         .map(str::to_lowercase)
         .filter(|word| seen.insert(word.clone()))
         .take(MAX_TERMS)
@@ -74,6 +76,27 @@ fn search_keys(keys: Option<&[SearchKeys]>) -> Result<Vec<&'static str>> {
         .collect()
 }
 
+/// The event type each key is read from.
+fn key_event_type(key: &str) -> &'static str {
+    match key {
+        "content.name" => "m.room.name",
+        "content.topic" => "m.room.topic",
+        _ => "m.room.message",
+    }
+}
+
+/// Keys whose event type the filter's `types` / `not_types` allow, so the index query (and the
+/// count) already leaves the other types out.
+fn keys_for_types(keys: Vec<&'static str>, filter: &ruma::api::client::filter::RoomEventFilter) -> Vec<&'static str> {
+    keys.into_iter()
+        .filter(|key| {
+            let event_type = key_event_type(key);
+            filter.types.as_ref().is_none_or(|types| types.iter().any(|t| glob_matches(t, event_type)))
+                && !filter.not_types.iter().any(|t| glob_matches(t, event_type))
+        })
+        .collect()
+}
+
 fn search_order(order: Option<&OrderBy>) -> Result<SearchOrder> {
     match order {
         None | Some(OrderBy::Rank) => Ok(SearchOrder::Rank),
@@ -105,6 +128,7 @@ pub async fn search_room_events(
     let order = search_order(criteria.order_by.as_ref())?;
     let groupings = grouping_keys(criteria)?;
     let filter = &criteria.filter;
+    let keys = keys_for_types(keys, filter);
     let limit = filter.limit.map_or(DEFAULT_LIMIT, u64::from).clamp(1, MAX_LIMIT);
     let limit = usize::try_from(limit).unwrap_or(10);
     let page = match next_batch {
@@ -368,6 +392,7 @@ mod tests {
         assert_eq!(terms("Hello, \"world\" -hello* AND:x"), vec!["hello", "world", "and", "x"]);
         assert!(terms("  ***  ").is_empty());
         assert_eq!(terms("Grüße"), vec!["grüße"]);
+        assert_eq!(terms(&format!("{} short", "x".repeat(101))), vec!["short"]);
     }
 
     #[test]

@@ -35,6 +35,8 @@ async fn openid_tokens_identify_their_user_until_they_expire(engine: Engine) {
     );
     // Unknown tokens are refused; so are requests for someone else.
     assert_error(server.get(&userinfo("garbage"), None).await, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    let missing = server.get("/_matrix/federation/v1/openid/userinfo", None).await;
+    assert_error(missing, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
     assert_error(
         server.post(&request_token(&alice.user_id), bob.token(), json!({})).await,
         StatusCode::FORBIDDEN,

@@ -174,6 +174,15 @@ async fn filters_context_and_groupings(engine: Engine) {
     let by_type =
         search(&server, &alice, json!({"search_term": "mango", "filter": {"types": ["m.room.name"]}}), None).await;
     assert!(result_bodies(&by_type).is_empty(), "{by_type}");
+    assert_eq!(by_type["count"], 0);
+    let messages = search(
+        &server,
+        &alice,
+        json!({"search_term": "mango", "filter": {"types": ["m.room.*"], "not_types": ["m.room.name"]}}),
+        None,
+    )
+    .await;
+    assert_eq!(messages["count"], 4);
 
     // Context around a result, with the senders' profiles.
     let criteria = json!({
