@@ -182,13 +182,13 @@ pub async fn search_room_events(
     }
 
     let now = state.now_ms();
+    let mut events: Vec<Value> = found.iter().map(|(_, row)| client_event(row, now, true, None)).collect();
+    crate::rooms::relations::bundle(state, user_id, &mut events).await?;
     let mut results = Vec::with_capacity(found.len());
-    for (hit, row) in &found {
+    for ((hit, row), event) in found.iter().zip(&events) {
         let mut result = SearchResult::new();
         result.rank = Some(hit.rank);
-        let mut event = [client_event(row, now, true, None)];
-        crate::rooms::relations::bundle(state, user_id, &mut event).await?;
-        result.result = Some(to_raw(&event[0])?);
+        result.result = Some(to_raw(event)?);
         result.context = context(state, user_id, row, criteria, now).await?;
         results.push(result);
     }
