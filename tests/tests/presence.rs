@@ -43,6 +43,12 @@ fn long_poll(
     })
 }
 
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 async fn get_presence(server: &TestServer, session: &Session, user_id: &str) -> Value {
     let (status, body) = server.get(&status_path(user_id), session.token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -145,6 +151,14 @@ async fn presence_reaches_room_members_through_sync(engine: Engine) {
     assert_eq!(seen["status_msg"], "here");
     assert_eq!(seen["currently_active"], true);
     assert!(presence_of(&initial, &bob.user_id).is_none(), "bob never set presence: {initial}");
+    // The filter's presence section applies (clients switch presence off with not_types ["*"]).
+    let filtered = server
+        .sync(&bob, "set_presence=offline&filter=%7B%22presence%22%3A%7B%22not_types%22%3A%5B%22*%22%5D%7D%7D")
+        .await;
+    assert!(presence_of(&filtered, &alice.user_id).is_none(), "{filtered}");
+    let by_sender = format!("{{\"presence\":{{\"not_senders\":[\"{}\"]}}}}", alice.user_id);
+    let by_sender = server.sync(&bob, &format!("set_presence=offline&filter={}", urlencode(&by_sender))).await;
+    assert!(presence_of(&by_sender, &alice.user_id).is_none(), "{by_sender}");
     let stranger_sync = server.sync(&stranger, "set_presence=offline").await;
     assert!(presence_of(&stranger_sync, &alice.user_id).is_none(), "{stranger_sync}");
 

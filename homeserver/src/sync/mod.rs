@@ -259,8 +259,12 @@ async fn sync_once(
         events: since.map(|since| (since, up_to)),
         joined_rooms: &joined_list,
     };
-    for event in crate::presence::for_sync(state, &authed.user_id, presence_window).await? {
-        response.presence.events.push(to_raw(&event)?);
+    let presence_filter = &request.filter.presence;
+    let presence_limit =
+        presence_filter.limit.map_or(usize::MAX, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX));
+    let presence = crate::presence::for_sync(state, &authed.user_id, presence_window).await?;
+    for event in presence.iter().filter(|e| presence_filter_allows(presence_filter, e)).take(presence_limit) {
+        response.presence.events.push(to_raw(event)?);
     }
 
     for membership in memberships.iter().filter(|m| m.membership == "invite" && wanted(m)) {
@@ -447,6 +451,17 @@ async fn add_receipts(
         response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
     }
     Ok(())
+}
+
+/// The filter's `presence` section (clients switch presence off with `not_types: ["*"]`).
+fn presence_filter_allows(filter: &ruma::api::client::filter::Filter, event: &Value) -> bool {
+    use crate::rooms::timeline::glob_matches;
+    let sender = event["sender"].as_str().unwrap_or_default();
+    let event_type = event["type"].as_str().unwrap_or_default();
+    filter.types.as_ref().is_none_or(|types| types.iter().any(|t| glob_matches(t, event_type)))
+        && !filter.not_types.iter().any(|t| glob_matches(t, event_type))
+        && filter.senders.as_ref().is_none_or(|senders| senders.iter().any(|s| s.as_str() == sender))
+        && !filter.not_senders.iter().any(|s| s.as_str() == sender)
 }
 
 /// `unsigned.m.relations` for the events that have any, by event ID.
