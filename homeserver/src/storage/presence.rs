@@ -63,13 +63,14 @@ impl Storage {
     }
 
     /// Presence changed in `after < stream_id <= up_to` of the user and of everyone sharing a
-    /// joined room with them, in one query.
+    /// joined room with them, in one query (the room-mates are computed once, not per row).
     pub async fn presence_changes_for(&self, user_id: &str, after: i64, up_to: i64) -> Result<Vec<PresenceRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM presence p WHERE p.stream_id > $2 AND p.stream_id <= $3 AND (p.user_id = $1 \
-             OR EXISTS (SELECT 1 FROM memberships mine JOIN memberships theirs ON theirs.room_id = mine.room_id \
-             WHERE mine.user_id = $1 AND mine.membership = 'join' AND theirs.user_id = p.user_id \
-             AND theirs.membership = 'join')) ORDER BY p.stream_id"
+             OR p.user_id IN (SELECT theirs.user_id FROM memberships mine \
+             JOIN memberships theirs ON theirs.room_id = mine.room_id \
+             WHERE mine.user_id = $1 AND mine.membership = 'join' AND theirs.membership = 'join')) \
+             ORDER BY p.stream_id"
         ))
         .bind(user_id)
         .bind(after)
