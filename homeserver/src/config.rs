@@ -59,6 +59,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub user_directory: UserDirectoryConfig,
     pub federation: FederationConfig,
+    pub presence: PresenceConfig,
     pub log: LogConfig,
 }
 
@@ -84,6 +85,18 @@ impl Default for FederationConfig {
 #[serde(default)]
 pub struct UserDirectoryConfig {
     pub search_all_users: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PresenceConfig {
+    pub enabled: bool,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -194,6 +207,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             user_directory: UserDirectoryConfig::default(),
             federation: FederationConfig::default(),
+            presence: PresenceConfig::default(),
             log: LogConfig::default(),
         }
     }

@@ -39,6 +39,7 @@ pub struct Inner {
     pub rooms: crate::rooms::RoomRuntime,
     pub token_cache: crate::accounts::token_cache::TokenCache,
     pub typing: crate::typing::TypingTracker,
+    pub presence: crate::presence::PresenceTracker,
     pub media: crate::media::MediaRuntime,
     pub metrics: crate::metrics::Metrics,
     pub push_rules: crate::notifications::RulesetCache,
@@ -76,6 +77,7 @@ impl AppState {
             rooms: Default::default(),
             token_cache: Default::default(),
             typing: Default::default(),
+            presence: Default::default(),
             media: crate::media::MediaRuntime::new(media_store),
             metrics: Default::default(),
             push_rules: Default::default(),
@@ -86,6 +88,8 @@ impl AppState {
         }));
         state.notifier.start(Arc::downgrade(&state.0));
         crate::federation_sender::device_lists::start(&state);
+        crate::presence::start_sweeper(Arc::downgrade(&state.0));
+        crate::search::start_backfill(Arc::downgrade(&state.0));
         state
     }
 

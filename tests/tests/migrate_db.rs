@@ -92,6 +92,11 @@ async fn sqlite_installation_moves_to_postgres() {
     assert_eq!(new.get("/_matrix/client/v3/account/whoami", alice.token()).await.0, StatusCode::OK);
     new.login("bob", PASSWORD).await;
     assert_eq!(snapshot(&new, &alice, &room, &media_id).await, before);
+    // The search index came along (PostgreSQL indexes the copied rows).
+    let search = json!({"search_categories": {"room_events": {"search_term": "message"}}});
+    let (status, found) = new.post("/_matrix/client/v3/search", alice.token(), search).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["search_categories"]["room_events"]["count"], 30, "{found}");
     // And the moved server keeps going: new events continue the same history.
     new.send_text(&bob, &room, "after the move").await;
     let sync = new.sync(&alice, "").await;

@@ -61,6 +61,7 @@ pub async fn redact(
     let redacted = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
     state.storage.replace_event_json(target_id, &redacted).await?;
     state.storage.delete_relation(target_id).await?;
+    state.storage.delete_search_entry(target_id).await?;
     forget_in_successor(state, &target, &redacted).await?;
     // A cached head may hold the unredacted state event.
     state.rooms.forget_head(room_id).await;

@@ -105,7 +105,7 @@ pub fn matches_filter(filter: &RoomEventFilter, row: &EventRow) -> bool {
 }
 
 /// Filter type patterns may end in `*`.
-fn glob_matches(pattern: &str, value: &str) -> bool {
+pub fn glob_matches(pattern: &str, value: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => value.starts_with(prefix),
         None => pattern == value,

@@ -82,6 +82,10 @@ async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Persisted>> {
     for job in jobs {
         results.push(insert_event(&mut tx, &job.event).await?);
     }
+    // The whole batch's search rows in as few statements as possible.
+    let indexed: Vec<(&NewEvent, i64)> =
+        jobs.iter().zip(&results).map(|(job, persisted)| (&job.event, persisted.stream_ordering)).collect();
+    super::search::index_events(&mut tx, &indexed).await?;
     tx.commit().await?;
     Ok(results)
 }

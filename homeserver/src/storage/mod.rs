@@ -15,11 +15,14 @@ mod key_backup;
 mod media;
 mod memberships;
 mod notifications;
+mod openid;
+mod presence;
 mod receipts;
 mod registration_tokens;
 mod relations;
 mod remote_rooms;
 mod rooms;
+mod search;
 mod to_device;
 mod tokens;
 mod uiaa;
@@ -42,11 +45,13 @@ pub use key_backup::{BackupKeyRow, BackupVersionRow, KeyScope};
 pub use media::{MediaRow, ThumbnailRow, UploadedContent};
 pub use memberships::{MemberSummary, MembershipRow};
 pub use notifications::{NotificationRow, UnreadCount};
+pub use presence::PresenceRow;
 pub use receipts::{NewReceipt, ReceiptRow};
 pub use registration_tokens::RegistrationTokenRow;
 pub use relations::{Aggregation, RelationQuery, RelationRow};
 pub use remote_rooms::{AdoptedRoom, RemoteInvite};
 pub use rooms::{EventRow, NewEvent, Order, Persisted, PushAction, ResolvedCurrent, RoomRow, StateMap};
+pub use search::{SearchHit, SearchOrder, SearchQuery, searchable_text};
 pub use to_device::{NewToDeviceMessage, ToDeviceRow};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};
 pub use uiaa::UiaaSessionRow;
@@ -244,6 +249,9 @@ pub enum Stream {
     FederationEdus,
     /// Not a stream of its own: how far `DeviceLists` has been announced to other servers.
     DeviceListsAnnounced,
+    Presence,
+    /// How far events from before the search index were indexed.
+    SearchBackfill,
 }
 
 impl Stream {
@@ -255,6 +263,8 @@ impl Stream {
             Self::ToDevice => "to_device",
             Self::FederationEdus => "federation_edus",
             Self::DeviceListsAnnounced => "device_lists_announced",
+            Self::Presence => "presence",
+            Self::SearchBackfill => "search_backfill",
         }
     }
 }

@@ -39,11 +39,11 @@ pub struct EventRow {
     pub json: serde_json::Value,
 }
 
-const EVENT_COLUMNS: &str = "e.stream_ordering, e.event_id, e.room_id, e.event_type, e.state_key, e.sender, e.depth, \
+pub(super) const EVENT_COLUMNS: &str = "e.stream_ordering, e.event_id, e.room_id, e.event_type, e.state_key, e.sender, e.depth, \
      e.origin_server_ts, e.state_group_before, e.state_group_after, e.rejected_reason, e.json";
 
 impl EventRow {
-    fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
         let event_id: String = row.try_get("event_id")?;
         let bytes: Vec<u8> = row.try_get("json")?;
         let json = decode_record(&event_id, &bytes)?;

@@ -42,10 +42,13 @@ pub struct SyncRequest {
     pub full_state: bool,
     pub timeout: Option<Duration>,
     pub filter: FilterDefinition,
+    pub set_presence: ruma::presence::PresenceState,
 }
 
 pub async fn sync(state: &AppState, authed: &Authed, request: SyncRequest) -> Result<Response> {
     let since = request.since.as_deref().map(parse_sync_token).transpose()?;
+    // Keeps the user online while the sync (and its long-poll) runs.
+    let _syncing = crate::presence::on_sync(state, &authed.user_id, &request.set_presence).await?;
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -77,6 +80,7 @@ fn has_news(response: &Response) -> bool {
         || !response.to_device.events.is_empty()
         || !response.device_lists.changed.is_empty()
         || !response.device_lists.left.is_empty()
+        || !response.presence.events.is_empty()
 }
 
 /// Which state a joined room's section carries.
@@ -115,6 +119,7 @@ async fn sync_once(
     let receipts_up_to = state.storage.stream_position(Stream::Receipts).await?;
     let device_lists_up_to = state.storage.stream_position(Stream::DeviceLists).await?;
     let to_device_up_to = state.storage.stream_position(Stream::ToDevice).await?;
+    let presence_up_to = state.storage.stream_position(Stream::Presence).await?;
     let mut response = Response::new(String::new());
     let to_device_next =
         add_encryption(state, authed, tokens, up_to, device_lists_up_to, to_device_up_to, &mut response).await?;
@@ -125,6 +130,7 @@ async fn sync_once(
         receipts: receipts_up_to,
         device_lists: device_lists_up_to,
         to_device: to_device_next,
+        presence: presence_up_to,
     }
     .to_string();
     let room_filter = &request.filter.room;
@@ -246,6 +252,20 @@ async fn sync_once(
     }
     add_receipts(state, authed, &joined_list, since_receipts.unwrap_or(0), receipts_up_to, &mut response).await?;
     add_unread_counts(state, authed, timeline_filter.unread_thread_notifications, &mut response).await?;
+    let since_presence = tokens.map_or(0, |t| t.presence);
+    let presence_window = crate::presence::SyncWindow {
+        after: since_presence,
+        up_to: presence_up_to,
+        events: since.map(|since| (since, up_to)),
+        joined_rooms: &joined_list,
+    };
+    let presence_filter = &request.filter.presence;
+    let presence_limit =
+        presence_filter.limit.map_or(usize::MAX, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX));
+    let presence = crate::presence::for_sync(state, &authed.user_id, presence_window).await?;
+    for event in presence.iter().filter(|e| presence_filter_allows(presence_filter, e)).take(presence_limit) {
+        response.presence.events.push(to_raw(event)?);
+    }
 
     for membership in memberships.iter().filter(|m| m.membership == "invite" && wanted(m)) {
         if since.is_some_and(|s| membership.stream_ordering <= s) && !request.full_state {
@@ -310,17 +330,18 @@ struct SyncToken {
     receipts: i64,
     device_lists: i64,
     to_device: i64,
+    presence: i64,
 }
 
 impl std::fmt::Display for SyncToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self { events, account_data, typing, receipts, device_lists, to_device } = self;
+        let Self { events, account_data, typing, receipts, device_lists, to_device, presence } = self;
         let typing = typing.unwrap_or(0);
-        write!(f, "s{events}_{account_data}_{typing}_{receipts}_{device_lists}_{to_device}")
+        write!(f, "s{events}_{account_data}_{typing}_{receipts}_{device_lists}_{to_device}_{presence}")
     }
 }
 
-/// Sync tokens are `s<events>_<account data>_<typing>_<receipts>_<device lists>_<to-device>`;
+/// Sync tokens are `s<events>_<account data>_<typing>_<receipts>_<device lists>_<to-device>_<presence>`;
 /// missing parts (older tokens) count as "from the beginning" for their stream.
 fn parse_sync_token(token: &str) -> Result<SyncToken> {
     let invalid = || Error::invalid_param(format!("Invalid since token `{token}`"));
@@ -332,7 +353,8 @@ fn parse_sync_token(token: &str) -> Result<SyncToken> {
     let receipts = next()?.unwrap_or(0);
     let device_lists = next()?.unwrap_or(0);
     let to_device = next()?.unwrap_or(0);
-    Ok(SyncToken { events, account_data, typing, receipts, device_lists, to_device })
+    let presence = next()?.unwrap_or(0);
+    Ok(SyncToken { events, account_data, typing, receipts, device_lists, to_device, presence })
 }
 
 /// The span between two sync tokens that `/keys/changes` asks about.
@@ -429,6 +451,17 @@ async fn add_receipts(
         response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
     }
     Ok(())
+}
+
+/// The filter's `presence` section (clients switch presence off with `not_types: ["*"]`).
+fn presence_filter_allows(filter: &ruma::api::client::filter::Filter, event: &Value) -> bool {
+    use crate::rooms::timeline::glob_matches;
+    let sender = event["sender"].as_str().unwrap_or_default();
+    let event_type = event["type"].as_str().unwrap_or_default();
+    filter.types.as_ref().is_none_or(|types| types.iter().any(|t| glob_matches(t, event_type)))
+        && !filter.not_types.iter().any(|t| glob_matches(t, event_type))
+        && filter.senders.as_ref().is_none_or(|senders| senders.iter().any(|s| s.as_str() == sender))
+        && !filter.not_senders.iter().any(|s| s.as_str() == sender)
 }
 
 /// `unsigned.m.relations` for the events that have any, by event ID.
@@ -574,5 +607,27 @@ pub async fn resolve_filter(
             serde_json::from_str(&json).map_err(|e| Error::internal(format!("stored filter: {e}")))
         }
         Some(_) => Err(Error::invalid_param("Unsupported filter")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_older_tokens_start_missing_streams_at_zero() {
+        let token = SyncToken {
+            events: 9,
+            account_data: 1,
+            typing: Some(2),
+            receipts: 3,
+            device_lists: 4,
+            to_device: 5,
+            presence: 6,
+        };
+        assert_eq!(parse_sync_token(&token.to_string()).unwrap(), token);
+        let old = parse_sync_token("s9_1_2_3_4_5").unwrap();
+        assert_eq!(old, SyncToken { presence: 0, ..token });
+        assert!(parse_sync_token("s9_1_2_3_4_5_x").is_err());
     }
 }

@@ -37,6 +37,7 @@ pub async fn send(
     };
     let txn = ClientTxn { device_id: authed.device_id.to_string(), txn_id: body.txn_id.to_string() };
     let sent = send_event(&state, &body.room_id, &authed.user_id, template, Some(txn)).await?;
+    crate::presence::active(&state, &authed.user_id).await?;
     Ok(send_message_event::v3::Response::new(sent.event_id))
 }
 

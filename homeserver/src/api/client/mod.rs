@@ -10,12 +10,15 @@ mod keys;
 mod media;
 mod membership;
 mod message;
+mod openid;
+mod presence;
 mod profile;
 mod push;
 mod receipt;
 mod register;
 mod relations;
 mod room;
+mod search;
 mod session;
 mod sync;
 mod threepid;
@@ -44,6 +47,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(account::whoami)
         .ruma(account::change_password)
         .ruma(account::deactivate)
+        .ruma(openid::request_token)
         .ruma(device::list)
         .ruma(device::get)
         .ruma(device::update)
@@ -84,6 +88,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(account_data::put_tag)
         .ruma(account_data::delete_tag)
         .ruma(typing::set)
+        .ruma(presence::set)
+        .ruma(presence::get)
         .ruma(receipt::create)
         .ruma(receipt::markers)
         .ruma(push::all)
@@ -101,6 +107,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(relations::by_rel_and_event_type)
         .ruma(relations::threads)
         .ruma(user_directory::search)
+        .ruma(search::search)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)

@@ -15,7 +15,13 @@ pub async fn sync_events(
     let authed = request.authed()?.clone();
     let body = request.body;
     let filter = resolve_filter(&state, &authed.user_id, body.filter).await?;
-    let sync_request = SyncRequest { since: body.since, full_state: body.full_state, timeout: body.timeout, filter };
+    let sync_request = SyncRequest {
+        since: body.since,
+        full_state: body.full_state,
+        timeout: body.timeout,
+        filter,
+        set_presence: body.set_presence,
+    };
     sync(&state, &authed, sync_request).await
 }
 

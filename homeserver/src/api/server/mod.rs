@@ -4,6 +4,7 @@ mod e2ee;
 mod events;
 mod keys;
 mod membership;
+mod openid;
 mod transactions;
 mod version;
 
@@ -32,4 +33,5 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(e2ee::query)
         .ruma(e2ee::claim)
         .ruma(e2ee::devices)
+        .ruma(openid::userinfo)
 }
