@@ -58,7 +58,35 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
     pub user_directory: UserDirectoryConfig,
+    pub access_log: AccessLogConfig,
     pub log: LogConfig,
+}
+
+/// What the access log keeps of a client's IP address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpMode {
+    /// The address as seen.
+    Store,
+    /// A salted hash; the salt changes every day, so addresses can be matched within a day only.
+    Hash,
+    /// Nothing.
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    pub ip_mode: IpMode,
+    pub retention_days: u64,
+    pub file: String,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self { enabled: true, ip_mode: IpMode::Store, retention_days: 28, file: String::new() }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -174,6 +202,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
             user_directory: UserDirectoryConfig::default(),
+            access_log: AccessLogConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -361,6 +390,9 @@ impl Config {
         }
         if self.media.max_upload_bytes == 0 {
             errors.push(error("media.max_upload_bytes", "must be at least 1"));
+        }
+        if self.access_log.retention_days == 0 {
+            errors.push(error("access_log.retention_days", "must be at least 1 (set enabled = false to keep no log)"));
         }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             errors.push(error("log.level", "not a valid level or filter (e.g. info, debug, homeserver=debug)"));

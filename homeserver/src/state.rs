@@ -43,6 +43,7 @@ pub struct Inner {
     pub metrics: crate::metrics::Metrics,
     pub push_rules: crate::notifications::RulesetCache,
     pub notifier: crate::notifications::Notifier,
+    pub access_log: crate::access_log::AccessLogger,
 }
 
 impl AppState {
@@ -55,6 +56,8 @@ impl AppState {
     ) -> Self {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .expect("server_name is validated when the configuration is loaded");
+        let access_log =
+            crate::access_log::AccessLogger::start(config.access_log.clone(), storage.clone(), clock.clone());
         let state = Self(Arc::new(Inner {
             config,
             server_name,
@@ -68,6 +71,7 @@ impl AppState {
             metrics: Default::default(),
             push_rules: Default::default(),
             notifier: Default::default(),
+            access_log,
         }));
         state.notifier.start(Arc::downgrade(&state.0));
         state

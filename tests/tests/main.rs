@@ -4,6 +4,8 @@ mod common;
 
 mod account;
 mod account_data;
+mod admin_users;
+mod audit_log;
 mod bench_smoke;
 mod devices;
 mod directory;

@@ -1,5 +1,6 @@
 //! Accounts: registration, login sessions, tokens, devices, passwords and deactivation.
 
+pub mod admin;
 pub mod password;
 pub mod token_cache;
 pub mod tokens;

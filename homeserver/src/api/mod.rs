@@ -1,5 +1,6 @@
 //! The HTTP layer: extract, call a service, map the result. One file per API area.
 
+pub mod admin;
 pub mod client;
 mod ops;
 pub mod ruma;
@@ -28,7 +29,9 @@ pub(crate) async fn authed_from_parts(
         .map(str::trim);
     let token =
         from_header.or_else(|| params.get("access_token").map(String::as_str)).ok_or_else(Error::missing_token)?;
-    crate::accounts::authenticate(state, token).await
+    let authed = crate::accounts::authenticate(state, token).await?;
+    crate::access_log::note_caller(&authed);
+    Ok(authed)
 }
 
 /// Which APIs a listener serves.
@@ -47,6 +50,7 @@ pub fn routes(surface: Surface) -> Router<AppState> {
     let mut router = ops::routes(Router::new());
     if surface != Surface::Federation {
         router = client::routes(router);
+        router = admin::routes(router);
     }
     if surface != Surface::Client {
         router = server::routes(router);

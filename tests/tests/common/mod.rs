@@ -159,7 +159,7 @@ impl TestServer {
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = homeserver::app(state.clone());
         tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(listener, app.into_make_service_with_connect_info::<homeserver::server::PeerAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;
                 })
@@ -347,4 +347,34 @@ pub fn engines() -> Vec<Engine> {
         engines.push(Engine::Postgres);
     }
     engines
+}
+
+impl TestServer {
+    /// Creates a server admin directly (as `myelin create-user --admin` does) and logs in.
+    pub async fn admin(&self, localpart: &str, password: &str) -> Session {
+        homeserver::accounts::create_account(&self.state, localpart, Some(password.to_owned()), true)
+            .await
+            .expect("admin account");
+        self.login(localpart, password).await
+    }
+
+    /// Runs raw SQL on the server's database, as an attacker with database access could.
+    pub async fn raw_sql(&self, sql: &str) -> u64 {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.state.config.effective_database_url()).await.expect("database");
+        let done = sqlx::query(sql).execute(&pool).await.expect("raw SQL");
+        pool.close().await;
+        done.rows_affected()
+    }
+}
+
+/// Percent-encodes a path segment (user IDs, room IDs, event IDs).
+pub fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

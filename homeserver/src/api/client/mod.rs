@@ -15,6 +15,7 @@ mod push;
 mod receipt;
 mod register;
 mod relations;
+mod report;
 mod room;
 mod session;
 mod sync;
@@ -101,6 +102,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(relations::by_rel_and_event_type)
         .ruma(relations::threads)
         .ruma(user_directory::search)
+        .ruma(report::event)
+        .ruma(report::room)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)

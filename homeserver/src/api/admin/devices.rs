@@ -1,0 +1,67 @@
+//! A user's devices: list and delete.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use http::StatusCode;
+use ruma::OwnedDeviceId;
+use serde_json::json;
+
+use super::{Admin, audited, json, local_user_id};
+use crate::accounts::admin as account_admin;
+use crate::error::Result;
+use crate::state::AppState;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route("/_synapse/admin/v2/users/{user_id}/devices", get(list))
+        .route("/_synapse/admin/v2/users/{user_id}/devices/{device_id}", get(get_one).delete(delete))
+}
+
+fn device_json(user_id: &str, device: &crate::storage::DeviceRow) -> serde_json::Value {
+    json!({
+        "device_id": device.device_id,
+        "display_name": device.display_name,
+        "last_seen_ip": device.last_seen_ip,
+        "last_seen_ts": device.last_seen_ts,
+        "last_seen_user_agent": null,
+        "user_id": user_id,
+    })
+}
+
+async fn list(State(state): State<AppState>, _admin: Admin, Path(user_id): Path<String>) -> Result<Response> {
+    let user_id = local_user_id(&state, &user_id)?;
+    account_admin::existing_user(&state, &user_id).await?;
+    let devices = state.storage.devices(user_id.as_str()).await?;
+    let devices: Vec<_> = devices.iter().map(|d| device_json(user_id.as_str(), d)).collect();
+    Ok(json(StatusCode::OK, json!({"total": devices.len(), "devices": devices})))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((user_id, device_id)): Path<(String, String)>,
+) -> Result<Response> {
+    let user_id = local_user_id(&state, &user_id)?;
+    account_admin::existing_user(&state, &user_id).await?;
+    let device = state
+        .storage
+        .device(user_id.as_str(), &device_id)
+        .await?
+        .ok_or_else(|| crate::error::Error::not_found("Device not found"))?;
+    Ok(json(StatusCode::OK, device_json(user_id.as_str(), &device)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((user_id, device_id)): Path<(String, String)>,
+) -> Result<Response> {
+    let user_id = local_user_id(&state, &user_id)?;
+    let device_id = OwnedDeviceId::from(device_id);
+    let result = account_admin::delete_device(&state, &user_id, &device_id).await;
+    let params = json!({"device_id": device_id.as_str()});
+    audited(&state, &admin, "delete_device", Some(user_id.as_str()), params, result).await?;
+    Ok(json(StatusCode::OK, json!({})))
+}
