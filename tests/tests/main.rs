@@ -4,6 +4,7 @@ mod common;
 
 mod account;
 mod account_data;
+mod admin_rooms;
 mod admin_users;
 mod audit_log;
 mod bench_smoke;
