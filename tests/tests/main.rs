@@ -2,6 +2,7 @@
 
 mod common;
 
+mod access_log;
 mod account;
 mod account_data;
 mod admin_rooms;
