@@ -27,6 +27,7 @@ mod real_client;
 mod receipts;
 mod registration;
 mod relations;
+mod reports;
 mod rooms;
 mod sync;
 mod timeline;
