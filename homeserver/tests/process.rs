@@ -581,3 +581,49 @@ fn access_log_keeps_every_answered_request_across_a_graceful_shutdown() {
     terminate(child);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs one statement on a database, as someone with direct access to it could.
+fn tamper(url: &str, sql: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        assert_eq!(sqlx::query(sql).execute(&pool).await.unwrap().rows_affected(), 1);
+        pool.close().await;
+    });
+}
+
+#[test]
+fn audit_verify_follows_migrate_db_and_reports_tampering() {
+    let dir = temp_dir("audit");
+    std::fs::write(dir.join("password"), "audit-password-1\n").unwrap();
+    let env = [("MYELIN_LISTEN", "127.0.0.1:1")];
+    for name in ["first", "second"] {
+        let created = myelin(&dir, &["create-user", name, "--password-file", "password"], &env).output().unwrap();
+        assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    }
+    let source = format!("sqlite://{}", dir.join("data/myelin.db").display());
+    let target = format!("sqlite://{}?mode=rwc", dir.join("copy.db").display());
+    let copied = myelin(&dir, &["migrate-db", "--from", &source, "--to", &target], &[]).output().unwrap();
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+
+    // The copy continues the chain with the migration itself.
+    let target_env = [("MYELIN_LISTEN", "127.0.0.1:1"), ("MYELIN_DATABASE_URL", target.as_str())];
+    let verified = myelin(&dir, &["audit", "verify"], &target_env).output().unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("intact: 3 entries"));
+
+    let verified = myelin(&dir, &["audit", "verify"], &env).output().unwrap();
+    assert!(verified.status.success());
+    tamper(&source, "UPDATE audit_log SET target = '@someone:localhost' WHERE seq = 2");
+    let broken = myelin(&dir, &["audit", "verify"], &env).output().unwrap();
+    assert!(!broken.status.success(), "tampering went unnoticed");
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("broken at entry 2"), "{stderr}");
+
+    tamper(&target, "DELETE FROM audit_log WHERE seq = 1");
+    let broken = myelin(&dir, &["audit", "verify"], &target_env).output().unwrap();
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("broken at entry 1"));
+    let _ = std::fs::remove_dir_all(dir);
+}
