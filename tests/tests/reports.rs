@@ -70,6 +70,7 @@ async fn events_and_rooms_are_reported_only_when_visible(engine: Engine) {
     assert_eq!(report["user_id"], bob.user_id.as_str());
     assert_eq!(report["sender"], alice.user_id.as_str());
     assert_eq!(report["reason"], "rude");
+    assert_eq!(report["score"], -100);
     assert!(report["received_ts"].as_i64().unwrap() > 0 && report["id"].is_i64());
     for field in ["name", "canonical_alias", "score"] {
         assert!(report.get(field).is_some(), "{field}: {report}");

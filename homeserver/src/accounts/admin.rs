@@ -95,13 +95,11 @@ async fn set_profile(
 /// Deactivates the account as the user's own deactivation does; `erase` also clears the profile.
 pub async fn deactivate(state: &AppState, user_id: &UserId, erase: bool) -> Result<()> {
     existing_user(state, user_id).await?;
-    state.storage.deactivate_user(user_id.as_str()).await?;
+    super::deactivate_account(state, user_id).await?;
     if erase {
         state.storage.set_profile_field(user_id.as_str(), ProfileField::DisplayName, None).await?;
         state.storage.set_profile_field(user_id.as_str(), ProfileField::AvatarUrl, None).await?;
     }
-    state.token_cache.clear();
-    state.rooms.notify_change();
     tracing::info!(user_id = %user_id, erase, "an admin deactivated a user");
     Ok(())
 }

@@ -343,9 +343,17 @@ pub async fn deactivate(state: &AppState, authed: &Authed, auth: Option<&AuthDat
     let request =
         uiaa::UiaaRequest { purpose: "deactivate", flows: uiaa::password_flows(), user: Some(&authed.user_id) };
     uiaa::check(state, auth, request).await?;
-    state.storage.deactivate_user(authed.user_id.as_str()).await?;
-    state.token_cache.clear();
+    deactivate_account(state, &authed.user_id).await?;
     tracing::info!(user_id = %authed.user_id, "deactivated user");
+    Ok(())
+}
+
+/// Deactivation itself, after the user's own UIAA or on an admin's request: the account stays
+/// (flagged, without password) so its ID is never reissued; every device and token goes.
+pub async fn deactivate_account(state: &AppState, user_id: &UserId) -> Result<()> {
+    state.storage.deactivate_user(user_id.as_str()).await?;
+    state.token_cache.clear();
+    state.rooms.notify_change();
     Ok(())
 }
 

@@ -34,6 +34,40 @@ pub(crate) async fn authed_from_parts(
     Ok(authed)
 }
 
+/// A JSON body: `M_NOT_JSON` when it is not JSON, `M_BAD_JSON` when it has the wrong shape; an
+/// empty body reads as `{}`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self> {
+        let limit = usize::try_from(state.config.limits.max_request_bytes).unwrap_or(usize::MAX);
+        let bytes = axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map_err(|_| Error::too_large("Request body is too large"))?;
+        let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|_| Error::not_json("Request body is not valid JSON"))?;
+        serde_json::from_value(value).map(Self).map_err(|e| Error::bad_json(e.to_string()))
+    }
+}
+
+/// The authenticated caller, for plain axum handlers (ruma handlers use `Ruma<T>`). As an
+/// extractor it runs before the body is read, so a missing token is reported first.
+pub struct Caller(pub Authed);
+
+impl axum::extract::FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &AppState) -> Result<Self> {
+        let params: HashMap<String, String> = axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(params)| params)
+            .unwrap_or_default();
+        Ok(Self(authed_from_parts(state, &parts.headers, &params).await?))
+    }
+}
+
 /// Which APIs a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {

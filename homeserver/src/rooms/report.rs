@@ -25,8 +25,12 @@ pub async fn report_event(
     room_id: &RoomId,
     event_id: &str,
     reason: Option<&str>,
+    score: Option<i64>,
 ) -> Result<i64> {
     let reason = reason_text(reason)?;
+    if score.is_some_and(|score| !(-100..=0).contains(&score)) {
+        return Err(Error::invalid_param("score must be an integer from -100 (most offensive) to 0"));
+    }
     super::timeline::event(state, reporter, room_id, event_id).await.map_err(|e| match e {
         Error::Matrix { .. } => {
             Error::not_found("Unable to report event: it does not exist or you aren't able to see it")
@@ -38,7 +42,7 @@ pub async fn report_event(
         event_id: Some(event_id),
         user_id: reporter.as_str(),
         reason,
-        score: None,
+        score,
     };
     Ok(state.storage.add_content_report(&report, state.now_ms()).await?)
 }

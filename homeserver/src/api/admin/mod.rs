@@ -12,15 +12,15 @@ mod rooms;
 mod server;
 mod users;
 
-use std::collections::HashMap;
-
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequestParts, Query};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 use ruma::{OwnedUserId, UserId};
 use serde::de::DeserializeOwned;
+
+pub use crate::api::JsonBody as AdminJson;
 
 use crate::accounts::Authed;
 use crate::error::{Error, Result};
@@ -45,9 +45,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let params: HashMap<String, String> =
-            Query::try_from_uri(&parts.uri).map(|Query(params)| params).unwrap_or_default();
-        let authed = crate::api::authed_from_parts(state, &parts.headers, &params).await?;
+        let crate::api::Caller(authed) = crate::api::Caller::from_request_parts(parts, state).await?;
         if !authed.is_admin {
             return Err(Error::forbidden("You are not a server admin"));
         }
@@ -65,25 +63,6 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for AdminQuery<T> {
         Query::try_from_uri(&parts.uri)
             .map(|Query(value)| Self(value))
             .map_err(|e| Error::invalid_param(format!("Invalid query parameter: {}", e.body_text())))
-    }
-}
-
-/// A JSON body: `M_NOT_JSON` when it is not JSON, `M_BAD_JSON` when it has the wrong shape; an
-/// empty body reads as `{}`.
-pub struct AdminJson<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest<AppState> for AdminJson<T> {
-    type Rejection = Error;
-
-    async fn from_request(request: Request, state: &AppState) -> Result<Self> {
-        let limit = usize::try_from(state.config.limits.max_request_bytes).unwrap_or(usize::MAX);
-        let bytes = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|_| Error::too_large("Request body is too large"))?;
-        let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|_| Error::not_json("Request body is not valid JSON"))?;
-        serde_json::from_value(value).map(Self).map_err(|e| Error::bad_json(e.to_string()))
     }
 }
 

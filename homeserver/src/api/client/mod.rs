@@ -30,7 +30,7 @@ use super::ruma::RumaRouter;
 use crate::state::AppState;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    threepid::routes(media::routes(router))
+    report::routes(threepid::routes(media::routes(router)))
         .ruma(discovery::versions)
         .ruma(discovery::well_known_client)
         .ruma(discovery::capabilities)
@@ -102,7 +102,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(relations::by_rel_and_event_type)
         .ruma(relations::threads)
         .ruma(user_directory::search)
-        .ruma(report::event)
         .ruma(report::room)
         .ruma(sync::sync_events)
         .ruma(sync::create)
