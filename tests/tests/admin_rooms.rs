@@ -75,6 +75,14 @@ async fn rooms_are_listed_sorted_searched_and_paged(engine: Engine) {
     let (_, page) =
         server.get(&format!("/_synapse/admin/v1/rooms?search_term={}", encode(&unnamed)), admin.token()).await;
     assert_eq!(room_ids(&page), vec![unnamed.clone()], "so is the room ID");
+    // Every order synapse-admin offers is accepted.
+    for order in ["encryption", "federatable", "join_rules", "guest_access", "history_visibility", "version", "creator"]
+    {
+        let (status, page) = server.get(&format!("/_synapse/admin/v1/rooms?order_by={order}"), admin.token()).await;
+        assert_eq!((status, page["total_rooms"].clone()), (StatusCode::OK, json!(4)), "{order}: {page}");
+    }
+    let (_, page) = server.get("/_synapse/admin/v1/rooms?order_by=join_rules", admin.token()).await;
+    assert_eq!(room_ids(&page).last(), Some(&bravo), "\"invite\" sorts before \"public\"");
     assert_error(
         server.get("/_synapse/admin/v1/rooms?order_by=secret", admin.token()).await,
         StatusCode::BAD_REQUEST,

@@ -143,6 +143,14 @@ async fn users_are_listed_with_paging_and_filters(engine: Engine) {
     let (_, page) = server.get("/_synapse/admin/v2/users?deactivated=true", admin.token()).await;
     assert_eq!(page["total"], 6);
 
+    // Every order synapse-admin offers is accepted (fields all users share sort by user ID).
+    for order in ["is_guest", "avatar_url", "creation_ts", "displayname", "shadow_banned", "locked", "admin"] {
+        let (status, page) = server.get(&format!("/_synapse/admin/v2/users?order_by={order}"), admin.token()).await;
+        assert_eq!((status, page["total"].clone()), (StatusCode::OK, json!(5)), "{order}: {page}");
+    }
+    let (_, page) = server.get("/_synapse/admin/v2/users?order_by=admin&dir=b&limit=1", admin.token()).await;
+    assert_eq!(names(&page), vec![server.user_id("root")], "the only admin first");
+
     assert_error(
         server.get("/_synapse/admin/v2/users?limit=-1", admin.token()).await,
         StatusCode::BAD_REQUEST,

@@ -21,6 +21,7 @@ pub enum UserOrder {
     #[default]
     UserId,
     DisplayName,
+    AvatarUrl,
     CreationTs,
     Admin,
     Deactivated,
@@ -31,6 +32,7 @@ impl UserOrder {
         match self {
             Self::UserId => "u.user_id",
             Self::DisplayName => "p.displayname",
+            Self::AvatarUrl => "p.avatar_url",
             Self::CreationTs => "u.created_ts",
             Self::Admin => "u.is_admin",
             Self::Deactivated => "u.deactivated",

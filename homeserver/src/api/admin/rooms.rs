@@ -75,6 +75,11 @@ fn comparator(order_by: Option<&str>) -> Result<Comparator> {
         Some("creator") => |a, b| a.creator.cmp(&b.creator),
         Some("state_events") => |a, b| b.state_events.cmp(&a.state_events),
         Some("public") => |a, b| b.public.cmp(&a.public),
+        Some("encryption") => |a, b| by_text(&a.encryption, &b.encryption),
+        Some("federatable") => |a, b| b.federatable.cmp(&a.federatable),
+        Some("join_rules") => |a, b| by_text(&a.join_rules, &b.join_rules),
+        Some("guest_access") => |a, b| by_text(&a.guest_access, &b.guest_access),
+        Some("history_visibility") => |a, b| by_text(&a.history_visibility, &b.history_visibility),
         Some(other) => return Err(Error::invalid_param(format!("Unknown value for order_by: {other}"))),
     })
 }

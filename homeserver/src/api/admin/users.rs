@@ -70,8 +70,12 @@ async fn list(
 ) -> Result<Response> {
     let page = Page::parse(params.from.as_deref(), params.limit, 100)?;
     let order = match params.order_by.as_deref() {
-        None | Some("name") => UserOrder::UserId,
+        // Fields Myelin has no notion of (every user is alike in them) sort by user ID.
+        None | Some("name" | "is_guest" | "user_type" | "shadow_banned" | "locked" | "last_seen_ts") => {
+            UserOrder::UserId
+        }
         Some("displayname") => UserOrder::DisplayName,
+        Some("avatar_url") => UserOrder::AvatarUrl,
         Some("creation_ts") => UserOrder::CreationTs,
         Some("admin") => UserOrder::Admin,
         Some("deactivated") => UserOrder::Deactivated,
