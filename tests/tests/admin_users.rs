@@ -369,6 +369,16 @@ async fn joined_rooms_and_devices(engine: Engine) {
         devices["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
     assert!(ids.contains(&alice.device_id.as_str()) && ids.contains(&second.device_id.as_str()));
     assert!(devices["devices"].as_array().unwrap().iter().all(|d| d["user_id"] == alice.user_id.as_str()));
+    // "Last seen" comes from the access log: alice's first device made requests from loopback.
+    server.state.access_log.flush().await;
+    let (_, devices) = server.get(&format!("/_synapse/admin/v2/users/{alice_id}/devices"), admin.token()).await;
+    let first =
+        devices["devices"].as_array().unwrap().iter().find(|d| d["device_id"] == alice.device_id.as_str()).unwrap();
+    assert_eq!(first["last_seen_ip"], "127.0.0.1", "{devices}");
+    assert!(first["last_seen_ts"].as_i64().unwrap() > 0);
+    let (status, one) =
+        server.get(&format!("/_synapse/admin/v2/users/{alice_id}/devices/{}", alice.device_id), admin.token()).await;
+    assert_eq!((status, one["last_seen_ip"].clone()), (StatusCode::OK, json!("127.0.0.1")));
 
     let device_path = format!("/_synapse/admin/v2/users/{alice_id}/devices/{}", second.device_id);
     let (status, body) = server.delete(&device_path, admin.token(), json!({})).await;

@@ -1,6 +1,8 @@
 //! The access log: one row per authenticated request, written in batches by
 //! `crate::access_log`'s writer task.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -137,6 +139,30 @@ impl Storage {
                     user_agent: row.try_get("user_agent")?,
                     last_seen: row.try_get("last_seen")?,
                 })
+            })
+            .collect()
+    }
+
+    /// Each device's latest request (device ID → connection), for "last seen" in device lists.
+    pub async fn last_connection_per_device(&self, user_id: &str) -> Result<HashMap<String, Connection>> {
+        let rows = sqlx::query(
+            "SELECT device_id, ip, user_agent, ts FROM (SELECT device_id, ip, user_agent, ts, \
+             ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY id DESC) AS rn \
+             FROM access_log WHERE user_id = $1 AND device_id IS NOT NULL) latest WHERE rn = 1",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let device_id: String = row.try_get("device_id")?;
+                let connection = Connection {
+                    device_id: Some(device_id.clone()),
+                    ip: row.try_get("ip")?,
+                    user_agent: row.try_get("user_agent")?,
+                    last_seen: row.try_get("ts")?,
+                };
+                Ok((device_id, connection))
             })
             .collect()
     }
