@@ -47,6 +47,7 @@ enum Job {
 /// The queue to the writer task and the day's IP salt.
 pub struct AccessLogger {
     config: AccessLogConfig,
+    trusted_proxies: Vec<IpAddr>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// (day number, salt) for `ip_mode = "hash"`.
@@ -56,7 +57,14 @@ pub struct AccessLogger {
 impl AccessLogger {
     /// Starts the writer task (when the log is enabled).
     pub fn start(config: AccessLogConfig, storage: Storage, clock: Arc<dyn Clock>) -> Self {
-        let logger = Self { config, jobs: Mutex::new(None), task: Mutex::new(None), salt: Mutex::new((-1, [0; 16])) };
+        let trusted_proxies = config.trusted_proxies.iter().filter_map(|ip| ip.parse().ok()).collect();
+        let logger = Self {
+            config,
+            trusted_proxies,
+            jobs: Mutex::new(None),
+            task: Mutex::new(None),
+            salt: Mutex::new((-1, [0; 16])),
+        };
         if logger.config.enabled {
             let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
             *lock(&logger.jobs) = Some(sender);
@@ -205,6 +213,30 @@ async fn write_batch(storage: &Storage, file: Option<&mut tokio::fs::File>, rows
     }
 }
 
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
+/// nearest untrusted address in `X-Forwarded-For` (each proxy appends the address it saw).
+fn client_address(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in forwarded.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            // Garbage from a client: the last address we can trust is all we know.
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 /// Middleware: records authenticated requests once they are answered.
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if !state.config.access_log.enabled {
@@ -215,6 +247,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     let route = request.extensions().get::<MatchedPath>().map_or("<unmatched>", MatchedPath::as_str).to_owned();
     let method = request.method().as_str().to_owned();
     let peer = request.extensions().get::<ConnectInfo<crate::server::PeerAddr>>().map(|info| info.0.0.ip());
+    let client = peer.map(|peer| client_address(peer, request.headers(), &state.access_log.trusted_proxies));
     let user_agent = request
         .headers()
         .get(http::header::USER_AGENT)
@@ -240,7 +273,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         ts,
         user_id: caller.user_id.to_string(),
         device_id: Some(caller.device_id.to_string()),
-        ip: peer.and_then(|ip| state.access_log.client_ip(ip, ts)),
+        ip: client.and_then(|ip| state.access_log.client_ip(ip, ts)),
         user_agent,
         method,
         route,
@@ -258,7 +291,27 @@ mod tests {
 
     fn logger(ip_mode: IpMode) -> AccessLogger {
         let config = AccessLogConfig { enabled: false, ip_mode, ..AccessLogConfig::default() };
-        AccessLogger { config, jobs: Mutex::new(None), task: Mutex::new(None), salt: Mutex::new((-1, [0; 16])) }
+        AccessLogger {
+            config,
+            trusted_proxies: Vec::new(),
+            jobs: Mutex::new(None),
+            task: Mutex::new(None),
+            salt: Mutex::new((-1, [0; 16])),
+        }
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.1".parse().unwrap());
+        let client = client_address(proxy, &headers, &[proxy]);
+        assert_eq!(client, "203.0.113.9".parse::<IpAddr>().unwrap(), "the spoofable first hop is ignored");
+        let stranger: IpAddr = "198.51.100.4".parse().unwrap();
+        assert_eq!(client_address(stranger, &headers, &[proxy]), stranger, "untrusted peers cannot claim an address");
+        headers.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
+        assert_eq!(client_address(proxy, &headers, &[proxy]), proxy);
+        assert_eq!(client_address(proxy, &http::HeaderMap::new(), &[proxy]), proxy);
     }
 
     #[test]

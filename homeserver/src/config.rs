@@ -81,11 +81,18 @@ pub struct AccessLogConfig {
     pub ip_mode: IpMode,
     pub retention_days: u64,
     pub file: String,
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for AccessLogConfig {
     fn default() -> Self {
-        Self { enabled: true, ip_mode: IpMode::Store, retention_days: 28, file: String::new() }
+        Self {
+            enabled: true,
+            ip_mode: IpMode::Store,
+            retention_days: 28,
+            file: String::new(),
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -393,6 +400,11 @@ impl Config {
         }
         if self.access_log.retention_days == 0 {
             errors.push(error("access_log.retention_days", "must be at least 1 (set enabled = false to keep no log)"));
+        }
+        for proxy in &self.access_log.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                errors.push(error("access_log.trusted_proxies", format!("`{proxy}` is not an IP address")));
+            }
         }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             errors.push(error("log.level", "not a valid level or filter (e.g. info, debug, homeserver=debug)"));

@@ -11,6 +11,7 @@ engine_tests!(
     authenticated_requests_are_recorded_without_secrets,
     readers_page_and_filter_and_whois_answers,
     ip_is_hashed_or_dropped_as_configured,
+    forwarded_for_counts_only_from_trusted_proxies,
     old_entries_are_pruned_and_the_file_gets_every_entry,
 );
 
@@ -233,4 +234,24 @@ async fn old_entries_are_pruned_and_the_file_gets_every_entry(engine: Engine) {
     server.get("/_matrix/client/v3/account/whoami", admin.token()).await;
     let log = entries(&server, &admin.access_token, "").await;
     assert!(log["entries"].as_array().unwrap().is_empty());
+}
+
+async fn forwarded_for_counts_only_from_trusted_proxies(engine: Engine) {
+    for (trusted, expected) in [(vec!["127.0.0.1".to_owned()], "203.0.113.9"), (vec![], "127.0.0.1")] {
+        let server = TestServer::start_with(engine, |config| config.access_log.trusted_proxies = trusted.clone()).await;
+        let admin = server.admin("root", PASSWORD).await;
+        let alice = server.register("alice", PASSWORD).await;
+        let status = reqwest::Client::new()
+            .get(format!("{}/_matrix/client/v3/account/whoami", server.base_url))
+            .bearer_auth(&alice.access_token)
+            .header("x-forwarded-for", "203.0.113.9")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK);
+        let log = entries(&server, &admin.access_token, &format!("user_id={}", encode(&alice.user_id))).await;
+        let ips: Vec<Value> = log["entries"].as_array().unwrap().iter().map(|r| r["ip"].clone()).collect();
+        assert_eq!(ips, vec![json!(expected)], "trusted proxies {trusted:?}");
+    }
 }
