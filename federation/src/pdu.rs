@@ -263,3 +263,30 @@ impl ruma::state_res::Event for Pdu {
         self.rejected
     }
 }
+
+/// Adds `server`'s signature to an event signed by others (an invite the invitee's server
+/// countersigns). Event signatures cover the redacted event, so the content hash is untouched.
+pub fn add_signature(
+    object: &mut CanonicalJsonObject,
+    server_name: &str,
+    key: &ServerSigningKey,
+    rules: &RoomVersionRules,
+) -> Result<(), PduError> {
+    let mut redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)
+        .map_err(|e| PduError::Malformed(format!("cannot redact: {e}")))?;
+    redacted.remove("signatures");
+    redacted.remove("unsigned");
+    ruma::signatures::sign_json(server_name, key.key_pair(), &mut redacted).map_err(json_error)?;
+    let ours = match redacted.get("signatures") {
+        Some(CanonicalJsonValue::Object(signatures)) => signatures.get(server_name).cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| PduError::Malformed("signing produced no signature".into()))?;
+    let signatures =
+        object.entry("signatures".to_owned()).or_insert_with(|| CanonicalJsonValue::Object(Default::default()));
+    let CanonicalJsonValue::Object(signatures) = signatures else {
+        return Err(PduError::Malformed("`signatures` is not an object".into()));
+    };
+    signatures.insert(server_name.to_owned(), ours);
+    Ok(())
+}

@@ -59,6 +59,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub user_directory: UserDirectoryConfig,
     pub access_log: AccessLogConfig,
+    pub federation: FederationConfig,
     pub log: LogConfig,
 }
 
@@ -93,6 +94,24 @@ impl Default for AccessLogConfig {
             file: String::new(),
             trusted_proxies: Vec::new(),
         }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FederationConfig {
+    /// Talk to other homeservers at all.
+    pub enabled: bool,
+    /// Check other servers' TLS certificates (turn off only for test setups).
+    pub verify_tls: bool,
+    pub request_timeout_secs: u64,
+    /// Longest wait between retries to an unreachable server.
+    pub max_retry_interval_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self { enabled: true, verify_tls: true, request_timeout_secs: 30, max_retry_interval_secs: 3600 }
     }
 }
 
@@ -210,6 +229,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             user_directory: UserDirectoryConfig::default(),
             access_log: AccessLogConfig::default(),
+            federation: FederationConfig::default(),
             log: LogConfig::default(),
         }
     }

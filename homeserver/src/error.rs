@@ -83,6 +83,46 @@ impl Error {
         Self::matrix(status, kind, message)
     }
 
+    /// A federation request without a valid X-Matrix signature.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, message)
+    }
+
+    /// A failed request to another server, as the client should see it: 504 when it timed out,
+    /// 403 when it refused, 502 otherwise. The remote's own message is only logged.
+    pub fn remote(e: federation::client::FederationError) -> Self {
+        use federation::client::FederationError as F;
+        tracing::info!(error = %e, "federation request failed");
+        match e {
+            F::Timeout(server) => {
+                Self::custom(StatusCode::GATEWAY_TIMEOUT, "M_UNKNOWN", format!("{server} did not answer in time"))
+            }
+            F::Remote { server, status: 403, errcode, .. } => {
+                Self::forbidden(format!("{server} refused the request ({errcode})"))
+            }
+            F::Remote { server, status: 404, .. } => Self::not_found(format!("{server} does not know it")),
+            other => {
+                let server = match &other {
+                    F::Discovery(s) | F::Unreachable(s, _) | F::BadResponse(s, _) | F::Remote { server: s, .. } => {
+                        s.clone()
+                    }
+                    _ => "the remote server".to_owned(),
+                };
+                Self::custom(
+                    StatusCode::BAD_GATEWAY,
+                    "M_UNKNOWN",
+                    format!("Could not complete the request with {server}"),
+                )
+            }
+        }
+    }
+
+    /// Another server answered with something that does not hold up (bad signatures, a room
+    /// state without its create event).
+    pub fn remote_invalid(server: &ruma::ServerName) -> Self {
+        Self::custom(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("{server} sent an invalid answer"))
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal(message.into())
     }

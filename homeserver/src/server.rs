@@ -90,6 +90,10 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
         env!("CARGO_PKG_VERSION")
     );
     let state = build_state(config).await?;
+    if state.config.federation.enabled && !state.config.federation.verify_tls {
+        tracing::warn!("federation.verify_tls is off: other servers' certificates are not checked (test setups only)");
+    }
+    state.outbox.resume(&state).await;
     let certificates = load_certificates(&state.config)?;
     if !state.config.metrics.listen.is_empty() {
         serve_metrics(state.clone()).await?;

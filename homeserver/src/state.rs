@@ -44,6 +44,12 @@ pub struct Inner {
     pub push_rules: crate::notifications::RulesetCache,
     pub notifier: crate::notifications::Notifier,
     pub access_log: crate::access_log::AccessLogger,
+    /// Signed requests to other servers.
+    pub federation: federation::client::FederationClient,
+    /// Other servers' signing keys.
+    pub keyring: crate::server_keys::Keyring,
+    /// Per-destination delivery of queued events and EDUs.
+    pub outbox: crate::federation_sender::Outbox,
 }
 
 impl AppState {
@@ -58,6 +64,12 @@ impl AppState {
             .expect("server_name is validated when the configuration is loaded");
         let access_log =
             crate::access_log::AccessLogger::start(config.access_log.clone(), storage.clone(), clock.clone());
+        let client_options = federation::client::ClientOptions {
+            verify_tls: config.federation.verify_tls,
+            request_timeout: std::time::Duration::from_secs(config.federation.request_timeout_secs.max(1)),
+        };
+        let federation = federation::client::FederationClient::new(server_name.clone(), &client_options)
+            .expect("the TLS backend of the federation client initialises");
         let state = Self(Arc::new(Inner {
             config,
             server_name,
@@ -72,6 +84,9 @@ impl AppState {
             push_rules: Default::default(),
             notifier: Default::default(),
             access_log,
+            federation,
+            keyring: Default::default(),
+            outbox: Default::default(),
         }));
         state.notifier.start(Arc::downgrade(&state.0));
         state
@@ -80,6 +95,11 @@ impl AppState {
     /// The state again from a weakly held reference (background tasks).
     pub fn from_inner(inner: Arc<Inner>) -> Self {
         Self(inner)
+    }
+
+    /// A reference for background tasks that must not keep the server alive.
+    pub fn weak(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.0)
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -111,6 +111,7 @@ pub async fn set_typing(
     let until = timeout.map(|t| Instant::now() + t.min(MAX_TIMEOUT));
     if state.typing.set(room_id, caller, until) {
         state.rooms.notify_change();
+        crate::rooms::edus::send_typing(state, room_id, caller, until.is_some()).await?;
     }
     if let Some(until) = until {
         // Expire on time even if nobody else touches typing, so waiting syncs hear it stop.

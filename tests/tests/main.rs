@@ -15,6 +15,7 @@ mod discovery;
 mod e2ee;
 mod errors;
 mod events;
+mod federation;
 mod ignored_users;
 mod lifecycle;
 mod login;

@@ -16,6 +16,8 @@ use ruma::api::error::{DeserializationError, FromHttpRequestError};
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
 
+use ruma::OwnedServerName;
+
 use crate::accounts::Authed;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -26,6 +28,8 @@ pub enum AuthMode {
     None,
     OptionalToken,
     RequiredToken,
+    /// A request from another server, signed with X-Matrix.
+    ServerSignature,
 }
 
 pub trait AuthRequirement {
@@ -53,17 +57,28 @@ impl AuthRequirement for AppserviceTokenOptional {
     const MODE: AuthMode = AuthMode::OptionalToken;
 }
 
+impl AuthRequirement for ruma::api::federation::authentication::ServerSignatures {
+    const MODE: AuthMode = AuthMode::ServerSignature;
+}
+
 /// A parsed, authenticated request.
 pub struct Ruma<T> {
     pub body: T,
     /// The authenticated user, when the endpoint takes an access token and one was given.
     pub user: Option<Authed>,
+    /// The server that signed the request, on federation endpoints.
+    pub origin: Option<OwnedServerName>,
 }
 
 impl<T> Ruma<T> {
     /// The authenticated caller of an endpoint that requires an access token.
     pub fn authed(&self) -> Result<&Authed> {
         self.user.as_ref().ok_or_else(Error::missing_token)
+    }
+
+    /// The verified origin server of a federation request.
+    pub fn origin(&self) -> Result<&OwnedServerName> {
+        self.origin.as_ref().ok_or_else(|| Error::unauthorized("Missing X-Matrix authorization"))
     }
 }
 
@@ -98,7 +113,11 @@ where
         }
 
         let http_request = http::Request::from_parts(parts, &bytes[..]);
-        let user = authenticate::<T>(&http_request, state).await?;
+        let (user, origin) = if <T::Authentication as AuthRequirement>::MODE == AuthMode::ServerSignature {
+            (None, Some(authenticate_server(&http_request, state).await?))
+        } else {
+            (authenticate::<T>(&http_request, state).await?, None)
+        };
         // Routes registered without a trailing empty segment (see `RumaRouter`) lack its argument.
         let mut path_refs: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let expected = T::_path_parameters().len();
@@ -121,8 +140,26 @@ where
                 });
             }
         };
-        Ok(Self { body, user })
+        Ok(Self { body, user, origin })
     }
+}
+
+/// Checks the X-Matrix signature of a request from another server and returns that server.
+async fn authenticate_server(request: &http::Request<&[u8]>, state: &AppState) -> Result<OwnedServerName> {
+    if !state.config.federation.enabled {
+        return Err(Error::unrecognized(StatusCode::NOT_FOUND, "Federation is disabled on this server"));
+    }
+    let signer = federation::xmatrix::signer(request.headers()).map_err(|e| Error::unauthorized(e.to_string()))?;
+    if signer.origin == state.server_name {
+        return Err(Error::unauthorized("A request cannot come from this server itself"));
+    }
+    let key = state
+        .keyring
+        .key(state, signer.origin.as_str(), signer.key_id.as_str(), state.now_ms())
+        .await?
+        .ok_or_else(|| Error::unauthorized(format!("Unknown key {} of {}", signer.key_id, signer.origin)))?;
+    signer.verify(request, &state.server_name, &key).map_err(|e| Error::unauthorized(e.to_string()))?;
+    Ok(signer.origin)
 }
 
 async fn authenticate<T>(request: &http::Request<&[u8]>, state: &AppState) -> Result<Option<Authed>>

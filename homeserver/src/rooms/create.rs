@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::head::RoomHead;
 use federation::pdu::DagPosition;
 
-use super::send::{accept_pdu, build_local_pdu, send_locked, state_template};
+use super::send::{Relay, accept_pdu, build_local_pdu, send_locked, state_template};
 use crate::accounts::tokens;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -101,7 +101,7 @@ pub async fn create_room(state: &AppState, creator: &UserId, request: CreateRoom
     let mut guard = slot.lock().await;
     let head = guard.insert(RoomHead::load(state, &room_id).await?);
     match create_pdu {
-        Some(pdu) => accept_pdu(state, head, pdu, None).await?,
+        Some(pdu) => accept_pdu(state, head, pdu, None, Relay::AllServers).await?,
         None => send_locked(state, head, &room_id, creator, create_template, None).await?,
     };
     for template in templates {

@@ -4,7 +4,7 @@
 //! Every local event is sent under that lock and advances the head, so after the first send a
 //! room's sends need no database reads besides the transaction-ID check.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use federation::Pdu;
 use ruma::{OwnedEventId, RoomId, RoomVersionId};
@@ -27,6 +27,13 @@ pub struct RoomHead {
     pub state: HashMap<(String, String), OwnedEventId>,
     /// Parsed auth-relevant state events, loaded on first use.
     pub pdus: HashMap<OwnedEventId, Pdu>,
+    /// Joined members by server: where the room's events must be sent.
+    pub joined_by_server: HashMap<String, HashSet<String>>,
+}
+
+/// The server part of a user ID.
+pub fn server_of(user_id: &str) -> &str {
+    user_id.split_once(':').map_or("", |(_, server)| server)
 }
 
 fn event_id(id: String) -> Result<OwnedEventId> {
@@ -39,6 +46,12 @@ impl RoomHead {
         let state_group = room.current_state_group()?;
         let current = state.storage.state_at_group(state_group).await?;
         let extremities = state.storage.forward_extremities(room_id.as_str()).await?;
+        let mut joined_by_server: HashMap<String, HashSet<String>> = HashMap::new();
+        for member in state.storage.room_memberships(room_id.as_str()).await? {
+            if member.membership == "join" {
+                joined_by_server.entry(server_of(&member.user_id).to_owned()).or_default().insert(member.user_id);
+            }
+        }
         Ok(Self {
             version: room.version,
             state_group,
@@ -48,7 +61,24 @@ impl RoomHead {
                 .collect::<Result<_>>()?,
             state: current.into_iter().map(|(key, id)| Ok((key, event_id(id)?))).collect::<Result<_>>()?,
             pdus: HashMap::new(),
+            joined_by_server,
         })
+    }
+
+    /// The other servers that must receive `pdu`: every server with a member in the room, and for
+    /// a membership change of a remote user (a kick, a ban), that user's server too.
+    pub fn destinations(&self, pdu: &Pdu, us: &str) -> Vec<String> {
+        let mut servers: BTreeSet<&str> = self.joined_by_server.keys().map(String::as_str).collect();
+        if let (Some(target), true) = (&pdu.state_key, pdu.event_type.to_string() == "m.room.member") {
+            servers.insert(server_of(target));
+        }
+        servers.remove(us);
+        servers.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Whether any user of `server` is joined.
+    pub fn has_joined_member_of(&self, server: &str) -> bool {
+        self.joined_by_server.get(server).is_some_and(|users| !users.is_empty())
     }
 
     /// Makes sure the given state events are parsed in `pdus`, loading the missing ones in one
@@ -68,15 +98,36 @@ impl RoomHead {
 
     /// The room after an accepted event.
     pub fn advance(&mut self, pdu: &Pdu, persisted: Persisted) {
-        self.extremities = vec![(pdu.event_id.clone(), pdu.depth)];
+        // As in storage: the event's prev events stop being extremities, the event becomes one.
+        self.extremities.retain(|(id, _)| !pdu.prev_events.contains(id));
+        let at = self.extremities.iter().position(|(_, depth)| *depth < pdu.depth).unwrap_or(self.extremities.len());
+        self.extremities.insert(at, (pdu.event_id.clone(), pdu.depth));
         self.state_group = persisted.state_group_after;
         if let Some(state_key) = &pdu.state_key {
             let key = (pdu.event_type.to_string(), state_key.clone());
             if let Some(replaced) = self.state.insert(key, pdu.event_id.clone()) {
                 self.pdus.remove(&replaced);
             }
-            if AUTH_STATE_TYPES.contains(&pdu.event_type.to_string().as_str()) {
+            let event_type = pdu.event_type.to_string();
+            if event_type == "m.room.member" {
+                self.track_membership(state_key, &pdu.content_value());
+            }
+            if AUTH_STATE_TYPES.contains(&event_type.as_str()) {
                 self.pdus.insert(pdu.event_id.clone(), pdu.clone());
+            }
+        }
+    }
+}
+
+impl RoomHead {
+    fn track_membership(&mut self, user_id: &str, content: &serde_json::Value) {
+        let server = server_of(user_id).to_owned();
+        if content["membership"] == "join" {
+            self.joined_by_server.entry(server).or_default().insert(user_id.to_owned());
+        } else if let Some(users) = self.joined_by_server.get_mut(&server) {
+            users.remove(user_id);
+            if users.is_empty() {
+                self.joined_by_server.remove(&server);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Membership changes: join, invite, leave, kick, ban, unban, forget.
 
-use ruma::{OwnedRoomId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, UserId};
 use serde_json::{Value, json};
 
 use super::send::{ClientTxn, Sent, send_event, state_template};
@@ -36,18 +36,47 @@ async fn set_membership(
         .await
 }
 
-/// Joins a local room. Joining a room one is already in is a no-op.
-pub async fn join(state: &AppState, room_id: &RoomId, user_id: &UserId, reason: Option<&str>) -> Result<OwnedRoomId> {
-    if state.storage.room(room_id.as_str()).await?.is_none() {
-        return Err(Error::not_found("Unknown room (joining rooms on other servers is not supported yet)"));
-    }
+/// Joins a room: here when this server is in it, otherwise over federation through `via` (and
+/// the server named in the room ID). Joining a room one is already in is a no-op.
+pub async fn join(
+    state: &AppState,
+    room_id: &RoomId,
+    user_id: &UserId,
+    reason: Option<&str>,
+    via: &[OwnedServerName],
+) -> Result<OwnedRoomId> {
     let current = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
-    if current.is_some_and(|m| m.membership == "join") {
+    if current.as_ref().is_some_and(|m| m.membership == "join") {
         return Ok(room_id.to_owned());
     }
     let content = member_content(state, user_id, "join", reason).await?;
-    set_membership(state, room_id, user_id, user_id, content).await?;
+    if is_resident(state, room_id).await? {
+        set_membership(state, room_id, user_id, user_id, content).await?;
+    } else {
+        // The server that invited us is in the room: join through it too.
+        let mut servers = via.to_vec();
+        if let Some(invite) = current.filter(|m| m.membership == "invite")
+            && let Some(event) = state.storage.event(&invite.event_id).await?
+            && let Ok(sender) = <&UserId>::try_from(event.sender.as_str())
+        {
+            servers.push(sender.server_name().to_owned());
+        }
+        super::federated_join::join_remote(state, room_id, user_id, &servers, content).await?;
+    }
     Ok(room_id.to_owned())
+}
+
+/// Whether this server takes part in the room: it created it, or one of its users is joined.
+pub(crate) async fn is_resident(state: &AppState, room_id: &RoomId) -> Result<bool> {
+    if state.storage.room(room_id.as_str()).await?.is_none() {
+        return Ok(false);
+    }
+    if room_id.server_name().is_some_and(|server| server == state.server_name) {
+        return Ok(true);
+    }
+    let us = state.server_name.as_str();
+    let members = state.storage.room_memberships(room_id.as_str()).await?;
+    Ok(members.iter().any(|m| m.membership == "join" && super::head::server_of(&m.user_id) == us))
 }
 
 /// Knocks on a local room (room versions 7 and later with the `knock` join rule).
@@ -73,8 +102,9 @@ pub async fn invite(
     target: &UserId,
     reason: Option<&str>,
 ) -> Result<()> {
-    if state.storage.user(target.as_str()).await?.is_none() {
-        return Err(Error::not_found("Unknown user (inviting users of other servers is not supported yet)"));
+    let remote = target.server_name() != state.server_name;
+    if !remote && state.storage.user(target.as_str()).await?.is_none() {
+        return Err(Error::not_found("Unknown user"));
     }
     require_joined(state, room_id, sender).await?;
     let current = state.storage.membership(room_id.as_str(), target.as_str()).await?;
@@ -84,7 +114,11 @@ pub async fn invite(
         _ => {}
     }
     let content = member_content(state, target, "invite", reason).await?;
-    set_membership(state, room_id, sender, target, content).await?;
+    if remote {
+        super::federated_invite::invite_remote(state, room_id, sender, target, content).await?;
+    } else {
+        set_membership(state, room_id, sender, target, content).await?;
+    }
     Ok(())
 }
 
@@ -97,7 +131,19 @@ pub async fn leave(state: &AppState, room_id: &RoomId, user_id: &UserId, reason:
         _ => return Err(Error::forbidden("You are not in this room")),
     }
     let content = member_content(state, user_id, "leave", reason).await?;
-    set_membership(state, room_id, user_id, user_id, content).await?;
+    if is_resident(state, room_id).await? {
+        set_membership(state, room_id, user_id, user_id, content).await?;
+    } else {
+        // An invite (or knock) into a room we are not in: reject it where it came from.
+        let mut servers = Vec::new();
+        if let Some(event) = state.storage.event(&current.map(|m| m.event_id).unwrap_or_default()).await?
+            && let Ok(sender) = <&UserId>::try_from(event.sender.as_str())
+        {
+            servers.push(sender.server_name().to_owned());
+        }
+        servers.extend(room_id.server_name().map(ToOwned::to_owned));
+        super::federated_leave::leave_remote(state, room_id, user_id, &servers, content).await?;
+    }
     Ok(())
 }
 

@@ -4,7 +4,13 @@
 pub mod client_event;
 pub mod create;
 pub mod directory;
+pub mod edus;
+pub mod federated_invite;
+pub mod federated_join;
+pub mod federated_leave;
+pub mod federated_membership;
 pub mod head;
+pub mod incoming;
 pub mod membership;
 pub mod profile;
 pub mod redaction;

@@ -68,6 +68,14 @@ pub(super) async fn send_locked(
     template: EventTemplate,
     txn: Option<ClientTxn>,
 ) -> Result<Sent> {
+    let position = dag_position(head, sender, &template)?;
+    let pdu = build_local_pdu(state, &head.version, room_id, sender, &template, &position)?;
+    accept_pdu(state, head, pdu, txn, Relay::AllServers).await
+}
+
+/// Where a new event by `sender` goes: after the room's forward extremities, citing the
+/// current state entries the auth rules need.
+pub(crate) fn dag_position(head: &RoomHead, sender: &UserId, template: &EventTemplate) -> Result<DagPosition> {
     let rules = rules_for(&head.version).map_err(unsupported_version)?;
     let content_raw = serde_json::value::to_raw_value(&template.content).map_err(|e| Error::bad_json(e.to_string()))?;
     let auth_types = federation::auth::auth_types(
@@ -84,9 +92,7 @@ pub(super) async fn send_locked(
     let prev_events: Vec<OwnedEventId> =
         head.extremities.iter().take(MAX_PREV_EVENTS).map(|(id, _)| id.clone()).collect();
     let depth = head.extremities.iter().map(|(_, depth)| *depth).max().map_or(1, |d| d + 1);
-    let position = DagPosition { prev_events, auth_events, depth };
-    let pdu = build_local_pdu(state, &head.version, room_id, sender, &template, &position)?;
-    accept_pdu(state, head, pdu, txn).await
+    Ok(DagPosition { prev_events, auth_events, depth })
 }
 
 /// Builds, hashes and signs a local event.
@@ -117,14 +123,62 @@ pub(super) fn build_local_pdu(
     Ok(pdu)
 }
 
-/// Authorizes a built event against the room's current state and persists it: the step every
+/// Which other servers an accepted event goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay<'a> {
+    /// A local event: every server in the room.
+    AllServers,
+    /// Received from `origin`, which sends it on itself (`/send`): nobody.
+    Nobody,
+    /// A join accepted for `origin` (`send_join`): everyone else in the room.
+    AllExcept(&'a str),
+}
+
+/// Authorizes an event against the room's current state and persists it: the step every
 /// event takes, whoever built it.
-pub(super) async fn accept_pdu(
+pub(crate) async fn accept_pdu(
     state: &AppState,
     head: &mut RoomHead,
     pdu: Pdu,
     txn: Option<ClientTxn>,
+    relay: Relay<'_>,
 ) -> Result<Sent> {
+    let rules = rules_for(&head.version).map_err(unsupported_version)?;
+    let replaced = authorize_at_head(state, head, &pdu).await?;
+
+    let mut event = new_event(&pdu, &pdu.sender, head.state_group, txn)?;
+    if state.config.federation.enabled {
+        let us = state.server_name.as_str();
+        event.destinations = match relay {
+            Relay::AllServers => head.destinations(&pdu, us),
+            Relay::Nobody => Vec::new(),
+            Relay::AllExcept(origin) => head.destinations(&pdu, us).into_iter().filter(|s| s != origin).collect(),
+        };
+    }
+    // Who could be notified, as the room is before this event; the rules run after the commit.
+    let audience = crate::notifications::audience(state, head, &pdu, &rules).await?;
+    if let Some(unsigned) = replaced {
+        // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
+        event.json["unsigned"] = unsigned;
+    }
+    let persisted = state.storage.persist_event(&event).await?;
+    state.outbox.wake(state, &event.destinations);
+    if let Some(audience) = audience {
+        state.notifier.queue(pdu.clone(), persisted.stream_ordering, audience).await;
+    }
+    head.advance(&pdu, persisted);
+    state.metrics.event_persisted();
+    state.rooms.notify_change();
+    Ok(Sent { event_id: pdu.event_id, stream_ordering: persisted.stream_ordering })
+}
+
+/// Checks `pdu` against its auth events and the room's current state. Returns what a state
+/// event's `unsigned` carries about the entry it replaces.
+pub(crate) async fn authorize_at_head(
+    state: &AppState,
+    head: &mut RoomHead,
+    pdu: &Pdu,
+) -> Result<Option<serde_json::Value>> {
     let rules = rules_for(&head.version).map_err(unsupported_version)?;
     let auth_types = federation::auth::auth_types(
         &rules.authorization,
@@ -147,6 +201,8 @@ pub(super) async fn accept_pdu(
         pdu.state_key.as_ref().and_then(|key| head.state.get(&(pdu.event_type.to_string(), key.clone()))).cloned();
     let mut needed: Vec<OwnedEventId> = auth_keys.iter().map(|(_, id)| id.clone()).collect();
     needed.extend(replaced_id.iter().cloned());
+    // A received event may cite auth events that are no longer current.
+    needed.extend(pdu.auth_events.iter().cloned());
     head.ensure_pdus(state, &needed).await?;
     let replaced = replaced_id.as_ref().and_then(|id| head.pdus.get(id)).map(|old| {
         serde_json::json!({"replaces_state": old.event_id, "prev_content": old.content_value(), "prev_sender": old.sender})
@@ -154,27 +210,17 @@ pub(super) async fn accept_pdu(
 
     let state_before: federation::auth::StateEvents<'_> =
         auth_keys.iter().filter_map(|(key, id)| head.pdus.get(id).map(|pdu| (key.clone(), pdu))).collect();
-    federation::auth::authorize(&rules.authorization, &pdu, &head.pdus, &state_before)
+    federation::auth::authorize(&rules.authorization, pdu, &head.pdus, &state_before)
         .map_err(|reason| Error::forbidden(format!("Event not allowed: {reason}")))?;
-
-    let mut event = new_event(&pdu, &pdu.sender, head.state_group, txn)?;
-    // Who could be notified, as the room is before this event; the rules run after the commit.
-    let audience = crate::notifications::audience(state, head, &pdu, &rules).await?;
-    if let Some(unsigned) = replaced {
-        // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
-        event.json["unsigned"] = unsigned;
-    }
-    let persisted = state.storage.persist_event(&event).await?;
-    if let Some(audience) = audience {
-        state.notifier.queue(pdu.clone(), persisted.stream_ordering, audience).await;
-    }
-    head.advance(&pdu, persisted);
-    state.metrics.event_persisted();
-    state.rooms.notify_change();
-    Ok(Sent { event_id: pdu.event_id, stream_ordering: persisted.stream_ordering })
+    Ok(replaced)
 }
 
-fn new_event(pdu: &Pdu, sender: &UserId, state_group_before: i64, txn: Option<ClientTxn>) -> Result<NewEvent> {
+pub(super) fn new_event(
+    pdu: &Pdu,
+    sender: &UserId,
+    state_group_before: i64,
+    txn: Option<ClientTxn>,
+) -> Result<NewEvent> {
     Ok(NewEvent {
         event_id: pdu.event_id.to_string(),
         room_id: pdu.room_id.to_string(),
@@ -188,14 +234,16 @@ fn new_event(pdu: &Pdu, sender: &UserId, state_group_before: i64, txn: Option<Cl
         rejected_reason: None,
         state_group_before,
         txn: txn.map(|txn| (sender.to_string(), txn.device_id, txn.txn_id)),
+        outlier: false,
+        destinations: Vec::new(),
     })
 }
 
-fn unsupported_version(e: PduError) -> Error {
+pub(crate) fn unsupported_version(e: PduError) -> Error {
     Error::matrix(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, e.to_string())
 }
 
-fn pdu_error(e: PduError) -> Error {
+pub(crate) fn pdu_error(e: PduError) -> Error {
     match e {
         PduError::TooLarge => Error::too_large(format!("Event is larger than {MAX_PDU_BYTES} bytes")),
         PduError::UnsupportedRoomVersion(_) => unsupported_version(e),

@@ -45,6 +45,12 @@ pub const TABLES: &[&str] = &[
     "audit_head",
     "access_log",
     "content_reports",
+    "server_keys",
+    "server_key_objects",
+    "federation_txns",
+    "federation_outbox_pdus",
+    "federation_outbox_edus",
+    "remote_invites",
 ];
 
 /// How a column's values are read and bound.

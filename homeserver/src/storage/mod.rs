@@ -13,6 +13,7 @@ mod content_reports;
 mod copy;
 mod e2ee_keys;
 mod event_writer;
+mod federation;
 mod filters;
 mod key_backup;
 mod media;
@@ -21,6 +22,7 @@ mod notifications;
 mod receipts;
 mod registration_tokens;
 mod relations;
+mod remote_rooms;
 mod rooms;
 mod to_device;
 mod tokens;
@@ -43,6 +45,7 @@ pub use codec::{decode_record, encode_record};
 pub use content_reports::{ContentReportRow, NewContentReport, ReportQuery};
 pub use copy::{TABLES, copy_database};
 pub use e2ee_keys::{CrossSigningKeyRow, DeviceKeysRow, KeySignatureRow};
+pub use federation::{OutboxBatch, ServerKeyRow};
 pub use key_backup::{BackupKeyRow, BackupVersionRow, KeyScope};
 pub use media::{MediaRow, ThumbnailRow, UploadedContent};
 pub use memberships::{MemberSummary, MembershipRow};
@@ -50,6 +53,7 @@ pub use notifications::{NotificationRow, UnreadCount};
 pub use receipts::{NewReceipt, ReceiptRow};
 pub use registration_tokens::RegistrationTokenRow;
 pub use relations::{Aggregation, RelationQuery, RelationRow};
+pub use remote_rooms::{AdoptedRoom, RemoteInvite};
 pub use rooms::{EventRow, NewEvent, Order, Persisted, PushAction, RoomRow, StateMap};
 pub use to_device::{NewToDeviceMessage, ToDeviceRow};
 pub use tokens::{AccessTokenRow, NewTokens, RefreshedDevice};
@@ -247,6 +251,7 @@ pub enum Stream {
     ToDevice,
     AccessLog,
     ContentReports,
+    FederationEdus,
 }
 
 impl Stream {
@@ -258,6 +263,7 @@ impl Stream {
             Self::ToDevice => "to_device",
             Self::AccessLog => "access_log",
             Self::ContentReports => "content_reports",
+            Self::FederationEdus => "federation_edus",
         }
     }
 }

@@ -89,6 +89,11 @@ pub struct NewEvent {
     pub state_group_before: i64,
     /// The client transaction that sent it: (user, device, txn ID).
     pub txn: Option<(String, String, String)>,
+    /// Known only for a room's state or auth chain (received when joining over federation): kept
+    /// out of the timeline, the current state and the forward extremities.
+    pub outlier: bool,
+    /// Other servers to send the event to (queued in the same transaction).
+    pub destinations: Vec<String>,
 }
 
 /// A member's push rule outcome for an event that notifies them.
@@ -284,7 +289,7 @@ impl Storage {
         };
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering > $2 \
-             AND e.stream_ordering <= $3 AND e.rejected_reason IS NULL ORDER BY e.stream_ordering {direction} LIMIT $4"
+             AND e.stream_ordering <= $3 AND e.rejected_reason IS NULL AND e.outlier = 0 ORDER BY e.stream_ordering {direction} LIMIT $4"
         ))
         .bind(room_id)
         .bind(after)
@@ -310,7 +315,7 @@ impl Storage {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM (SELECT e.*, ROW_NUMBER() OVER (PARTITION BY e.room_id ORDER BY e.stream_ordering DESC) AS rn \
              FROM events e WHERE e.room_id IN ({}) AND e.stream_ordering > $1 AND e.stream_ordering <= $2 \
-             AND e.rejected_reason IS NULL) e WHERE e.rn <= $3 ORDER BY e.room_id, e.stream_ordering DESC",
+             AND e.rejected_reason IS NULL AND e.outlier = 0) e WHERE e.rn <= $3 ORDER BY e.room_id, e.stream_ordering DESC",
             placeholders(4, room_ids.len())
         );
         let mut query = sqlx::query(&sql).bind(after).bind(up_to).bind(per_room);
@@ -340,7 +345,7 @@ impl Storage {
         let (comparison, order) = if forward { (">=", "ASC") } else { ("<=", "DESC") };
         let row = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.origin_server_ts {comparison} $2 \
-             AND e.rejected_reason IS NULL ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT 1"
+             AND e.rejected_reason IS NULL AND e.outlier = 0 ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT 1"
         ))
         .bind(room_id)
         .bind(ts)
@@ -359,7 +364,7 @@ impl Storage {
     ) -> Result<Option<EventRow>> {
         let row = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.event_type = $2 AND e.state_key = $3 \
-             AND e.stream_ordering > $4 ORDER BY e.stream_ordering LIMIT 1"
+             AND e.stream_ordering > $4 AND e.outlier = 0 ORDER BY e.stream_ordering LIMIT 1"
         ))
         .bind(room_id)
         .bind(event_type)
@@ -421,8 +426,10 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
         .await?
         .try_get("next")?;
     let accepted = event.rejected_reason.is_none();
+    // An outlier changes nothing but the events table: it is not part of the room's history here.
+    let in_timeline = accepted && !event.outlier;
 
-    let state_group_after = match (&event.state_key, accepted) {
+    let state_group_after = match (&event.state_key, in_timeline) {
         (Some(state_key), true) => {
             let entry = (event.event_type.clone(), state_key.clone(), event.event_id.clone());
             write_state_group(tx, &event.room_id, event.state_group_before, &entry).await?
@@ -432,8 +439,8 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
 
     sqlx::query(
         "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, depth, \
-         origin_server_ts, state_group_before, state_group_after, rejected_reason, json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         origin_server_ts, state_group_before, state_group_after, rejected_reason, json, outlier) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(stream_ordering)
     .bind(&event.event_id)
@@ -447,10 +454,11 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
     .bind(state_group_after)
     .bind(event.rejected_reason.as_deref())
     .bind(encode_record(&event.event_id, &event.json))
+    .bind(flag(event.outlier))
     .execute(&mut *tx)
     .await?;
 
-    if accepted {
+    if in_timeline {
         for prev in &event.prev_events {
             sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
                 .bind(&event.room_id)
@@ -496,8 +504,9 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
             .execute(&mut *tx)
             .await?;
     }
-    if accepted {
+    if in_timeline {
         super::relations::insert_relation(tx, event, stream_ordering).await?;
+        super::federation::queue_pdu(tx, &event.destinations, stream_ordering).await?;
     }
     Ok(Persisted { stream_ordering, state_group_after })
 }
@@ -534,7 +543,7 @@ async fn load_state(conn: &mut AnyConnection, state_group: i64, keys: &[(String,
     Ok(state)
 }
 
-async fn next_state_group(conn: &mut AnyConnection) -> Result<i64> {
+pub(super) async fn next_state_group(conn: &mut AnyConnection) -> Result<i64> {
     let row =
         sqlx::query("SELECT COALESCE(MAX(state_group), 0) + 1 AS next FROM state_groups").fetch_one(&mut *conn).await?;
     Ok(row.try_get("next")?)

@@ -28,7 +28,7 @@ const DEFAULT_TIMELINE_LIMIT: usize = 10;
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Stripped state types shown with invites.
-const INVITE_STATE_TYPES: &[&str] = &[
+pub const INVITE_STATE_TYPES: &[&str] = &[
     "m.room.create",
     "m.room.join_rules",
     "m.room.name",
@@ -543,6 +543,13 @@ async fn stripped_room_state(
 ) -> Result<Vec<Raw<ruma::events::AnyStrippedStateEvent>>> {
     let invite =
         state.storage.event(&membership.event_id).await?.ok_or_else(|| Error::internal("invite event missing"))?;
+    // An invite into a room we are not in carries the state its server sent.
+    let remote = state.storage.remote_invite_state(&membership.room_id, &membership.user_id, &invite.event_id).await?;
+    if let Some(serde_json::Value::Array(stripped)) = remote {
+        let mut events: Vec<serde_json::Value> = stripped;
+        events.push(stripped_state(&invite));
+        return events.iter().map(to_raw).collect();
+    }
     let keys: Vec<(String, String)> = INVITE_STATE_TYPES.iter().map(|t| ((*t).to_owned(), String::new())).collect();
     let entries = state.storage.state_entries_at_group(invite.state_group_after, &keys).await?;
     let ids: Vec<String> = entries.into_values().collect();

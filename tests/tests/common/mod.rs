@@ -126,6 +126,46 @@ impl TestServer {
 
     /// Starts a server after `adjust` has changed the test configuration.
     pub async fn start_with(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(engine, listener, None, adjust).await
+    }
+
+    /// Starts a server that federates: named after its address (`127.0.0.1:<port>`) and served
+    /// over TLS with a self-signed certificate, which peers accept because test servers do not
+    /// verify certificates (`federation.verify_tls = false`).
+    pub async fn start_federating(engine: Engine) -> Self {
+        Self::start_federating_with(engine, |_| {}).await
+    }
+
+    pub async fn start_federating_with(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_federating_on(engine, listener, adjust).await
+    }
+
+    /// As [`Self::start_federating_with`], on a listener the caller bound (to restart a server on
+    /// the same address).
+    pub async fn start_federating_on(
+        engine: Engine,
+        listener: tokio::net::TcpListener,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let name = listener.local_addr().unwrap().to_string();
+        let (cert, key) = test_certificate();
+        let certificates = homeserver::tls::Certificates::load(&cert, &key).expect("test certificate");
+        Self::serve(engine, listener, Some(certificates), |config| {
+            config.server_name = name;
+            config.federation.verify_tls = false;
+            adjust(config);
+        })
+        .await
+    }
+
+    async fn serve(
+        engine: Engine,
+        listener: tokio::net::TcpListener,
+        tls: Option<Arc<homeserver::tls::Certificates>>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let data_dir = temp_dir("it");
         let mut config = Config {
             server_name: SERVER_NAME.into(),
@@ -153,25 +193,40 @@ impl TestServer {
         let server_name = config.server_name.clone();
         let media = homeserver::media::store::LocalFileStore::new(config.effective_media_path()).expect("media dir");
         let state = homeserver::AppState::new(config, storage, key, clock.clone(), Box::new(media));
+        state.outbox.resume(&state).await;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = homeserver::app(state.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<homeserver::server::PeerAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        match tls {
+            Some(certificates) => {
+                let listener = homeserver::tls::TlsListener::new(listener, certificates).unwrap();
+                tokio::spawn(async move {
+                    axum::serve(listener, app.into_make_service_with_connect_info::<homeserver::server::PeerAddr>())
+                        .with_graceful_shutdown(stopped)
+                        .await
+                        .unwrap()
+                });
+            }
+            None => {
+                tokio::spawn(async move {
+                    axum::serve(listener, app.into_make_service_with_connect_info::<homeserver::server::PeerAddr>())
+                        .with_graceful_shutdown(stopped)
+                        .await
+                        .unwrap()
+                });
+            }
+        }
         Self {
-            base_url: format!("http://{addr}"),
+            base_url: format!("{scheme}://{addr}"),
             server_name,
             clock,
             state,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap(),
             _shutdown: shutdown,
         }
     }
@@ -377,4 +432,25 @@ pub fn encode(segment: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A self-signed certificate for 127.0.0.1, made once per test process with openssl.
+pub fn test_certificate() -> (PathBuf, PathBuf) {
+    static MADE: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let dir = temp_dir("tls");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let output = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl is installed");
+        assert!(output.status.success(), "openssl: {}", String::from_utf8_lossy(&output.stderr));
+        (cert, key)
+    })
+    .clone()
 }

@@ -17,7 +17,8 @@ pub async fn join_by_id(
     request: Ruma<join_room_by_id::v3::Request>,
 ) -> Result<join_room_by_id::v3::Response> {
     let body = &request.body;
-    let room_id = membership::join(&state, &body.room_id, &request.authed()?.user_id, body.reason.as_deref()).await?;
+    let room_id =
+        membership::join(&state, &body.room_id, &request.authed()?.user_id, body.reason.as_deref(), &[]).await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
@@ -27,7 +28,8 @@ pub async fn join_by_id_or_alias(
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let body = &request.body;
     let room_id = resolve_room(&state, body.room_id_or_alias.as_str()).await?;
-    let room_id = membership::join(&state, &room_id, &request.authed()?.user_id, body.reason.as_deref()).await?;
+    let user_id = &request.authed()?.user_id;
+    let room_id = membership::join(&state, &room_id, user_id, body.reason.as_deref(), &body.via).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 

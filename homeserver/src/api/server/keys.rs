@@ -1,33 +1,54 @@
 //! Our signing keys (`/_matrix/key/v2/server`) and federation delegation (`.well-known/matrix/server`).
 
-use federation::keys::{OldVerifyKey, signed_server_keys};
 use ruma::OwnedServerName;
-use ruma::api::federation::discovery::{discover_homeserver, get_server_keys};
+use ruma::api::federation::discovery::{
+    discover_homeserver, get_remote_server_keys, get_remote_server_keys_batch, get_server_keys,
+};
 use ruma::serde::Raw;
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
+use crate::server_keys::own_key_object;
 use crate::state::AppState;
 
 pub async fn server_keys(
     state: AppState,
     _request: Ruma<get_server_keys::v2::Request>,
 ) -> Result<get_server_keys::v2::Response> {
-    let keys_config = &state.config.keys;
-    let old_keys: Vec<OldVerifyKey> = keys_config
-        .old_verify_keys
-        .iter()
-        .map(|(key_id, old)| OldVerifyKey {
-            key_id: key_id.clone(),
-            public_key_base64: old.key.clone(),
-            expired_ts: old.expired_ts,
-        })
-        .collect();
-    let now = u64::try_from(state.now_ms()).unwrap_or(0);
-    let valid_until = now.saturating_add(keys_config.validity_period_secs.saturating_mul(1000));
-    let object = signed_server_keys(state.server_name.as_str(), &state.signing_key, &old_keys, valid_until);
-    let raw = serde_json::value::to_raw_value(&object).map_err(|e| Error::internal(e.to_string()))?;
-    Ok(get_server_keys::v2::Response::new(Raw::from_json(raw)))
+    Ok(get_server_keys::v2::Response::new(to_raw(&own_key_object(&state))?))
+}
+
+fn to_raw<T>(object: &ruma::CanonicalJsonObject) -> Result<Raw<T>> {
+    let raw = serde_json::value::to_raw_value(object).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(Raw::from_json(raw))
+}
+
+/// Notary: another server's keys as we fetched them, countersigned.
+pub async fn query(
+    state: AppState,
+    request: Ruma<get_remote_server_keys::v2::Request>,
+) -> Result<get_remote_server_keys::v2::Response> {
+    let body = &request.body;
+    let minimum = i64::from(body.minimum_valid_until_ts.0);
+    let object = state.keyring.notarised_object(&state, body.server_name.as_str(), minimum).await?;
+    let server_keys = object.iter().map(to_raw).collect::<Result<_>>()?;
+    Ok(get_remote_server_keys::v2::Response::new(server_keys))
+}
+
+/// Notary, several servers at once.
+pub async fn query_batch(
+    state: AppState,
+    request: Ruma<get_remote_server_keys_batch::v2::Request>,
+) -> Result<get_remote_server_keys_batch::v2::Response> {
+    let mut server_keys = Vec::new();
+    for (server, criteria) in &request.body.server_keys {
+        let minimum =
+            criteria.values().filter_map(|c| c.minimum_valid_until_ts).map(|ts| i64::from(ts.0)).max().unwrap_or(0);
+        if let Some(object) = state.keyring.notarised_object(&state, server.as_str(), minimum).await? {
+            server_keys.push(to_raw(&object)?);
+        }
+    }
+    Ok(get_remote_server_keys_batch::v2::Response::new(server_keys))
 }
 
 pub async fn well_known_server(

@@ -1,6 +1,10 @@
 //! Server-server (federation) API, one module per area.
 
+mod events;
 mod keys;
+mod membership;
+mod transactions;
+mod version;
 
 use axum::Router;
 
@@ -8,5 +12,18 @@ use super::ruma::RumaRouter;
 use crate::state::AppState;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(keys::server_keys).ruma(keys::well_known_server)
+    router
+        .ruma(keys::server_keys)
+        .ruma(keys::well_known_server)
+        .ruma(keys::query)
+        .ruma(keys::query_batch)
+        .ruma(version::version)
+        .ruma(membership::make_join)
+        .ruma(membership::send_join)
+        .ruma(membership::invite)
+        .ruma(membership::make_leave)
+        .ruma(membership::send_leave)
+        .ruma(transactions::send)
+        .ruma(events::event)
+        .ruma(events::state_ids)
 }

@@ -1,0 +1,226 @@
+//! The outbound federation HTTP client: resolves the destination, signs the request with
+//! X-Matrix and parses the answer into ruma's response type.
+//!
+//! A remote server's error is returned as [`FederationError::Remote`] for the caller to map;
+//! it is never meant to reach a client as it is.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ruma::api::auth_scheme::NoAuthentication;
+use ruma::api::federation::authentication::{ServerSignatures, XMatrixSigningInput};
+use ruma::api::path_builder::SinglePath;
+use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt};
+use ruma::{OwnedServerName, ServerName};
+
+use crate::ServerSigningKey;
+use crate::discovery::{DiscoveryIo, Resolved, SrvTarget};
+
+/// How long a resolved destination is reused.
+const RESOLUTION_TTL: Duration = Duration::from_secs(3600);
+/// The largest response body read (a `send_join` answer of a big room is several MiB).
+const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
+/// The largest well-known file read.
+const MAX_WELL_KNOWN_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error("cannot resolve {0}")]
+    Discovery(String),
+    #[error("{0} is unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("{0} did not answer in time")]
+    Timeout(String),
+    #[error("{server} answered {status} {errcode}: {message}")]
+    Remote { server: String, status: u16, errcode: String, message: String },
+    #[error("{0} sent an invalid response: {1}")]
+    BadResponse(String, String),
+    #[error("could not build the request: {0}")]
+    Build(String),
+}
+
+impl FederationError {
+    /// True when the server could not be reached at all (as opposed to answering with an error).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Discovery(_) | Self::Unreachable(..) | Self::Timeout(_))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Check the destination's TLS certificate (off only for test setups).
+    pub verify_tls: bool,
+    pub request_timeout: Duration,
+}
+
+/// Sends signed requests to other homeservers.
+pub struct FederationClient {
+    origin: OwnedServerName,
+    http: reqwest::Client,
+    lookups: HttpLookups,
+    resolved: Mutex<HashMap<OwnedServerName, (Resolved, Instant)>>,
+}
+
+impl FederationClient {
+    pub fn new(origin: OwnedServerName, options: &ClientOptions) -> Result<Self, FederationError> {
+        let build = |redirects: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
+                .danger_accept_invalid_certs(!options.verify_tls)
+                .timeout(options.request_timeout)
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(redirects)
+                .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| FederationError::Build(e.to_string()))
+        };
+        Ok(Self {
+            origin,
+            // Federation endpoints never redirect; the well-known file may.
+            http: build(reqwest::redirect::Policy::none())?,
+            lookups: HttpLookups { http: build(reqwest::redirect::Policy::limited(5))? },
+            resolved: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn origin(&self) -> &ServerName {
+        &self.origin
+    }
+
+    /// Sends a request signed with `key`.
+    pub async fn send<R>(
+        &self,
+        destination: &ServerName,
+        key: &ServerSigningKey,
+        request: R,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+    {
+        let target = self.resolve(destination).await?;
+        let input = XMatrixSigningInput::new(self.origin.clone(), destination.to_owned(), key.key_pair());
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(&target.base_url(), input, ())
+            .map_err(|e| FederationError::Build(e.to_string()))?;
+        self.execute::<R>(destination, &target, http_request).await
+    }
+
+    /// Sends a request that needs no signature (fetching a server's keys).
+    pub async fn send_unsigned<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest<Authentication = NoAuthentication, PathBuilder = SinglePath>,
+    {
+        let target = self.resolve(destination).await?;
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(&target.base_url(), (), ())
+            .map_err(|e| FederationError::Build(e.to_string()))?;
+        self.execute::<R>(destination, &target, http_request).await
+    }
+
+    async fn resolve(&self, destination: &ServerName) -> Result<Resolved, FederationError> {
+        {
+            let cache = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((resolved, at)) = cache.get(destination)
+                && at.elapsed() < RESOLUTION_TTL
+            {
+                return Ok(resolved.clone());
+            }
+        }
+        let resolved = crate::discovery::resolve(destination.as_str(), &self.lookups)
+            .await
+            .map_err(|e| FederationError::Discovery(e.to_string()))?;
+        let mut cache = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(destination.to_owned(), (resolved.clone(), Instant::now()));
+        Ok(resolved)
+    }
+
+    async fn execute<R: OutgoingRequest>(
+        &self,
+        destination: &ServerName,
+        target: &Resolved,
+        mut http_request: http::Request<Vec<u8>>,
+    ) -> Result<R::IncomingResponse, FederationError> {
+        let server = destination.to_string();
+        let host =
+            http::HeaderValue::from_str(&target.host_header).map_err(|e| FederationError::Build(e.to_string()))?;
+        http_request.headers_mut().insert(http::header::HOST, host);
+        let request = reqwest::Request::try_from(http_request).map_err(|e| FederationError::Build(e.to_string()))?;
+        let response = self.http.execute(request).await.map_err(|e| transport_error(&server, e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_limited(response, MAX_RESPONSE_BYTES).await.map_err(|e| transport_error(&server, e))?;
+        if status.as_u16() >= 400 {
+            return Err(remote_error(&server, status.as_u16(), &body));
+        }
+        let mut builder = http::Response::builder().status(status);
+        if let Some(map) = builder.headers_mut() {
+            *map = headers;
+        }
+        let http_response =
+            builder.body(&body[..]).map_err(|e| FederationError::BadResponse(server.clone(), e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(http_response)
+            .map_err(|e| FederationError::BadResponse(server, e.to_string()))
+    }
+}
+
+fn transport_error(server: &str, e: reqwest::Error) -> FederationError {
+    if e.is_timeout() {
+        FederationError::Timeout(server.to_owned())
+    } else {
+        // The error's source chain says why (refused, TLS, DNS); keep it for the logs.
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            reason = format!("{reason}: {cause}");
+            source = cause.source();
+        }
+        FederationError::Unreachable(server.to_owned(), reason)
+    }
+}
+
+fn remote_error(server: &str, status: u16, body: &[u8]) -> FederationError {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let text = |field: &str| json.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    FederationError::Remote { server: server.to_owned(), status, errcode: text("errcode"), message: text("error") }
+}
+
+/// Reads a response body, refusing more than `limit` bytes.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            // Stop reading; what came so far is not a complete answer.
+            body.clear();
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Discovery over the network: well-known files over HTTPS. SRV records are not looked up yet
+/// (that needs a DNS resolver library); servers are found by name, delegation and port 8448.
+struct HttpLookups {
+    http: reqwest::Client,
+}
+
+impl DiscoveryIo for HttpLookups {
+    async fn well_known(&self, hostname: &str) -> Option<String> {
+        let url = format!("https://{hostname}/.well-known/matrix/server");
+        let response = self.http.get(url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body = read_limited(response, MAX_WELL_KNOWN_BYTES).await.ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        json.get("m.server")?.as_str().map(str::to_owned)
+    }
+
+    async fn srv(&self, _name: &str) -> Option<SrvTarget> {
+        None
+    }
+}

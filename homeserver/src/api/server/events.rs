@@ -1,0 +1,53 @@
+//! Reading events and room state over federation, for servers in the room.
+
+use ruma::api::federation::event::{get_event, get_room_state_ids};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, UInt};
+
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::federation_sender::federation_form;
+use crate::rooms::federated_join::auth_chain;
+use crate::state::AppState;
+use crate::storage::EventRow;
+
+/// The server may read a room's events while one of its users is joined (a server that
+/// left still sees history it shared, which this simple rule does not grant yet).
+async fn require_server_in_room(state: &AppState, server: &str, room_id: &str) -> Result<()> {
+    let members = state.storage.room_memberships(room_id).await?;
+    let in_room = members.iter().any(|m| m.membership == "join" && crate::rooms::head::server_of(&m.user_id) == server);
+    if in_room { Ok(()) } else { Err(Error::forbidden("The server is not in the room")) }
+}
+
+async fn visible_event(state: &AppState, origin: &str, event_id: &str) -> Result<EventRow> {
+    let row = state.storage.event(event_id).await?.ok_or_else(|| Error::not_found("Unknown event"))?;
+    require_server_in_room(state, origin, &row.room_id).await?;
+    Ok(row)
+}
+
+pub async fn event(state: AppState, request: Ruma<get_event::v1::Request>) -> Result<get_event::v1::Response> {
+    let origin = request.origin()?;
+    let row = visible_event(&state, origin.as_str(), request.body.event_id.as_str()).await?;
+    let pdu = federation_form(&row.json).ok_or_else(|| Error::internal("stored event is not JSON"))?;
+    let now = UInt::try_from(state.now_ms().max(0)).unwrap_or_default();
+    Ok(get_event::v1::Response::new(state.server_name.clone(), MilliSecondsSinceUnixEpoch(now), pdu))
+}
+
+pub async fn state_ids(
+    state: AppState,
+    request: Ruma<get_room_state_ids::v1::Request>,
+) -> Result<get_room_state_ids::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let row = visible_event(&state, origin.as_str(), body.event_id.as_str()).await?;
+    if row.room_id != body.room_id.as_str() {
+        return Err(Error::not_found("The event is not in this room"));
+    }
+    let state_map = state.storage.state_at_group(row.state_group_before).await?;
+    let state_ids: Vec<String> = state_map.into_values().collect();
+    let chain = auth_chain(&state, state_ids.clone()).await?;
+    let parse = |id: &String| OwnedEventId::try_from(id.as_str()).ok();
+    Ok(get_room_state_ids::v1::Response::new(
+        chain.iter().filter_map(|row| parse(&row.event_id)).collect(),
+        state_ids.iter().filter_map(parse).collect(),
+    ))
+}

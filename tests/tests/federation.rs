@@ -1,0 +1,305 @@
+//! Two Myelin servers federating over loopback (TLS, X-Matrix): joining each other's rooms,
+//! messages both ways through the outbox, typing, and refusing unsigned or forged requests.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{Engine, Session, TestServer, assert_error, engine_tests, message_bodies};
+
+engine_tests!(
+    a_remote_user_joins_and_both_servers_talk,
+    unsigned_and_forged_requests_are_refused,
+    the_notary_vouches_for_keys_it_fetched,
+    a_remote_invite_is_shown_and_accepted,
+    remote_invites_can_be_rejected_and_remote_members_leave
+);
+
+/// Syncs until `done` holds for the response, or fails after a few seconds.
+async fn sync_until(server: &TestServer, session: &Session, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut since: Option<String> = None;
+    let mut seen = Vec::new();
+    loop {
+        let query = match &since {
+            Some(token) => format!("timeout=1000&since={token}"),
+            None => "timeout=0".to_owned(),
+        };
+        let response = server.sync(session, &query).await;
+        if done(&response) {
+            return response;
+        }
+        seen.push(response["rooms"].clone());
+        since = response["next_batch"].as_str().map(str::to_owned);
+        assert!(Instant::now() < deadline, "gave up waiting for {what}; syncs saw {seen:?}");
+    }
+}
+
+fn timeline_bodies(sync: &Value, room_id: &str) -> Vec<String> {
+    message_bodies(&sync["rooms"]["join"][room_id]["timeline"]["events"])
+}
+
+async fn a_remote_user_joins_and_both_servers_talk(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a.create_room(&alice, json!({"preset": "public_chat", "name": "Across servers"})).await;
+    a.send_text(&alice, &room_id, "before bob came").await;
+
+    // Bob joins through Alice's server.
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], room_id);
+
+    // Bob's server has the room's state as Alice's server gave it.
+    let (status, name) = b.get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "Across servers");
+    let (_, members) = b.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), bob.token()).await;
+    let joined: Vec<&String> = members["joined"].as_object().unwrap().keys().collect();
+    assert_eq!(joined.len(), 2, "{members}");
+    assert!(members["joined"][&alice.user_id].is_object() && members["joined"][&bob.user_id].is_object());
+    // Alice's server accepted the join as room state too.
+    let (_, members) = a.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token()).await;
+    assert!(members["joined"][&bob.user_id].is_object(), "{members}");
+
+    // Messages both ways, delivered to the other server's syncing user.
+    a.send_text(&alice, &room_id, "hello from A").await;
+    sync_until(&b, &bob, "alice's message on B", |s| timeline_bodies(s, &room_id).contains(&"hello from A".into()))
+        .await;
+    b.send_text(&bob, &room_id, "hello from B").await;
+    sync_until(&a, &alice, "bob's message on A", |s| timeline_bodies(s, &room_id).contains(&"hello from B".into()))
+        .await;
+
+    // Several messages keep their order on the other side.
+    for i in 0..5 {
+        a.send_text(&alice, &room_id, &format!("burst {i}")).await;
+    }
+    let (status, page) =
+        b.get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut bodies = message_bodies(&page["chunk"]);
+    while !bodies.contains(&"burst 4".to_owned()) {
+        assert!(Instant::now() < deadline, "burst never arrived: {bodies:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, page) =
+            b.get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"), bob.token()).await;
+        bodies = message_bodies(&page["chunk"]);
+    }
+    bodies.reverse();
+    let burst: Vec<&String> = bodies.iter().filter(|b| b.starts_with("burst")).collect();
+    assert_eq!(burst, ["burst 0", "burst 1", "burst 2", "burst 3", "burst 4"]);
+    // History from before the join is not on Bob's server (no backfill yet), and it never shows
+    // the join's state events as timeline messages.
+    assert!(!bodies.contains(&"before bob came".to_owned()));
+
+    // Typing travels as an EDU.
+    let (status, _) = b
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/typing/{}", bob.user_id),
+            bob.token(),
+            json!({"typing": true, "timeout": 20000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sync_until(&a, &alice, "bob typing on A", |s| {
+        s["rooms"]["join"][&room_id]["ephemeral"]["events"].as_array().is_some_and(|events| {
+            events.iter().any(|e| e["type"] == "m.typing" && e["content"]["user_ids"][0] == bob.user_id.as_str())
+        })
+    })
+    .await;
+}
+
+async fn unsigned_and_forged_requests_are_refused(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let path = "/_matrix/federation/v1/send/txn1";
+    let body = json!({"origin": b.server_name, "origin_server_ts": 1, "pdus": []});
+
+    // No Authorization header at all.
+    let unsigned = a.put(path, None, body.clone()).await;
+    assert_error(unsigned, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED");
+
+    // Signed with a key that is not B's, claiming to be B: A fetches B's real key and the
+    // signature does not verify.
+    let impostor = federation::ServerSigningKey::generate();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let mut request = http::Request::builder().method("PUT").uri(path).body(bytes.clone()).unwrap();
+    let input = ruma::api::federation::authentication::XMatrixSigningInput::new(
+        b.server_name.as_str().try_into().unwrap(),
+        a.server_name.as_str().try_into().unwrap(),
+        impostor.key_pair(),
+    );
+    <ruma::api::federation::authentication::ServerSignatures as ruma::api::auth_scheme::AuthScheme>::add_authentication(
+        &mut request,
+        input,
+    )
+    .unwrap();
+    let header = request.headers()[http::header::AUTHORIZATION].to_str().unwrap().to_owned();
+    let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let response = client
+        .put(format!("{}{path}", a.base_url))
+        .header("Authorization", header)
+        .header("Content-Type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json["errcode"], "M_UNAUTHORIZED", "{json}");
+
+    // A correctly signed request from B itself goes through (an empty transaction).
+    let version = b.state.federation.send(
+        a.server_name.as_str().try_into().unwrap(),
+        &b.state.signing_key,
+        ruma::api::federation::transactions::send_transaction_message::v1::Request::new(
+            "txn2".into(),
+            b.server_name.as_str().try_into().unwrap(),
+            ruma::MilliSecondsSinceUnixEpoch::now(),
+        ),
+    );
+    let answer = version.await.expect("a signed transaction is accepted");
+    assert!(answer.pdus.is_empty());
+}
+
+async fn the_notary_vouches_for_keys_it_fetched(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let (status, body) = a.get(&format!("/_matrix/key/v2/query/{}", b.server_name), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let objects = body["server_keys"].as_array().expect("server_keys");
+    assert_eq!(objects.len(), 1, "{body}");
+    let object = federation::signing::to_canonical_object(objects[0].clone()).unwrap();
+    // B's own signature still holds, and A countersigned.
+    let verified = federation::server_keys::verify_server_keys(object.clone(), &b.server_name).unwrap();
+    assert!(verified.keys.iter().any(|k| k.key_id == b.state.signing_key.key_id()));
+    let a_key = &a.state.signing_key;
+    federation::signing::verify_object(&a.server_name, &a_key.key_id(), &a_key.public_key_base64(), &object).unwrap();
+
+    // The batch form, and a server that cannot be reached gives no entry rather than an error.
+    let query = json!({"server_keys": {b.server_name.clone(): {}, "127.0.0.1:1": {}}});
+    let (status, body) = a.post("/_matrix/key/v2/query", None, query).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<&str> =
+        body["server_keys"].as_array().unwrap().iter().filter_map(|o| o["server_name"].as_str()).collect();
+    assert_eq!(names, [b.server_name.as_str()]);
+}
+
+async fn a_remote_invite_is_shown_and_accepted(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a.create_room(&alice, json!({"preset": "private_chat", "name": "Private across"})).await;
+
+    // A user the other server does not have cannot be invited.
+    let nobody = format!("@nobody:{}", b.server_name);
+    let missing =
+        a.post(&format!("/_matrix/client/v3/rooms/{room_id}/invite"), alice.token(), json!({"user_id": nobody})).await;
+    assert_error(missing, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{room_id}/invite"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, members) =
+        a.get(&format!("/_matrix/client/v3/rooms/{room_id}/members?membership=invite"), alice.token()).await;
+    assert_eq!(members["chunk"][0]["state_key"], bob.user_id.as_str(), "{members}");
+    // The invite stored on A carries B's countersignature.
+    let invite_id = members["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let stored = a.state.storage.event(&invite_id).await.unwrap().unwrap();
+    assert!(stored.json["signatures"][&b.server_name].is_object(), "{}", stored.json);
+
+    // Bob sees the invite with the room's stripped state before joining.
+    let sync = sync_until(&b, &bob, "the invite on B", |s| s["rooms"]["invite"][&room_id].is_object()).await;
+    let invite_state = &sync["rooms"]["invite"][&room_id]["invite_state"]["events"];
+    let name = invite_state.as_array().unwrap().iter().find(|e| e["type"] == "m.room.name").expect("room name");
+    assert_eq!(name["content"]["name"], "Private across");
+    let own = invite_state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str())
+        .expect("invite");
+    assert_eq!(own["content"]["membership"], "invite");
+    assert_eq!(own["sender"], alice.user_id.as_str());
+
+    // Joining needs no `via`: the inviting server is used.
+    let (status, body) = b.post(&format!("/_matrix/client/v3/join/{room_id}"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, members) = a.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token()).await;
+    assert!(members["joined"][&bob.user_id].is_object(), "{members}");
+    b.send_text(&bob, &room_id, "thanks for the invite").await;
+    sync_until(&a, &alice, "bob's message on A", |s| {
+        timeline_bodies(s, &room_id).contains(&"thanks for the invite".into())
+    })
+    .await;
+}
+
+async fn membership_on(server: &TestServer, session: &Session, room_id: &str, user_id: &str) -> Value {
+    let (status, state) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{user_id}"), session.token()).await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    state["membership"].clone()
+}
+
+async fn wait_for_membership(server: &TestServer, session: &Session, room_id: &str, user_id: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while membership_on(server, session, room_id, user_id).await != expected {
+        assert!(Instant::now() < deadline, "{user_id} never reached {expected} in {room_id}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn remote_invites_can_be_rejected_and_remote_members_leave(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+
+    // Bob rejects an invite into a room his server is not in: the leave goes through A.
+    let private = a.create_room(&alice, json!({"preset": "private_chat"})).await;
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{private}/invite"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(&b, &bob, "the invite", |s| s["rooms"]["invite"][&private].is_object()).await;
+    let (status, body) = b.post(&format!("/_matrix/client/v3/rooms/{private}/leave"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(membership_on(&a, &alice, &private, &bob.user_id).await, "leave");
+    let sync = b.sync(&bob, "timeout=0").await;
+    assert!(sync["rooms"]["invite"][&private].is_null(), "the invite is gone: {}", sync["rooms"]);
+
+    // Bob joins a public room over federation, then leaves it from his own server.
+    let public = a.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{public}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = b.post(&format!("/_matrix/client/v3/rooms/{public}/leave"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_membership(&a, &alice, &public, &bob.user_id, "leave").await;
+
+    // Alice kicks a remote member: Bob's server learns it and Bob is out.
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{public}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_membership(&a, &alice, &public, &bob.user_id, "join").await;
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{public}/kick"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, rooms) = b.get("/_matrix/client/v3/joined_rooms", bob.token()).await;
+        if !rooms["joined_rooms"].as_array().unwrap().iter().any(|r| r == public.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the kick never reached B");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
