@@ -44,6 +44,8 @@ pub struct Inner {
     pub push_rules: crate::notifications::RulesetCache,
     pub notifier: crate::notifications::Notifier,
     pub access_log: crate::access_log::AccessLogger,
+    /// Nonces of shared-secret registration.
+    pub registration_nonces: crate::accounts::shared_secret::Nonces,
     /// Signed requests to other servers.
     pub federation: federation::client::FederationClient,
     /// Other servers' signing keys.
@@ -84,6 +86,7 @@ impl AppState {
             push_rules: Default::default(),
             notifier: Default::default(),
             access_log,
+            registration_nonces: Default::default(),
             federation,
             keyring: Default::default(),
             outbox: Default::default(),

@@ -30,6 +30,7 @@ mod registration;
 mod relations;
 mod reports;
 mod rooms;
+mod shared_secret;
 mod sync;
 mod timeline;
 mod typing;

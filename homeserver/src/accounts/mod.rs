@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod password;
+pub mod shared_secret;
 pub mod token_cache;
 pub mod tokens;
 pub mod uiaa;
@@ -291,6 +292,16 @@ pub async fn login_with_password(
     state.storage.login_device(user_id.as_str(), &device, state.now_ms()).await?;
     state.token_cache.clear();
     Ok((user_id, device_id, issued))
+}
+
+/// A new device with an access token for an account created without a login (shared-secret
+/// registration).
+pub async fn open_session(state: &AppState, user_id: &UserId) -> Result<(OwnedDeviceId, IssuedTokens)> {
+    let device_id: OwnedDeviceId = tokens::new_device_id().into();
+    let (issued, stored) = mint_tokens(state, false);
+    let device = NewDevice { device_id: device_id.to_string(), display_name: None, ip: None, tokens: stored };
+    state.storage.login_device(user_id.as_str(), &device, state.now_ms()).await?;
+    Ok((device_id, issued))
 }
 
 /// Exchanges a refresh token for new tokens on the same device.

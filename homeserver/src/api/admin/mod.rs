@@ -1,11 +1,13 @@
 //! The admin API: Synapse's paths and JSON shapes under `/_synapse/admin/` (so tools such as
 //! synapse-admin work) and Myelin's own readers under `/_myelin/admin/`. These are not ruma
 //! types: plain axum handlers with serde structs, one file per area. Every endpoint needs an
-//! admin's access token ([`Admin`]); every change is recorded in the audit log ([`audited`]).
+//! admin's access token ([`Admin`]) except shared-secret registration, which the secret
+//! authenticates; every change is recorded in the audit log ([`audited`]).
 
 mod access_log;
 mod audit_log;
 mod devices;
+mod register;
 mod registration_tokens;
 mod reports;
 mod rooms;
@@ -31,6 +33,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = users::routes(router);
     let router = devices::routes(router);
     let router = registration_tokens::routes(router);
+    let router = register::routes(router);
     let router = rooms::routes(router);
     let router = reports::routes(router);
     let router = audit_log::routes(router);
