@@ -7,7 +7,11 @@ use serde_json::{Value, json};
 
 use crate::common::{Engine, TestServer, assert_error, encode, engine_tests};
 
-engine_tests!(admin_changes_are_audited_without_secrets, tampering_breaks_the_chain_at_that_entry);
+engine_tests!(
+    admin_changes_are_audited_without_secrets,
+    tampering_breaks_the_chain_at_that_entry,
+    a_change_is_recorded_even_when_the_client_goes_away,
+);
 
 const PASSWORD: &str = "correct-horse";
 
@@ -142,4 +146,26 @@ async fn tampering_breaks_the_chain_at_that_entry(engine: Engine) {
         Verification::Broken { seq, reason } => assert_eq!(seq, 3, "{reason}"),
         intact => panic!("truncation not detected: {intact:?}"),
     }
+}
+
+async fn a_change_is_recorded_even_when_the_client_goes_away(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let work = async move {
+        let _ = released.await;
+        Ok::<_, homeserver::error::Error>(())
+    };
+    let call = homeserver::api::admin::audited(&server.state, "@root:x", json!({}), work, |_| ("slow_change", None));
+    // The request's future is dropped mid-action, as when the client disconnects.
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(50), call).await.is_err());
+    release.send(()).unwrap();
+    for _ in 0..100 {
+        if let Verification::Intact { entries: 1 } = verify(&server.state.storage).await.unwrap() {
+            let rows = server.state.storage.audit_chain_after(0, 10).await.unwrap();
+            assert_eq!((rows[0].entry.action.as_str(), rows[0].entry.result.as_str()), ("slow_change", "ok"));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the finished change was never recorded");
 }

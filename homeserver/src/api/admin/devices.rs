@@ -65,8 +65,12 @@ async fn delete(
 ) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
     let device_id = OwnedDeviceId::from(device_id);
-    let result = account_admin::delete_device(&state, &user_id, &device_id).await;
     let params = json!({"device_id": device_id.as_str()});
-    audited(&state, &admin, "delete_device", Some(user_id.as_str()), params, result).await?;
+    let target = user_id.to_string();
+    let work = {
+        let state = state.clone();
+        async move { account_admin::delete_device(&state, &user_id, &device_id).await }
+    };
+    audited(&state, admin.actor(), params, work, move |_| ("delete_device", Some(target))).await?;
     Ok(json(StatusCode::OK, json!({})))
 }

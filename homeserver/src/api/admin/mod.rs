@@ -14,6 +14,8 @@ mod rooms;
 mod server;
 mod users;
 
+use std::future::Future;
+
 use axum::Router;
 use axum::extract::{FromRequestParts, Query};
 use axum::response::{IntoResponse, Response};
@@ -83,19 +85,32 @@ pub fn local_user_id(state: &AppState, raw: &str) -> Result<OwnedUserId> {
     Ok(user_id)
 }
 
-/// Records an admin action and its outcome in the audit log, then passes the outcome on.
-pub async fn audited<T>(
-    state: &AppState,
-    admin: &Admin,
-    action: &str,
-    target: Option<&str>,
-    params: serde_json::Value,
-    result: Result<T>,
-) -> Result<T> {
-    let outcome = crate::audit::outcome(&result);
-    crate::audit::record(&state.storage, state.now_ms(), admin.0.user_id.as_str(), action, target, params, outcome)
-        .await?;
-    result
+/// Runs an admin action and records it, with its outcome, in the audit log. `label` names the
+/// action and its target once the outcome is known. Both run in a task of their own: a client
+/// that disconnects mid-request cannot leave a change done but unrecorded.
+pub async fn audited<T, W, L>(state: &AppState, actor: &str, params: serde_json::Value, work: W, label: L) -> Result<T>
+where
+    T: Send + 'static,
+    W: Future<Output = Result<T>> + Send + 'static,
+    L: FnOnce(&Result<T>) -> (&'static str, Option<String>) + Send + 'static,
+{
+    let (state, actor) = (state.clone(), actor.to_owned());
+    let task = tokio::spawn(async move {
+        let result = work.await;
+        let (action, target) = label(&result);
+        let outcome = crate::audit::outcome(&result);
+        crate::audit::record(&state.storage, state.now_ms(), &actor, action, target.as_deref(), params, outcome)
+            .await?;
+        result
+    });
+    task.await.map_err(|e| Error::internal(format!("an audited admin action failed: {e}")))?
+}
+
+impl Admin {
+    /// The audit log's actor: the admin's user ID.
+    pub fn actor(&self) -> &str {
+        self.0.user_id.as_str()
+    }
 }
 
 /// `from`/`limit` offset paging as Synapse takes it (`from` may be a string token).

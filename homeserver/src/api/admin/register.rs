@@ -8,7 +8,9 @@ use axum::routing::get;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::{AdminJson, json};
+use ruma::OwnedUserId;
+
+use super::{AdminJson, audited, json};
 use crate::accounts::shared_secret::{self, SharedSecretRegistration};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -65,11 +67,15 @@ async fn register(State(state): State<AppState>, AdminJson(body): AdminJson<Map<
     shared_secret::verify(&state, &request)?;
     let username = request.username.clone();
     let params = json!({"admin": request.admin, "displayname": request.displayname});
-    let result = shared_secret::register(&state, request).await;
-    let target = result.as_ref().map_or(username, |(user_id, _, _)| user_id.to_string());
-    let outcome = crate::audit::outcome(&result);
-    crate::audit::record(&state.storage, state.now_ms(), ACTOR, "create_user", Some(&target), params, outcome).await?;
-    let (user_id, device_id, tokens) = result?;
+    let work = {
+        let state = state.clone();
+        async move { shared_secret::register(&state, request).await }
+    };
+    let label = move |result: &Result<_>| {
+        let target = result.as_ref().map_or(username, |(user_id, _, _): &(OwnedUserId, _, _)| user_id.to_string());
+        ("create_user", Some(target))
+    };
+    let (user_id, device_id, tokens) = audited(&state, ACTOR, params, work, label).await?;
     Ok(json(
         StatusCode::OK,
         json!({

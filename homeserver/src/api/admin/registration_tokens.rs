@@ -99,10 +99,15 @@ fn object(body: Value) -> Result<Map<String, Value>> {
 
 async fn create(State(state): State<AppState>, admin: Admin, AdminJson(body): AdminJson<Value>) -> Result<Response> {
     let body = object(body)?;
-    let result = create_token(&state, &body).await;
-    let target = result.as_ref().ok().map(|row| fingerprint(&row.token));
     let params = json!({"uses_allowed": body.get("uses_allowed"), "expiry_time": body.get("expiry_time")});
-    let row = audited(&state, &admin, "create_registration_token", target.as_deref(), params, result).await?;
+    let work = {
+        let state = state.clone();
+        async move { create_token(&state, &body).await }
+    };
+    let label = |result: &Result<RegistrationTokenRow>| {
+        ("create_registration_token", result.as_ref().ok().map(|row| fingerprint(&row.token)))
+    };
+    let row = audited(&state, admin.actor(), params, work, label).await?;
     Ok(json(StatusCode::OK, token_json(&row)))
 }
 
@@ -143,25 +148,35 @@ async fn update(
     AdminJson(body): AdminJson<Value>,
 ) -> Result<Response> {
     let body = object(body)?;
-    let result = async {
-        let (uses_allowed, expiry_time) = limits(&state, &body)?;
-        if !state.storage.update_registration_token(&token, uses_allowed, expiry_time).await? {
-            return Err(unknown_token());
-        }
-        state.storage.registration_token(&token).await?.ok_or_else(unknown_token)
-    }
-    .await;
     let params = Value::Object(body.clone());
-    let row = audited(&state, &admin, "update_registration_token", Some(&fingerprint(&token)), params, result).await?;
+    let target = fingerprint(&token);
+    let work = {
+        let state = state.clone();
+        async move {
+            let (uses_allowed, expiry_time) = limits(&state, &body)?;
+            if !state.storage.update_registration_token(&token, uses_allowed, expiry_time).await? {
+                return Err(unknown_token());
+            }
+            state.storage.registration_token(&token).await?.ok_or_else(unknown_token)
+        }
+    };
+    let row =
+        audited(&state, admin.actor(), params, work, move |_| ("update_registration_token", Some(target))).await?;
     Ok(json(StatusCode::OK, token_json(&row)))
 }
 
 async fn delete(State(state): State<AppState>, admin: Admin, Path(token): Path<String>) -> Result<Response> {
-    let result = match state.storage.delete_registration_token(&token).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(unknown_token()),
-        Err(e) => Err(e.into()),
+    let target = fingerprint(&token);
+    let work = {
+        let state = state.clone();
+        async move {
+            match state.storage.delete_registration_token(&token).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(unknown_token()),
+                Err(e) => Err(e.into()),
+            }
+        }
     };
-    audited(&state, &admin, "delete_registration_token", Some(&fingerprint(&token)), json!({}), result).await?;
+    audited(&state, admin.actor(), json!({}), work, move |_| ("delete_registration_token", Some(target))).await?;
     Ok(json(StatusCode::OK, json!({})))
 }

@@ -134,12 +134,16 @@ async fn create_or_modify(
         admin: put.admin,
         deactivated: put.deactivated,
     };
-    let result = account_admin::upsert_user(&state, &admin.0.user_id, &user_id, changes).await;
-    let action = match result {
-        Ok(Upserted::Created) => "create_user",
-        _ => "modify_user",
+    let work = {
+        let (state, caller, user_id) = (state.clone(), admin.0.user_id.clone(), user_id.clone());
+        async move { account_admin::upsert_user(&state, &caller, &user_id, changes).await }
     };
-    let upserted = audited(&state, &admin, action, Some(user_id.as_str()), body, result).await?;
+    let target = user_id.to_string();
+    let label = move |result: &Result<Upserted>| match result {
+        Ok(Upserted::Created) => ("create_user", Some(target)),
+        _ => ("modify_user", Some(target)),
+    };
+    let upserted = audited(&state, admin.actor(), body, work, label).await?;
     let user = state.storage.admin_user(user_id.as_str()).await?.ok_or_else(|| Error::not_found("User not found"))?;
     let status = if upserted == Upserted::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(json(status, user_json(&user)))
@@ -159,8 +163,12 @@ async fn deactivate(
 ) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
     let parsed: DeactivateBody = serde_json::from_value(body.clone()).map_err(|e| Error::bad_json(e.to_string()))?;
-    let result = account_admin::deactivate(&state, &user_id, parsed.erase).await;
-    audited(&state, &admin, "deactivate_user", Some(user_id.as_str()), body, result).await?;
+    let target = user_id.to_string();
+    let work = {
+        let state = state.clone();
+        async move { account_admin::deactivate(&state, &user_id, parsed.erase).await }
+    };
+    audited(&state, admin.actor(), body, work, move |_| ("deactivate_user", Some(target))).await?;
     Ok(json(StatusCode::OK, json!({"id_server_unbind_result": "success"})))
 }
 
@@ -178,14 +186,16 @@ async fn reset_password(
 ) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
     let parsed: ResetPasswordBody = serde_json::from_value(body.clone()).map_err(|e| Error::bad_json(e.to_string()))?;
-    let result = match parsed.new_password {
-        None => Err(Error::missing_param("Missing params: new_password")),
-        Some(password) => {
+    let target = user_id.to_string();
+    let work = {
+        let state = state.clone();
+        async move {
+            let password = parsed.new_password.ok_or_else(|| Error::missing_param("Missing params: new_password"))?;
             let logout = parsed.logout_devices.unwrap_or(true);
             crate::accounts::reset_password(&state, user_id.as_str(), password, logout).await.map(|_| ())
         }
     };
-    audited(&state, &admin, "reset_password", Some(user_id.as_str()), body, result).await?;
+    audited(&state, admin.actor(), body, work, move |_| ("reset_password", Some(target))).await?;
     Ok(json(StatusCode::OK, json!({})))
 }
 
