@@ -92,6 +92,35 @@ pub async fn record(
     storage.append_audit_entry(&entry, |seq, previous| entry_hash(seq, &entry, previous)).await
 }
 
+/// Removes entries older than `retention_days` (0 keeps everything) from the start of the chain.
+pub async fn prune(storage: &Storage, now: i64, retention_days: u64) -> crate::storage::Result<u64> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let retention_ms = i64::try_from(retention_days).unwrap_or(i64::MAX / 86_400_000).saturating_mul(86_400_000);
+    let removed = storage.prune_audit_log(now.saturating_sub(retention_ms)).await?;
+    if removed > 0 {
+        tracing::info!(removed, "removed audit log entries past their retention");
+    }
+    Ok(removed)
+}
+
+/// Applies the retention hourly, for as long as the process runs.
+pub fn prune_periodically(storage: Storage, clock: std::sync::Arc<dyn crate::state::Clock>, retention_days: u64) {
+    if retention_days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            if let Err(e) = prune(&storage, clock.now_ms(), retention_days).await {
+                tracing::error!(error = %e, "audit log retention failed");
+            }
+        }
+    });
+}
+
 /// The result of checking the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
@@ -102,8 +131,9 @@ pub enum Verification {
 /// Walks the whole chain in order and reports the first entry that does not verify.
 pub async fn verify(storage: &Storage) -> crate::storage::Result<Verification> {
     const BATCH: i64 = 500;
-    let mut previous = String::new();
-    let mut expected = 1;
+    let head = storage.audit_head().await?;
+    let mut previous = head.base_hash.clone();
+    let mut expected = head.base_seq + 1;
     loop {
         let rows = storage.audit_chain_after(expected - 1, BATCH).await?;
         let done = i64::try_from(rows.len()).unwrap_or(i64::MAX) < BATCH;
@@ -128,16 +158,21 @@ pub async fn verify(storage: &Storage) -> crate::storage::Result<Verification> {
         }
     }
     let last = expected - 1;
-    let (head_seq, head_hash) = storage.audit_head().await?;
-    if head_seq != last {
-        let reason = format!("the chain ends at entry {last} but {head_seq} entries were written (deleted)");
+    // Appends that committed while we walked are past the head we read; re-read it.
+    let head = storage.audit_head().await?;
+    if head.seq < last {
+        let reason = format!("entry {last} is past the recorded head {} (modified)", head.seq);
+        return Ok(Verification::Broken { seq: last, reason });
+    }
+    if head.seq > last && storage.audit_chain_after(last, 1).await?.is_empty() {
+        let reason = format!("the chain ends at entry {last} but {} entries were written (deleted)", head.seq);
         return Ok(Verification::Broken { seq: last + 1, reason });
     }
-    if head_hash != previous {
+    if head.seq == last && head.hash != previous {
         let reason = "the last entry does not match the recorded head (modified)".to_owned();
         return Ok(Verification::Broken { seq: last, reason });
     }
-    Ok(Verification::Intact { entries: last })
+    Ok(Verification::Intact { entries: last - head.base_seq })
 }
 
 #[cfg(test)]
@@ -194,8 +229,18 @@ mod tests {
             seqs.sort_unstable();
             assert_eq!(seqs, (4..24).collect::<Vec<_>>());
             assert_eq!(verify(&storage).await.unwrap(), Verification::Intact { entries: 23 });
-            storage.execute_raw_for_tests("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2").await;
-            assert!(matches!(verify(&storage).await.unwrap(), Verification::Broken { seq: 2, .. }));
+            // Retention removes the start of the chain; what is left still verifies.
+            assert_eq!(prune(&storage, 2 + 86_400_000, 0).await.unwrap(), 0, "0 keeps everything");
+            assert_eq!(prune(&storage, 2 + 86_400_000, 1).await.unwrap(), 2, "entries at ts 0 and 1 go");
+            assert_eq!(verify(&storage).await.unwrap(), Verification::Intact { entries: 21 });
+            let head = storage.audit_head().await.unwrap();
+            assert_eq!((head.base_seq, head.seq), (2, 23));
+            storage.execute_raw_for_tests("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3").await;
+            assert!(matches!(verify(&storage).await.unwrap(), Verification::Broken { seq: 3, .. }));
+            storage.execute_raw_for_tests("UPDATE audit_log SET actor = 'cli' WHERE seq = 3").await;
+            assert_eq!(verify(&storage).await.unwrap(), Verification::Intact { entries: 21 });
+            storage.execute_raw_for_tests("UPDATE audit_log SET actor = 'mallory' WHERE seq = 4").await;
+            assert!(matches!(verify(&storage).await.unwrap(), Verification::Broken { seq: 4, .. }));
         }
     }
 }

@@ -60,8 +60,16 @@ pub struct Config {
     pub tls: TlsConfig,
     pub user_directory: UserDirectoryConfig,
     pub access_log: AccessLogConfig,
+    pub audit_log: AuditLogConfig,
     pub federation: FederationConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditLogConfig {
+    /// Days to keep audit entries; 0 keeps them forever.
+    pub retention_days: u64,
 }
 
 /// What the access log keeps of a client's IP address.
@@ -231,6 +239,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             user_directory: UserDirectoryConfig::default(),
             access_log: AccessLogConfig::default(),
+            audit_log: AuditLogConfig::default(),
             federation: FederationConfig::default(),
             log: LogConfig::default(),
         }

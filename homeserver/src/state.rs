@@ -64,6 +64,7 @@ impl AppState {
     ) -> Self {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .expect("server_name is validated when the configuration is loaded");
+        crate::audit::prune_periodically(storage.clone(), clock.clone(), config.audit_log.retention_days);
         let access_log =
             crate::access_log::AccessLogger::start(config.access_log.clone(), storage.clone(), clock.clone());
         let client_options = federation::client::ClientOptions {

@@ -15,13 +15,17 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_ts ON audit_log (ts);
 
 -- The newest entry of the chain. Appends update this one row first, which serializes them on
--- both engines (the row lock is held until commit), so the chain never forks.
+-- both engines (the row lock is held until commit), so the chain never forks. `base_seq` and
+-- `base_hash` are the last entry removed by retention (0 and '' while none is): the chain
+-- verifies from there.
 CREATE TABLE audit_head (
-    id   BIGINT PRIMARY KEY,
-    seq  BIGINT NOT NULL,
-    hash TEXT NOT NULL
+    id        BIGINT PRIMARY KEY,
+    seq       BIGINT NOT NULL,
+    hash      TEXT NOT NULL,
+    base_seq  BIGINT NOT NULL,
+    base_hash TEXT NOT NULL
 );
-INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '');
+INSERT INTO audit_head (id, seq, hash, base_seq, base_hash) VALUES (1, 0, '', 0, '');
 
 -- Authenticated requests: route templates only, never raw paths or query strings.
 CREATE TABLE access_log (

@@ -46,6 +46,15 @@ impl AuditRow {
     }
 }
 
+/// The chain's newest entry and its base (the last entry removed by retention).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+    pub base_seq: i64,
+    pub base_hash: String,
+}
+
 /// Filters and paging of the audit log reader; entries come oldest first after `after_seq`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -94,10 +103,48 @@ impl Storage {
         Ok(AuditRow { seq, entry: entry.clone(), hash })
     }
 
-    /// The newest entry's position and hash as the head row records them.
-    pub async fn audit_head(&self) -> Result<(i64, String)> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.read).await?;
-        Ok((row.try_get("seq")?, row.try_get("hash")?))
+    /// The chain's ends as the head row records them.
+    pub async fn audit_head(&self) -> Result<AuditHead> {
+        let row = sqlx::query("SELECT seq, hash, base_seq, base_hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(AuditHead {
+            seq: row.try_get("seq")?,
+            hash: row.try_get("hash")?,
+            base_seq: row.try_get("base_seq")?,
+            base_hash: row.try_get("base_hash")?,
+        })
+    }
+
+    /// Removes the entries older than `before_ts` from the start of the chain, recording the
+    /// last one removed as the chain's new base. Returns how many went.
+    pub async fn prune_audit_log(&self, before_ts: i64) -> Result<u64> {
+        let mut tx = self.write.begin().await?;
+        // Taking the head row first keeps appends out while the base moves.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *tx).await?;
+        // Only a prefix of the chain goes: everything up to the newest old entry whose
+        // successors are all newer, i.e. up to just before the first entry at or after the cut.
+        let first_kept = sqlx::query("SELECT MIN(seq) AS seq FROM audit_log WHERE ts >= $1")
+            .bind(before_ts)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<Option<i64>, _>("seq")?;
+        let last_removed =
+            sqlx::query("SELECT seq, hash FROM audit_log WHERE ($1 IS NULL OR seq < $1) ORDER BY seq DESC LIMIT 1")
+                .bind(first_kept)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(last_removed) = last_removed else { return Ok(0) };
+        let (seq, hash): (i64, String) = (last_removed.try_get("seq")?, last_removed.try_get("hash")?);
+        let removed =
+            sqlx::query("DELETE FROM audit_log WHERE seq <= $1").bind(seq).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("UPDATE audit_head SET base_seq = $1, base_hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(removed)
     }
 
     /// Up to `limit` entries after `after_seq`, in chain order (for verification).

@@ -40,7 +40,7 @@ pub use access_log::{AccessLogQuery, AccessLogRow, Connection};
 pub use account_data::AccountDataRow;
 pub use accounts::{DeviceRow, NewAccount, NewDevice, ProfileField, ProfileRow, RegisterOutcome, UserRow};
 pub use admin::{AdminUserRow, UserOrder, UserQuery};
-pub use audit_log::{AuditEntry, AuditQuery, AuditRow};
+pub use audit_log::{AuditEntry, AuditHead, AuditQuery, AuditRow};
 pub use codec::{decode_record, encode_record};
 pub use content_reports::{ContentReportRow, NewContentReport, ReportQuery};
 pub use copy::{TABLES, copy_database};
