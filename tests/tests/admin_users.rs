@@ -181,6 +181,17 @@ async fn users_are_created_queried_and_modified(engine: Engine) {
         "M_INVALID_PARAM",
     );
 
+    assert_error(
+        server.get("/_synapse/admin/v2/users/%FF", admin.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        server.get("/_synapse/admin/v2/users/alice", admin.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+
     let (status, created) =
         server.put(&path, admin.token(), json!({"password": "franks-password", "displayname": "Frank F"})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");

@@ -68,6 +68,21 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Path parameters for plain axum handlers, with undecodable ones answered as 400
+/// `M_INVALID_PARAM` (a Matrix error, not axum's plain-text rejection).
+pub struct PathParams<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<AppState> for PathParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &AppState) -> Result<Self> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|e| Error::invalid_param(format!("Invalid path parameter: {}", e.body_text())))
+    }
+}
+
 /// Which APIs a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use http::StatusCode;
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Admin, AdminQuery, Page, json, local_user_id};
+use crate::api::PathParams;
 use crate::error::Result;
 use crate::state::AppState;
 use crate::storage::AccessLogQuery;
@@ -57,7 +58,11 @@ async fn list(
     Ok(json(StatusCode::OK, body))
 }
 
-async fn whois(State(state): State<AppState>, _admin: Admin, Path(user_id): Path<String>) -> Result<Response> {
+async fn whois(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(user_id): PathParams<String>,
+) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
     crate::accounts::admin::existing_user(&state, &user_id).await?;
     let connections = state.storage.access_log_connections(user_id.as_str(), WHOIS_CONNECTIONS).await?;

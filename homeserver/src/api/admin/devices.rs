@@ -1,7 +1,7 @@
 //! A user's devices: list and delete.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use http::StatusCode;
@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{Admin, audited, json, local_user_id};
 use crate::accounts::admin as account_admin;
+use crate::api::PathParams;
 use crate::error::Result;
 use crate::state::AppState;
 use crate::storage::{Connection, DeviceRow};
@@ -33,7 +34,11 @@ fn device_json(user_id: &str, device: &DeviceRow, seen: Option<&Connection>) -> 
     })
 }
 
-async fn list(State(state): State<AppState>, _admin: Admin, Path(user_id): Path<String>) -> Result<Response> {
+async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(user_id): PathParams<String>,
+) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
     account_admin::existing_user(&state, &user_id).await?;
     let devices = state.storage.devices(user_id.as_str()).await?;
@@ -45,7 +50,7 @@ async fn list(State(state): State<AppState>, _admin: Admin, Path(user_id): Path<
 async fn get_one(
     State(state): State<AppState>,
     _admin: Admin,
-    Path((user_id, device_id)): Path<(String, String)>,
+    PathParams((user_id, device_id)): PathParams<(String, String)>,
 ) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
     account_admin::existing_user(&state, &user_id).await?;
@@ -61,7 +66,7 @@ async fn get_one(
 async fn delete(
     State(state): State<AppState>,
     admin: Admin,
-    Path((user_id, device_id)): Path<(String, String)>,
+    PathParams((user_id, device_id)): PathParams<(String, String)>,
 ) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
     let device_id = OwnedDeviceId::from(device_id);

@@ -1,7 +1,7 @@
 //! `/_synapse/admin/v1/registration_tokens`: list, query, create, update, delete.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use http::StatusCode;
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{Admin, AdminJson, AdminQuery, audited, json};
+use crate::api::PathParams;
 use crate::audit::fingerprint;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -61,7 +62,11 @@ fn unknown_token() -> Error {
     Error::not_found("No such registration token")
 }
 
-async fn query(State(state): State<AppState>, _admin: Admin, Path(token): Path<String>) -> Result<Response> {
+async fn query(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(token): PathParams<String>,
+) -> Result<Response> {
     let row = state.storage.registration_token(&token).await?.ok_or_else(unknown_token)?;
     Ok(json(StatusCode::OK, token_json(&row)))
 }
@@ -144,7 +149,7 @@ async fn create_token(state: &AppState, body: &Map<String, Value>) -> Result<Reg
 async fn update(
     State(state): State<AppState>,
     admin: Admin,
-    Path(token): Path<String>,
+    PathParams(token): PathParams<String>,
     AdminJson(body): AdminJson<Value>,
 ) -> Result<Response> {
     let body = object(body)?;
@@ -165,7 +170,11 @@ async fn update(
     Ok(json(StatusCode::OK, token_json(&row)))
 }
 
-async fn delete(State(state): State<AppState>, admin: Admin, Path(token): Path<String>) -> Result<Response> {
+async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParams(token): PathParams<String>,
+) -> Result<Response> {
     let target = fingerprint(&token);
     let work = {
         let state = state.clone();

@@ -1,7 +1,7 @@
 //! Content reports for admins: `GET /_synapse/admin/v1/event_reports` and `…/{reportId}`.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use http::StatusCode;
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Admin, AdminQuery, Page, backwards, json};
+use crate::api::PathParams;
 use crate::error::{Error, Result};
 use crate::rooms::summary;
 use crate::state::AppState;
@@ -76,7 +77,11 @@ async fn list(
     Ok(json(StatusCode::OK, body))
 }
 
-async fn details(State(state): State<AppState>, _admin: Admin, Path(report_id): Path<String>) -> Result<Response> {
+async fn details(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(report_id): PathParams<String>,
+) -> Result<Response> {
     let id: i64 = report_id.parse().map_err(|_| Error::invalid_param("The report ID must be an integer"))?;
     let report = state
         .storage

@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use http::StatusCode;
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Admin, AdminQuery, Page, backwards, json};
+use crate::api::PathParams;
 use crate::error::{Error, Result};
 use crate::rooms::client_event::client_event;
 use crate::rooms::summary::{self, RoomSummary};
@@ -118,7 +119,11 @@ async fn list(
     Ok(json(StatusCode::OK, body))
 }
 
-async fn details(State(state): State<AppState>, _admin: Admin, Path(room_id): Path<String>) -> Result<Response> {
+async fn details(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(room_id): PathParams<String>,
+) -> Result<Response> {
     let room = summary::summary(&state, &room_id).await?;
     let mut body = summary_json(&room);
     body["topic"] = json!(room.topic);
@@ -126,7 +131,11 @@ async fn details(State(state): State<AppState>, _admin: Admin, Path(room_id): Pa
     Ok(json(StatusCode::OK, body))
 }
 
-async fn members(State(state): State<AppState>, _admin: Admin, Path(room_id): Path<String>) -> Result<Response> {
+async fn members(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(room_id): PathParams<String>,
+) -> Result<Response> {
     state.storage.room(&room_id).await?.ok_or_else(|| Error::not_found("Room not found"))?;
     let members: Vec<String> = state
         .storage
@@ -139,7 +148,11 @@ async fn members(State(state): State<AppState>, _admin: Admin, Path(room_id): Pa
     Ok(json(StatusCode::OK, json!({"total": members.len(), "members": members})))
 }
 
-async fn room_state(State(state): State<AppState>, _admin: Admin, Path(room_id): Path<String>) -> Result<Response> {
+async fn room_state(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(room_id): PathParams<String>,
+) -> Result<Response> {
     let room = crate::rooms::state::room(&state, &room_id).await?;
     let events = crate::rooms::state::state_events(&state, room.current_state_group()?).await?;
     let now = state.now_ms();

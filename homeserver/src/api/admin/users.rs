@@ -1,7 +1,7 @@
 //! Users: list, query, create or modify, deactivate, reset password, joined rooms.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use http::StatusCode;
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::{Admin, AdminJson, AdminQuery, Page, audited, backwards, json, local_user_id};
 use crate::accounts::admin::{self as account_admin, Upserted, UserChanges};
+use crate::api::PathParams;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::storage::{AdminUserRow, UserOrder, UserQuery};
@@ -102,7 +103,11 @@ async fn list(
     Ok(json(StatusCode::OK, body))
 }
 
-async fn query(State(state): State<AppState>, _admin: Admin, Path(user_id): Path<String>) -> Result<Response> {
+async fn query(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(user_id): PathParams<String>,
+) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
     let user = state.storage.admin_user(user_id.as_str()).await?.ok_or_else(|| Error::not_found("User not found"))?;
     Ok(json(StatusCode::OK, user_json(&user)))
@@ -121,7 +126,7 @@ struct PutUser {
 async fn create_or_modify(
     State(state): State<AppState>,
     admin: Admin,
-    Path(user_id): Path<String>,
+    PathParams(user_id): PathParams<String>,
     AdminJson(body): AdminJson<Value>,
 ) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
@@ -158,7 +163,7 @@ struct DeactivateBody {
 async fn deactivate(
     State(state): State<AppState>,
     admin: Admin,
-    Path(user_id): Path<String>,
+    PathParams(user_id): PathParams<String>,
     AdminJson(body): AdminJson<Value>,
 ) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
@@ -181,7 +186,7 @@ struct ResetPasswordBody {
 async fn reset_password(
     State(state): State<AppState>,
     admin: Admin,
-    Path(user_id): Path<String>,
+    PathParams(user_id): PathParams<String>,
     AdminJson(body): AdminJson<Value>,
 ) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
@@ -199,7 +204,11 @@ async fn reset_password(
     Ok(json(StatusCode::OK, json!({})))
 }
 
-async fn joined_rooms(State(state): State<AppState>, _admin: Admin, Path(user_id): Path<String>) -> Result<Response> {
+async fn joined_rooms(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(user_id): PathParams<String>,
+) -> Result<Response> {
     let user_id = local_user_id(&state, &user_id)?;
     account_admin::existing_user(&state, &user_id).await?;
     let rooms: Vec<String> = state

@@ -4,7 +4,7 @@
 //! which clients still send and admins still read.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::post;
 use ruma::api::Metadata as _;
 use ruma::api::client::room::{report_content, report_room};
@@ -13,7 +13,7 @@ use ruma::{EventId, RoomId};
 use serde::Deserialize;
 
 use crate::api::ruma::Ruma;
-use crate::api::{Caller, JsonBody};
+use crate::api::{Caller, JsonBody, PathParams};
 use crate::error::{Error, Result};
 use crate::rooms::report;
 use crate::state::AppState;
@@ -34,7 +34,7 @@ struct ReportBody {
 async fn event(
     State(state): State<AppState>,
     Caller(authed): Caller,
-    Path((room_id, event_id)): Path<(String, String)>,
+    PathParams((room_id, event_id)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<ReportBody>,
 ) -> Result<axum::Json<serde_json::Value>> {
     let room_id = RoomId::parse(&room_id).map_err(|e| Error::invalid_param(format!("Invalid room ID: {e}")))?;
