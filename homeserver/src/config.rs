@@ -48,6 +48,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub registration: RegistrationMode,
+    pub registration_shared_secret: String,
     pub signing_key_path: String,
     pub database: DatabaseConfig,
     pub limits: LimitsConfig,
@@ -58,9 +59,52 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
     pub user_directory: UserDirectoryConfig,
+    pub access_log: AccessLogConfig,
+    pub audit_log: AuditLogConfig,
     pub federation: FederationConfig,
     pub presence: PresenceConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditLogConfig {
+    /// Days to keep audit entries; 0 keeps them forever.
+    pub retention_days: u64,
+}
+
+/// What the access log keeps of a client's IP address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpMode {
+    /// The address as seen.
+    Store,
+    /// A salted hash; the salt changes every day, so addresses can be matched within a day only.
+    Hash,
+    /// Nothing.
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    pub ip_mode: IpMode,
+    pub retention_days: u64,
+    pub file: String,
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ip_mode: IpMode::Store,
+            retention_days: 28,
+            file: String::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +240,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: String::new(),
             registration: RegistrationMode::Disabled,
+            registration_shared_secret: String::new(),
             signing_key_path: String::new(),
             database: DatabaseConfig::default(),
             limits: LimitsConfig::default(),
@@ -206,6 +251,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
             user_directory: UserDirectoryConfig::default(),
+            access_log: AccessLogConfig::default(),
+            audit_log: AuditLogConfig::default(),
             federation: FederationConfig::default(),
             presence: PresenceConfig::default(),
             log: LogConfig::default(),
@@ -395,6 +442,14 @@ impl Config {
         }
         if self.media.max_upload_bytes == 0 {
             errors.push(error("media.max_upload_bytes", "must be at least 1"));
+        }
+        if self.access_log.retention_days == 0 {
+            errors.push(error("access_log.retention_days", "must be at least 1 (set enabled = false to keep no log)"));
+        }
+        for proxy in &self.access_log.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                errors.push(error("access_log.trusted_proxies", format!("`{proxy}` is not an IP address")));
+            }
         }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             errors.push(error("log.level", "not a valid level or filter (e.g. info, debug, homeserver=debug)"));

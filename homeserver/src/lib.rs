@@ -3,9 +3,11 @@
 //! `app(state)` builds the whole HTTP service; `main.rs` only parses the command line, loads the
 //! configuration and serves it. Tests build the same router in-process.
 
+pub mod access_log;
 pub mod account_data;
 pub mod accounts;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod e2ee;
 pub mod error;
@@ -53,6 +55,7 @@ pub fn app(state: AppState) -> Router {
 /// The HTTP service of one listener.
 pub fn app_for(state: AppState, surface: api::Surface) -> Router {
     api::routes(surface)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access_log::record))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
         .layer(CatchPanicLayer::custom(panic_response))

@@ -74,11 +74,22 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// The tamper-evident admin audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Print the version.
     Version,
     /// Check that the server at this configuration's listen address answers `/health` (for
     /// container health checks). Exits 0 when healthy, 1 otherwise.
     Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain; exits non-zero and names the first broken entry if it is broken.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -154,6 +165,7 @@ fn main() -> ExitCode {
                 reset_password(config, name, password_file, keep_devices).await
             }
             Some(Command::Migrate) => migrate(config).await,
+            Some(Command::Audit { action: AuditAction::Verify }) => audit_verify(config).await,
             Some(
                 Command::GenerateConfig
                 | Command::Version
@@ -216,16 +228,19 @@ fn init_logging(config: &Config) {
 }
 
 async fn create_user(config: Config, name: String, password_file: Option<PathBuf>, admin: bool) -> Result<(), String> {
+    let password_given = password_file.is_some();
     let password = match password_file {
         None => None,
         Some(path) => Some(read_secret(&path)?),
     };
     let state = homeserver::server::build_state(config).await.map_err(|e| e.to_string())?;
-    let user_id = homeserver::accounts::create_account(&state, &name, password, admin)
-        .await
-        .map_err(|e| format!("{} ({})", e, e.errcode()))?;
-    println!("created {user_id}{}", if admin { " (admin)" } else { "" });
+    let result = homeserver::accounts::create_account(&state, &name, password, admin).await;
+    let target = result.as_ref().map_or(name.clone(), ToString::to_string);
+    let params = serde_json::json!({"admin": admin, "password_set": password_given});
+    audit(&state, "create_user", Some(&target), params, homeserver::audit::outcome(&result)).await?;
     state.storage.close().await;
+    let user_id = result.map_err(|e| format!("{} ({})", e, e.errcode()))?;
+    println!("created {user_id}{}", if admin { " (admin)" } else { "" });
     Ok(())
 }
 
@@ -238,6 +253,9 @@ async fn reset_password(
     let password = read_secret(&password_file)?;
     let state = homeserver::server::build_state(config).await.map_err(|e| e.to_string())?;
     let result = homeserver::accounts::reset_password(&state, &name, password, !keep_devices).await;
+    let target = result.as_ref().map_or(name.clone(), ToString::to_string);
+    let params = serde_json::json!({"logout_devices": !keep_devices});
+    audit(&state, "reset_password", Some(&target), params, homeserver::audit::outcome(&result)).await?;
     state.storage.close().await;
     let user_id = result.map_err(|e| format!("{} ({})", e, e.errcode()))?;
     println!("password changed for {user_id}{}", if keep_devices { "" } else { "; all devices logged out" });
@@ -257,6 +275,10 @@ fn migrate_db(from: &str, to: &str) -> ExitCode {
         Ok(counts) => {
             for (table, rows) in counts {
                 println!("{table}\t{rows}");
+            }
+            if let Err(e) = runtime.block_on(audit_migrate_db(from, to)) {
+                eprintln!("error: copied, but could not record it in the audit log: {e}");
+                return ExitCode::FAILURE;
             }
             println!("copied; point database_url at the new database and start the server");
             ExitCode::SUCCESS
@@ -293,7 +315,13 @@ async fn registration_token(config: Config, action: TokenAction) -> Result<(), S
         TokenAction::Create { token, uses, expires_in_secs } => {
             let token = token.unwrap_or_else(|| homeserver::accounts::tokens::new_opaque_id(16));
             let expiry = expires_in_secs.map(|secs| now + secs * 1000);
-            if !storage.create_registration_token(&token, uses, expiry, now).await.map_err(|e| e.to_string())? {
+            let created =
+                storage.create_registration_token(&token, uses, expiry, now).await.map_err(|e| e.to_string())?;
+            let params = serde_json::json!({"uses_allowed": uses, "expiry_time": expiry});
+            let outcome = if created { "ok" } else { "error: M_INVALID_PARAM" };
+            let fingerprint = homeserver::audit::fingerprint(&token);
+            audit(&state, "create_registration_token", Some(&fingerprint), params, outcome.to_owned()).await?;
+            if !created {
                 return Err(format!("token {token} already exists"));
             }
             println!("{token}");
@@ -306,7 +334,12 @@ async fn registration_token(config: Config, action: TokenAction) -> Result<(), S
             }
         }
         TokenAction::Delete { token } => {
-            if !storage.delete_registration_token(&token).await.map_err(|e| e.to_string())? {
+            let deleted = storage.delete_registration_token(&token).await.map_err(|e| e.to_string())?;
+            let outcome = if deleted { "ok" } else { "error: M_NOT_FOUND" };
+            let fingerprint = homeserver::audit::fingerprint(&token);
+            audit(&state, "delete_registration_token", Some(&fingerprint), serde_json::json!({}), outcome.to_owned())
+                .await?;
+            if !deleted {
                 return Err(format!("no token {token}"));
             }
             println!("deleted {token}");
@@ -314,4 +347,75 @@ async fn registration_token(config: Config, action: TokenAction) -> Result<(), S
     }
     storage.close().await;
     Ok(())
+}
+
+/// Appends a CLI action to the audit log.
+async fn audit(
+    state: &homeserver::AppState,
+    action: &str,
+    target: Option<&str>,
+    params: serde_json::Value,
+    outcome: String,
+) -> Result<(), String> {
+    homeserver::audit::record(
+        &state.storage,
+        state.now_ms(),
+        homeserver::audit::CLI_ACTOR,
+        action,
+        target,
+        params,
+        outcome,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("cannot write the audit log: {e}"))
+}
+
+/// Records a finished `migrate-db` in the target's audit log (which now continues the source's
+/// chain). The URLs are recorded without credentials.
+async fn audit_migrate_db(from: &str, to: &str) -> Result<(), String> {
+    let storage = homeserver::storage::Storage::connect(&homeserver::storage::StorageOptions {
+        url: to.to_owned(),
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(30),
+        statement_timeout: Duration::ZERO,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let now = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
+    )
+    .unwrap_or(i64::MAX);
+    let params = serde_json::json!({"from": without_credentials(from), "to": without_credentials(to)});
+    let result =
+        homeserver::audit::record(&storage, now, homeserver::audit::CLI_ACTOR, "migrate_db", None, params, "ok".into())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    storage.close().await;
+    result
+}
+
+/// A database URL without its user and password.
+fn without_credentials(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// `audit verify`: walks the chain; a broken chain is an error naming the first bad entry.
+async fn audit_verify(config: Config) -> Result<(), String> {
+    let storage = homeserver::server::open_storage(&config).await.map_err(|e| e.to_string())?;
+    let verification = homeserver::audit::verify(&storage).await;
+    storage.close().await;
+    match verification.map_err(|e| e.to_string())? {
+        homeserver::audit::Verification::Intact { entries } => {
+            println!("audit log intact: {entries} entries");
+            Ok(())
+        }
+        homeserver::audit::Verification::Broken { seq, reason } => {
+            Err(format!("audit log broken at entry {seq}: {reason}"))
+        }
+    }
 }

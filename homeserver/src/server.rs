@@ -29,6 +29,22 @@ pub enum StartupError {
     Tls(#[from] crate::tls::TlsError),
 }
 
+/// The client's address as the listener saw it (TCP or TLS), for `ConnectInfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 /// Opens the database (applying migrations) and loads or creates the signing key.
 pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     std::fs::create_dir_all(&config.data_dir)
@@ -90,7 +106,8 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
         let listener =
             TcpListener::bind(addr).await.map_err(|source| StartupError::Listen { addr: addr.to_string(), source })?;
         tracing::info!(%addr, ?surface, tls = certificates.is_some(), "listening");
-        let app = crate::app_for(state.clone(), surface);
+        // Peer addresses reach handlers (and the access log) through `ConnectInfo`.
+        let app = crate::app_for(state.clone(), surface).into_make_service_with_connect_info::<PeerAddr>();
         let mut stopped = stopped.clone();
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -118,6 +135,8 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
     while let Some(result) = servers.join_next().await {
         result.map_err(|e| StartupError::Serve(std::io::Error::other(e)))?.map_err(StartupError::Serve)?;
     }
+    // Every request is answered: write what they queued before the database closes.
+    state.access_log.stop().await;
     state.notifier.stop().await;
     state.storage.close().await;
     tracing::info!("stopped");

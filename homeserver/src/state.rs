@@ -44,6 +44,9 @@ pub struct Inner {
     pub metrics: crate::metrics::Metrics,
     pub push_rules: crate::notifications::RulesetCache,
     pub notifier: crate::notifications::Notifier,
+    pub access_log: crate::access_log::AccessLogger,
+    /// Nonces of shared-secret registration.
+    pub registration_nonces: crate::accounts::shared_secret::Nonces,
     /// Signed requests to other servers.
     pub federation: federation::client::FederationClient,
     /// Other servers' signing keys.
@@ -62,6 +65,9 @@ impl AppState {
     ) -> Self {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .expect("server_name is validated when the configuration is loaded");
+        crate::audit::prune_periodically(storage.clone(), clock.clone(), config.audit_log.retention_days);
+        let access_log =
+            crate::access_log::AccessLogger::start(config.access_log.clone(), storage.clone(), clock.clone());
         let client_options = federation::client::ClientOptions {
             verify_tls: config.federation.verify_tls,
             request_timeout: std::time::Duration::from_secs(config.federation.request_timeout_secs.max(1)),
@@ -82,6 +88,8 @@ impl AppState {
             metrics: Default::default(),
             push_rules: Default::default(),
             notifier: Default::default(),
+            access_log,
+            registration_nonces: Default::default(),
             federation,
             keyring: Default::default(),
             outbox: Default::default(),

@@ -512,3 +512,118 @@ fn tls_listeners_split_by_api_and_reload_certificates_on_sighup() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("reloaded the TLS certificate"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn access_log_keeps_every_answered_request_across_a_graceful_shutdown() {
+    let dir = temp_dir("access-log");
+    std::fs::write(dir.join("password"), "burst-password-1\n").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [("MYELIN_LISTEN", listen.as_str())];
+    let created =
+        myelin(&dir, &["create-user", "root", "--password-file", "password", "--admin"], &env).output().unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+
+    // The CLI's action is in the audit log, and the chain verifies.
+    let verified = myelin(&dir, &["audit", "verify"], &env).output().unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("intact: 1 entries"));
+
+    let mut child = myelin(&dir, &[], &env).stderr(Stdio::null()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+    let (_, body) = http(port, "POST", "/_matrix/client/v3/login", &login_body("root", "burst-password-1")).unwrap();
+    let token = token_of(&body);
+
+    // Concurrent clients; SIGTERM arrives in the middle of the burst.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (token, answered) = (token.clone(), answered.clone());
+            std::thread::spawn(move || {
+                for _ in 0..60 {
+                    match http(port, "GET", &format!("/_matrix/client/v3/account/whoami?access_token={token}"), "") {
+                        Some((200, _)) => {
+                            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Some((status, _)) => panic!("whoami answered {status}"),
+                        None => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 150 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = terminate(child);
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let answered = answered.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(answered >= 150);
+
+    let mut child = myelin(&dir, &[], &env).stderr(Stdio::null()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+    let (_, body) = http(port, "POST", "/_matrix/client/v3/login", &login_body("root", "burst-password-1")).unwrap();
+    let token = token_of(&body);
+    let path = format!("/_myelin/admin/v1/access_log?user_id=%40root%3Alocalhost&limit=1000&access_token={token}");
+    let (status, body) = http(port, "GET", &path, "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let log: serde_json::Value = serde_json::from_str(body.trim_start_matches(|c: char| c != '{')).unwrap();
+    let whoamis =
+        log["entries"].as_array().unwrap().iter().filter(|e| e["route"] == "/_matrix/client/v3/account/whoami").count();
+    assert_eq!(whoamis, answered, "every answered request was logged before the process exited");
+    assert!(!body.contains(&token), "no token in the log");
+
+    let (_, body) = http(port, "GET", &format!("/_myelin/admin/v1/audit_log?access_token={token}"), "").unwrap();
+    assert!(body.contains(r#""actor":"cli""#) && body.contains(r#""action":"create_user""#), "{body}");
+    terminate(child);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs one statement on a database, as someone with direct access to it could.
+fn tamper(url: &str, sql: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        assert_eq!(sqlx::query(sql).execute(&pool).await.unwrap().rows_affected(), 1);
+        pool.close().await;
+    });
+}
+
+#[test]
+fn audit_verify_follows_migrate_db_and_reports_tampering() {
+    let dir = temp_dir("audit");
+    std::fs::write(dir.join("password"), "audit-password-1\n").unwrap();
+    let env = [("MYELIN_LISTEN", "127.0.0.1:1")];
+    for name in ["first", "second"] {
+        let created = myelin(&dir, &["create-user", name, "--password-file", "password"], &env).output().unwrap();
+        assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    }
+    let source = format!("sqlite://{}", dir.join("data/myelin.db").display());
+    let target = format!("sqlite://{}?mode=rwc", dir.join("copy.db").display());
+    let copied = myelin(&dir, &["migrate-db", "--from", &source, "--to", &target], &[]).output().unwrap();
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+
+    // The copy continues the chain with the migration itself.
+    let target_env = [("MYELIN_LISTEN", "127.0.0.1:1"), ("MYELIN_DATABASE_URL", target.as_str())];
+    let verified = myelin(&dir, &["audit", "verify"], &target_env).output().unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("intact: 3 entries"));
+
+    let verified = myelin(&dir, &["audit", "verify"], &env).output().unwrap();
+    assert!(verified.status.success());
+    tamper(&source, "UPDATE audit_log SET target = '@someone:localhost' WHERE seq = 2");
+    let broken = myelin(&dir, &["audit", "verify"], &env).output().unwrap();
+    assert!(!broken.status.success(), "tampering went unnoticed");
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("broken at entry 2"), "{stderr}");
+
+    tamper(&target, "DELETE FROM audit_log WHERE seq = 1");
+    let broken = myelin(&dir, &["audit", "verify"], &target_env).output().unwrap();
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("broken at entry 1"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -2,8 +2,12 @@
 
 mod common;
 
+mod access_log;
 mod account;
 mod account_data;
+mod admin_rooms;
+mod admin_users;
+mod audit_log;
 mod bench_smoke;
 mod devices;
 mod directory;
@@ -28,8 +32,10 @@ mod real_client;
 mod receipts;
 mod registration;
 mod relations;
+mod reports;
 mod rooms;
 mod search;
+mod shared_secret;
 mod synapse_interop;
 mod sync;
 mod timeline;

@@ -1,7 +1,9 @@
 //! Accounts: registration, login sessions, tokens, devices, passwords and deactivation.
 
+pub mod admin;
 pub mod openid;
 pub mod password;
+pub mod shared_secret;
 pub mod token_cache;
 pub mod tokens;
 pub mod uiaa;
@@ -293,6 +295,16 @@ pub async fn login_with_password(
     Ok((user_id, device_id, issued))
 }
 
+/// A new device with an access token for an account created without a login (shared-secret
+/// registration).
+pub async fn open_session(state: &AppState, user_id: &UserId) -> Result<(OwnedDeviceId, IssuedTokens)> {
+    let device_id: OwnedDeviceId = tokens::new_device_id().into();
+    let (issued, stored) = mint_tokens(state, false);
+    let device = NewDevice { device_id: device_id.to_string(), display_name: None, ip: None, tokens: stored };
+    state.storage.login_device(user_id.as_str(), &device, state.now_ms()).await?;
+    Ok((device_id, issued))
+}
+
 /// Exchanges a refresh token for new tokens on the same device.
 pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<IssuedTokens> {
     let (issued, stored) = mint_tokens(state, true);
@@ -343,9 +355,17 @@ pub async fn deactivate(state: &AppState, authed: &Authed, auth: Option<&AuthDat
     let request =
         uiaa::UiaaRequest { purpose: "deactivate", flows: uiaa::password_flows(), user: Some(&authed.user_id) };
     uiaa::check(state, auth, request).await?;
-    state.storage.deactivate_user(authed.user_id.as_str()).await?;
-    state.token_cache.clear();
+    deactivate_account(state, &authed.user_id).await?;
     tracing::info!(user_id = %authed.user_id, "deactivated user");
+    Ok(())
+}
+
+/// Deactivation itself, after the user's own UIAA or on an admin's request: the account stays
+/// (flagged, without password) so its ID is never reissued; every device and token goes.
+pub async fn deactivate_account(state: &AppState, user_id: &UserId) -> Result<()> {
+    state.storage.deactivate_user(user_id.as_str()).await?;
+    state.token_cache.clear();
+    state.rooms.notify_change();
     Ok(())
 }
 

@@ -173,7 +173,11 @@ where
     }
     let token = ruma::api::auth_scheme::extract_bearer_or_query_token(request).map_err(|_| Error::missing_token())?;
     match (token, mode) {
-        (Some(token), _) => Ok(Some(crate::accounts::authenticate(state, &token).await?)),
+        (Some(token), _) => {
+            let authed = crate::accounts::authenticate(state, &token).await?;
+            crate::access_log::note_caller(&authed);
+            Ok(Some(authed))
+        }
         (None, AuthMode::RequiredToken) => Err(Error::missing_token()),
         (None, _) => Ok(None),
     }

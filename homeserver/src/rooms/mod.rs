@@ -18,8 +18,10 @@ pub mod membership;
 pub mod profile;
 pub mod redaction;
 pub mod relations;
+pub mod report;
 pub mod send;
 pub mod state;
+pub mod summary;
 pub mod timeline;
 pub mod upgrade;
 

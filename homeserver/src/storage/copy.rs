@@ -42,6 +42,10 @@ pub const TABLES: &[&str] = &[
     "key_backup_keys",
     "media",
     "media_thumbnails",
+    "audit_log",
+    "audit_head",
+    "access_log",
+    "content_reports",
     "server_keys",
     "server_key_objects",
     "federation_txns",
@@ -134,6 +138,7 @@ impl Storage {
         let mut tx = target.write.begin().await?;
         // The target's own migrations seeded these; the source's positions replace them.
         sqlx::query("DELETE FROM stream_positions").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM audit_head").execute(&mut *tx).await?;
         let mut copied = Vec::with_capacity(TABLES.len());
         for table in TABLES {
             let columns = target.columns(&mut tx, table).await?;

@@ -2,10 +2,14 @@
 //! table. One set of SQL texts serves SQLite and PostgreSQL (through sqlx's `Any` driver); only
 //! the migrations (DDL) differ per engine.
 
+mod access_log;
 mod account_data;
 mod accounts;
+mod admin;
 mod aliases;
+mod audit_log;
 mod codec;
+mod content_reports;
 mod copy;
 mod e2ee_keys;
 mod event_writer;
@@ -35,9 +39,13 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use access_log::{AccessLogQuery, AccessLogRow, Connection};
 pub use account_data::AccountDataRow;
 pub use accounts::{DeviceRow, NewAccount, NewDevice, ProfileField, ProfileRow, RegisterOutcome, UserRow};
+pub use admin::{AdminUserRow, UserOrder, UserQuery};
+pub use audit_log::{AuditEntry, AuditHead, AuditQuery, AuditRow};
 pub use codec::{decode_record, encode_record};
+pub use content_reports::{ContentReportRow, NewContentReport, ReportQuery};
 pub use copy::{TABLES, copy_database};
 pub use e2ee_keys::{CrossSigningKeyRow, DeviceKeysRow, KeySignatureRow};
 pub use federation::{OutboxBatch, ServerKeyRow};
@@ -246,6 +254,8 @@ pub enum Stream {
     Receipts,
     DeviceLists,
     ToDevice,
+    AccessLog,
+    ContentReports,
     FederationEdus,
     /// Not a stream of its own: how far `DeviceLists` has been announced to other servers.
     DeviceListsAnnounced,
@@ -261,6 +271,8 @@ impl Stream {
             Self::Receipts => "receipts",
             Self::DeviceLists => "device_lists",
             Self::ToDevice => "to_device",
+            Self::AccessLog => "access_log",
+            Self::ContentReports => "content_reports",
             Self::FederationEdus => "federation_edus",
             Self::DeviceListsAnnounced => "device_lists_announced",
             Self::Presence => "presence",
@@ -314,6 +326,14 @@ fn placeholders(first: usize, count: usize) -> String {
 /// Booleans are stored as 0/1 integers on both engines.
 fn flag(value: bool) -> i64 {
     i64::from(value)
+}
+
+#[cfg(test)]
+impl Storage {
+    /// Runs a statement directly, for tests that tamper with the database.
+    pub(crate) async fn execute_raw_for_tests(&self, sql: &str) {
+        sqlx::query(sql).execute(&self.write).await.expect("test statement");
+    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,29 @@ impl Storage {
         rows.iter().map(RegistrationTokenRow::from_row).collect()
     }
 
+    /// Changes a token's limits; `None` leaves one alone, `Some(None)` removes it. Returns false
+    /// when there was no such token.
+    pub async fn update_registration_token(
+        &self,
+        token: &str,
+        uses_allowed: Option<Option<i64>>,
+        expiry_time: Option<Option<i64>>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE registration_tokens SET \
+             uses_allowed = CASE WHEN $2 = 1 THEN $3 ELSE uses_allowed END, \
+             expiry_time = CASE WHEN $4 = 1 THEN $5 ELSE expiry_time END WHERE token = $1",
+        )
+        .bind(token)
+        .bind(i64::from(uses_allowed.is_some()))
+        .bind(uses_allowed.flatten())
+        .bind(i64::from(expiry_time.is_some()))
+        .bind(expiry_time.flatten())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Returns false when there was no such token.
     pub async fn delete_registration_token(&self, token: &str) -> Result<bool> {
         let done =

@@ -218,9 +218,19 @@ impl TestServer {
             let (cert, key) = test_certificate();
             let certificates = homeserver::tls::Certificates::load(&cert, &key).expect("test certificate");
             let listener = homeserver::tls::TlsListener::new(listener, certificates).unwrap();
-            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop_signal).await.unwrap() })
+            tokio::spawn(async move {
+                axum::serve(listener, app.into_make_service_with_connect_info::<homeserver::server::PeerAddr>())
+                    .with_graceful_shutdown(stop_signal)
+                    .await
+                    .unwrap()
+            })
         } else {
-            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop_signal).await.unwrap() })
+            tokio::spawn(async move {
+                axum::serve(listener, app.into_make_service_with_connect_info::<homeserver::server::PeerAddr>())
+                    .with_graceful_shutdown(stop_signal)
+                    .await
+                    .unwrap()
+            })
         };
         Self {
             base_url: format!("{}://{addr}", if tls { "https" } else { "http" }),
@@ -424,6 +434,36 @@ async fn test_config(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Config
     let errors = config.validate();
     assert!(errors.is_empty(), "test config invalid: {errors:?}");
     config
+}
+
+impl TestServer {
+    /// Creates a server admin directly (as `myelin create-user --admin` does) and logs in.
+    pub async fn admin(&self, localpart: &str, password: &str) -> Session {
+        homeserver::accounts::create_account(&self.state, localpart, Some(password.to_owned()), true)
+            .await
+            .expect("admin account");
+        self.login(localpart, password).await
+    }
+
+    /// Runs raw SQL on the server's database, as an attacker with database access could.
+    pub async fn raw_sql(&self, sql: &str) -> u64 {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.state.config.effective_database_url()).await.expect("database");
+        let done = sqlx::query(sql).execute(&pool).await.expect("raw SQL");
+        pool.close().await;
+        done.rows_affected()
+    }
+}
+
+/// Percent-encodes a path segment (user IDs, room IDs, event IDs).
+pub fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A self-signed certificate for 127.0.0.1, made once per test process with openssl.

@@ -17,6 +17,7 @@ mod push;
 mod receipt;
 mod register;
 mod relations;
+mod report;
 mod room;
 mod search;
 mod session;
@@ -32,7 +33,7 @@ use super::ruma::RumaRouter;
 use crate::state::AppState;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    threepid::routes(media::routes(router))
+    report::routes(threepid::routes(media::routes(router)))
         .ruma(discovery::versions)
         .ruma(discovery::well_known_client)
         .ruma(discovery::capabilities)
@@ -108,6 +109,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(relations::threads)
         .ruma(user_directory::search)
         .ruma(search::search)
+        .ruma(report::room)
         .ruma(sync::sync_events)
         .ruma(sync::create)
         .ruma(sync::get)
