@@ -55,7 +55,7 @@ async fn bobs_event(
     template: EventTemplate,
 ) -> Pdu {
     let bob = UserId::parse(b.user_id("bob")).unwrap();
-    let mut auth_events = vec![
+    let mut auth_events = [
         state_id(a, alice, room_id, "m.room.create", "").await,
         state_id(a, alice, room_id, "m.room.power_levels", "").await,
         state_id(a, alice, room_id, "m.room.member", bob.as_str()).await,

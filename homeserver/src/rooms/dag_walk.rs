@@ -44,7 +44,7 @@ pub async fn preceding(
         }
         let mut rows = state.storage.events_by_id(&ids).await?;
         rows.retain(|row| row.room_id == room_id && row.rejected_reason.is_none() && row.depth >= min_depth);
-        rows.sort_by(|a, b| b.depth.cmp(&a.depth));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.depth));
         for row in rows {
             if found.len() == limit {
                 break;

@@ -58,7 +58,7 @@ pub async fn devices(state: AppState, request: Ruma<get_devices::v1::Request>) -
         .collect();
     let stream_id = state.storage.stream_position(Stream::DeviceLists).await?;
     let mut response = get_devices::v1::Response::new(user_id.clone(), UInt::try_from(stream_id).unwrap_or_default());
-    for (device_id, keys) in result.device_keys.into_iter().flat_map(|(_, devices)| devices) {
+    for (device_id, keys) in result.device_keys.into_values().flatten() {
         let mut device = get_devices::v1::UserDevice::new(device_id.clone(), keys);
         device.device_display_name = names.get(device_id.as_str()).cloned().flatten();
         response.devices.push(device);
