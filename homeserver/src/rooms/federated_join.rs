@@ -11,7 +11,7 @@ use ruma::events::StateEventType;
 use ruma::{CanonicalJsonObject, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 
-use super::federated_membership::{accept_membership, make_membership, sign_membership_template};
+use super::federated_membership::{accept_membership, make_membership, sign_membership_template, through_first_server};
 use super::head::RoomHead;
 use super::incoming::verify_for_version;
 use super::send::{Relay, accept_pdu};
@@ -121,17 +121,11 @@ pub async fn join_remote(
     {
         candidates.push(server.to_owned());
     }
-    let mut last_error = Error::not_found("No server to join the room through");
-    for server in candidates {
-        match join_via(state, &server, room_id, user_id, content.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::info!(%server, %room_id, error = %e, "joining through this server failed");
-                last_error = e;
-            }
-        }
-    }
-    Err(last_error)
+    through_first_server(state, &candidates, "join the room", |server| {
+        let content = content.clone();
+        async move { join_via(state, &server, room_id, user_id, content).await }
+    })
+    .await
 }
 
 async fn join_via(

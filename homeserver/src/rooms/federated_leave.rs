@@ -6,7 +6,7 @@ use ruma::api::federation::membership::{create_leave_event, prepare_leave_event}
 use ruma::{OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 
-use super::federated_membership::{accept_membership, make_membership, sign_membership_template};
+use super::federated_membership::{accept_membership, make_membership, sign_membership_template, through_first_server};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -38,17 +38,11 @@ pub async fn leave_remote(
     servers: &[OwnedServerName],
     content: Value,
 ) -> Result<()> {
-    let mut last_error = Error::not_found("No server to leave the room through");
-    for server in servers.iter().filter(|s| **s != state.server_name) {
-        match leave_via(state, server, room_id, user_id, content.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::info!(%server, %room_id, error = %e, "leaving through this server failed");
-                last_error = e;
-            }
-        }
-    }
-    Err(last_error)
+    through_first_server(state, servers, "leave the room", |server| {
+        let content = content.clone();
+        async move { leave_via(state, &server, room_id, user_id, content).await }
+    })
+    .await
 }
 
 async fn leave_via(

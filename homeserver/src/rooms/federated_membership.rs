@@ -127,3 +127,28 @@ pub fn sign_membership_template(
     let event_id = event_id_for(&canonical, &rules).map_err(super::send::pdu_error)?;
     Pdu::from_parts(event_id, canonical, false).map_err(super::send::pdu_error)
 }
+
+/// Tries `attempt` with each of `servers` but ours, in order, until one succeeds; the last
+/// failure otherwise (`what` names the change for the logs and the error).
+pub async fn through_first_server<F, Fut>(
+    state: &AppState,
+    servers: &[ruma::OwnedServerName],
+    what: &str,
+    attempt: F,
+) -> Result<()>
+where
+    F: Fn(ruma::OwnedServerName) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut last_error = Error::not_found(format!("No server to {what} through"));
+    for server in servers.iter().filter(|s| **s != state.server_name) {
+        match attempt(server.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::info!(%server, what, error = %e, "this server could not do it");
+                last_error = e;
+            }
+        }
+    }
+    Err(last_error)
+}

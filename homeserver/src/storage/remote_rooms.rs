@@ -1,7 +1,7 @@
 //! Rooms joined over federation: the state the resident server handed us, stored in one
 //! transaction before our join event is persisted on top of it.
 
-use super::rooms::{NewEvent, StateMap, insert_event, write_snapshot};
+use super::rooms::{NewEvent, StateMap, insert_event, upsert_membership, write_snapshot};
 use super::{Result, Storage};
 
 /// A remote room's identity and the state before our join.
@@ -37,37 +37,14 @@ impl Storage {
     pub async fn store_remote_invite(&self, invite: &RemoteInvite<'_>) -> Result<()> {
         let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public) VALUES ($1, $2, $3, $4, 0) \
-             ON CONFLICT (room_id) DO NOTHING",
-        )
-        .bind(invite.room_id)
-        .bind(invite.room_version)
-        .bind(invite.creator)
-        .bind(invite.now)
-        .execute(&mut *tx)
-        .await?;
-        let known = sqlx::query("SELECT 1 AS known FROM events WHERE event_id = $1")
-            .bind(&invite.event.event_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !known {
+        insert_room_row(&mut tx, invite.room_id, invite.room_version, invite.creator, invite.now).await?;
+        let known = known_event_ids(&mut tx, std::slice::from_ref(&invite.event.event_id)).await?;
+        if known.is_empty() {
             let mut outlier = invite.event.clone();
             outlier.outlier = true;
             let persisted = insert_event(&mut tx, &outlier).await?;
-            sqlx::query(
-                "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten, \
-                 last_join_ordering) VALUES ($1, $2, 'invite', $3, $4, 0, NULL) \
-                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
-                 event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
-            )
-            .bind(invite.room_id)
-            .bind(invite.user_id)
-            .bind(&invite.event.event_id)
-            .bind(persisted.stream_ordering)
-            .execute(&mut *tx)
-            .await?;
+            let (room_id, user_id, event_id) = (invite.room_id, invite.user_id, &invite.event.event_id);
+            upsert_membership(&mut tx, room_id, user_id, "invite", event_id, persisted.stream_ordering).await?;
         }
         sqlx::query(
             "INSERT INTO remote_invites (room_id, user_id, event_id, stripped_state) VALUES ($1, $2, $3, $4) \
@@ -206,26 +183,12 @@ impl Storage {
     pub async fn adopt_remote_room(&self, room: &AdoptedRoom<'_>) -> Result<i64> {
         let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public) VALUES ($1, $2, $3, $4, 0) \
-             ON CONFLICT (room_id) DO NOTHING",
-        )
-        .bind(room.room_id)
-        .bind(room.room_version)
-        .bind(room.creator)
-        .bind(room.now)
-        .execute(&mut *tx)
-        .await?;
-
+        insert_room_row(&mut tx, room.room_id, room.room_version, room.creator, room.now).await?;
         let group = write_snapshot(&mut tx, room.room_id, room.state).await?;
-
+        let ids: Vec<String> = room.events.iter().map(|e| e.event_id.clone()).collect();
+        let known = known_event_ids(&mut tx, &ids).await?;
         for event in room.events {
-            let known = sqlx::query("SELECT 1 AS known FROM events WHERE event_id = $1")
-                .bind(&event.event_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            if known {
+            if known.contains(&event.event_id) {
                 continue;
             }
             let mut outlier = event.clone();
@@ -238,18 +201,14 @@ impl Storage {
                 .is_some_and(|key| room.state.get(&(event.event_type.clone(), key.clone())) == Some(&event.event_id));
             if let (true, "m.room.member", Some(user_id)) = (in_state, event.event_type.as_str(), &event.state_key) {
                 let membership = event.json["content"]["membership"].as_str().unwrap_or("leave");
-                sqlx::query(
-                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten, \
-                     last_join_ordering) VALUES ($1, $2, $3, $4, $5, 0, NULL) \
-                     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
-                     event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+                upsert_membership(
+                    &mut tx,
+                    room.room_id,
+                    user_id,
+                    membership,
+                    &event.event_id,
+                    persisted.stream_ordering,
                 )
-                .bind(room.room_id)
-                .bind(user_id)
-                .bind(membership)
-                .bind(&event.event_id)
-                .bind(persisted.stream_ordering)
-                .execute(&mut *tx)
                 .await?;
             }
         }
@@ -261,4 +220,41 @@ impl Storage {
         tx.commit().await?;
         Ok(group)
     }
+}
+
+/// The row of a room first seen through federation (an invite, a join); kept if it exists.
+async fn insert_room_row(
+    tx: &mut sqlx::AnyConnection,
+    room_id: &str,
+    room_version: &str,
+    creator: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public) VALUES ($1, $2, $3, $4, 0) \
+         ON CONFLICT (room_id) DO NOTHING",
+    )
+    .bind(room_id)
+    .bind(room_version)
+    .bind(creator)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Which of `ids` are stored already, a few hundred per query.
+async fn known_event_ids(tx: &mut sqlx::AnyConnection, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+    let mut known = std::collections::HashSet::new();
+    for chunk in ids.chunks(300) {
+        let sql = format!("SELECT event_id FROM events WHERE event_id IN ({})", super::placeholders(1, chunk.len()));
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            known.insert(sqlx::Row::try_get(&row, "event_id")?);
+        }
+    }
+    Ok(known)
 }

@@ -515,7 +515,7 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
 }
 
 /// Sets a user's membership row from a member event that is in the room's current state.
-async fn upsert_membership(
+pub(super) async fn upsert_membership(
     tx: &mut AnyConnection,
     room_id: &str,
     user_id: &str,
@@ -549,18 +549,31 @@ pub(super) async fn write_snapshot(conn: &mut AnyConnection, room_id: &str, stat
         .bind(room_id)
         .execute(&mut *conn)
         .await?;
-    for ((event_type, state_key), event_id) in state {
-        sqlx::query(
-            "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(group)
-        .bind(event_type)
-        .bind(state_key)
-        .bind(event_id)
-        .execute(&mut *conn)
-        .await?;
-    }
+    let entries: Vec<(&str, &str, &str)> =
+        state.iter().map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str())).collect();
+    insert_state_entries(conn, group, &entries).await?;
     Ok(group)
+}
+
+/// Rows per multi-row insert of state entries (four parameters each).
+const STATE_ENTRIES_PER_INSERT: usize = 100;
+
+/// Writes a state group's entries `(type, state_key, event ID)`, many rows per statement.
+async fn insert_state_entries(conn: &mut AnyConnection, group: i64, entries: &[(&str, &str, &str)]) -> Result<()> {
+    for chunk in entries.chunks(STATE_ENTRIES_PER_INSERT) {
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
+        let sql = format!(
+            "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(group);
+        for (event_type, state_key, event_id) in chunk {
+            query = query.bind(*event_type).bind(*state_key).bind(*event_id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Resolves a state group through its delta chain; with `keys`, only those entries.
@@ -633,16 +646,6 @@ async fn write_state_group(
         .map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str()))
         .collect();
     entries.push((&entry.0, &entry.1, &entry.2));
-    for (event_type, state_key, event_id) in entries {
-        sqlx::query(
-            "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(group)
-        .bind(event_type)
-        .bind(state_key)
-        .bind(event_id)
-        .execute(&mut *conn)
-        .await?;
-    }
+    insert_state_entries(conn, group, &entries).await?;
     Ok(group)
 }
