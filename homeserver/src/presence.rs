@@ -152,6 +152,26 @@ async fn store(state: &AppState, user_id: &UserId, name: &str, status_msg: Optio
         t.source = source;
     });
     state.rooms.notify_change();
+    let active_ago = u64::try_from(state.now_ms() - last_active).unwrap_or(0);
+    crate::rooms::edus::send_presence(state, user_id, name, status_msg, active_ago).await
+}
+
+/// A presence update another server sent for one of its users: stored as it is (it is their
+/// server that times them out, not ours), and shown to room-mates like local presence.
+pub async fn receive_remote(
+    state: &AppState,
+    user_id: &UserId,
+    presence: &str,
+    status_msg: Option<&str>,
+    last_active_ago: u64,
+) -> Result<()> {
+    if !state.config.presence.enabled {
+        return Ok(());
+    }
+    let name = state_name(&PresenceState::from(presence))?;
+    let last_active = state.now_ms() - i64::try_from(last_active_ago).unwrap_or(0);
+    state.storage.set_presence(user_id.as_str(), name, status_msg, last_active).await?;
+    state.rooms.notify_change();
     Ok(())
 }
 
@@ -347,6 +367,10 @@ pub fn start_sweeper(state: Weak<crate::state::Inner>) {
 async fn load_stored(state: &AppState) -> Result<()> {
     for row in state.storage.presence_not_offline().await? {
         let Ok(user) = OwnedUserId::try_from(row.user_id.as_str()) else { continue };
+        if user.server_name() != state.server_name {
+            // Other servers time out their own users.
+            continue;
+        }
         state.presence.with(&user, |t| {
             t.last_active = t.last_active.max(row.last_active_ts);
             t.last_sync = t.last_sync.max(row.last_active_ts);

@@ -46,6 +46,10 @@ pub async fn post(
                     ts: state.now_ms(),
                 })
                 .await?;
+            if kind == ReceiptKind::Read {
+                // Public receipts are shown to everyone in the room, on every server.
+                crate::rooms::edus::send_receipt(state, room_id, user_id, event_id, thread_id).await?;
+            }
         }
     }
     state.rooms.notify_change();

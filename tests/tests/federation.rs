@@ -14,7 +14,8 @@ engine_tests!(
     the_notary_vouches_for_keys_it_fetched,
     a_remote_invite_is_shown_and_accepted,
     remote_invites_can_be_rejected_and_remote_members_leave,
-    events_queued_for_a_stopped_server_arrive_after_it_restarts
+    events_queued_for_a_stopped_server_arrive_after_it_restarts,
+    receipts_and_presence_reach_the_other_server
 );
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
@@ -348,4 +349,62 @@ async fn events_queued_for_a_stopped_server_arrive_after_it_restarts(engine: Eng
         assert!(Instant::now() < deadline, "A kept events B acknowledged");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn receipts_and_presence_reach_the_other_server(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let message = a.send_text(&alice, &room_id, "read me").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.state.storage.event(&message).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the message never reached B");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Bob's public receipt shows on A; his private one does not leave B.
+    let (status, _) =
+        b.post(&format!("/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{message}"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let sync = sync_until(&a, &alice, "bob's receipt on A", |s| {
+        s["rooms"]["join"][&room_id]["ephemeral"]["events"].as_array().is_some_and(|events| {
+            events
+                .iter()
+                .any(|e| e["type"] == "m.receipt" && e["content"][&message]["m.read"][&bob.user_id].is_object())
+        })
+    })
+    .await;
+    let receipt = sync["rooms"]["join"][&room_id]["ephemeral"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.receipt")
+        .unwrap()
+        .clone();
+    assert!(receipt["content"][&message]["m.read"][&bob.user_id]["ts"].is_i64(), "{receipt}");
+
+    // Alice's presence and status message reach Bob through his server.
+    let (status, _) = a
+        .put(
+            &format!("/_matrix/client/v3/presence/{}/status", alice.user_id),
+            alice.token(),
+            json!({"presence": "online", "status_msg": "on server A"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sync_until(&b, &bob, "alice's presence on B", |s| {
+        s["presence"]["events"].as_array().is_some_and(|events| {
+            events.iter().any(|e| e["sender"] == alice.user_id.as_str() && e["content"]["status_msg"] == "on server A")
+        })
+    })
+    .await;
+    let (status, seen) = b.get(&format!("/_matrix/client/v3/presence/{}/status", alice.user_id), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["presence"], "online");
+    assert_eq!(seen["status_msg"], "on server A");
 }

@@ -1,5 +1,5 @@
-//! Ephemeral data units between servers: typing, to-device messages and device-list changes.
-//! Other EDU types (receipts, presence) are accepted and not acted on yet.
+//! Ephemeral data units between servers: typing, read receipts, presence, to-device messages
+//! and device-list changes.
 
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ pub async fn receive_edus(state: &AppState, origin: &ServerName, edus: &[Raw<Edu
         let content = &value["content"];
         let handled = match value["edu_type"].as_str().unwrap_or_default() {
             "m.typing" => receive_typing(state, origin, content).await,
+            "m.receipt" => receive_receipts(state, origin, content).await,
+            "m.presence" => receive_presence(state, origin, content).await,
             "m.direct_to_device" => receive_to_device(state, origin, content).await,
             "m.device_list_update" | "m.signing_key_update" => receive_key_change(state, origin, content).await,
             _ => Ok(()),
@@ -51,6 +53,123 @@ fn origin_user<'a>(origin: &ServerName, user_id: &'a serde_json::Value) -> Resul
     user_id
         .filter(|user| user.server_name() == origin)
         .ok_or_else(|| crate::error::Error::forbidden("A server can only speak for its own users"))
+}
+
+/// Public read receipts of the sending server's users, in rooms they are joined to.
+async fn receive_receipts(state: &AppState, origin: &ServerName, content: &serde_json::Value) -> Result<()> {
+    let mut changed = false;
+    for (room_id, receipts) in content.as_object().into_iter().flatten() {
+        let Ok(room_id) = <&RoomId>::try_from(room_id.as_str()) else { continue };
+        for (user_id, receipt) in receipts["m.read"].as_object().into_iter().flatten() {
+            let Ok(user) = <&UserId>::try_from(user_id.as_str()) else { continue };
+            if user.server_name() != origin {
+                continue;
+            }
+            let joined = state.storage.membership(room_id.as_str(), user.as_str()).await?;
+            if joined.is_none_or(|m| m.membership != "join") {
+                continue;
+            }
+            let Some(event_id) = receipt["event_ids"].as_array().and_then(|ids| ids.first()).and_then(|id| id.as_str())
+            else {
+                continue;
+            };
+            let ts = receipt["data"]["ts"].as_i64().unwrap_or_else(|| state.now_ms());
+            state
+                .storage
+                .set_receipt(crate::storage::NewReceipt {
+                    room_id: room_id.as_str(),
+                    user_id: user.as_str(),
+                    receipt_type: "m.read",
+                    thread_id: receipt["data"]["thread_id"].as_str().unwrap_or(""),
+                    event_id,
+                    ts,
+                })
+                .await?;
+            changed = true;
+        }
+    }
+    if changed {
+        state.rooms.notify_change();
+    }
+    Ok(())
+}
+
+async fn receive_presence(state: &AppState, origin: &ServerName, content: &serde_json::Value) -> Result<()> {
+    for update in content["push"].as_array().into_iter().flatten() {
+        let Ok(user_id) = origin_user(origin, &update["user_id"]) else { continue };
+        let Some(presence) = update["presence"].as_str() else { continue };
+        let last_active_ago = update["last_active_ago"].as_u64().unwrap_or(0);
+        crate::presence::receive_remote(state, user_id, presence, update["status_msg"].as_str(), last_active_ago)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Tells the servers of a local user's room-mates that their presence changed.
+pub async fn send_presence(
+    state: &AppState,
+    user_id: &UserId,
+    presence: &str,
+    status_msg: Option<&str>,
+    last_active_ago: u64,
+) -> Result<()> {
+    if !state.config.federation.enabled || user_id.server_name() != state.server_name {
+        return Ok(());
+    }
+    let us = state.server_name.as_str();
+    let mut destinations: Vec<String> = state
+        .storage
+        .room_mates(user_id.as_str())
+        .await?
+        .iter()
+        .map(|mate| crate::rooms::head::server_of(mate).to_owned())
+        .filter(|server| server != us)
+        .collect();
+    destinations.sort();
+    destinations.dedup();
+    if destinations.is_empty() {
+        return Ok(());
+    }
+    let mut update = serde_json::json!({
+        "user_id": user_id,
+        "presence": presence,
+        "last_active_ago": last_active_ago,
+        "currently_active": presence == "online" && last_active_ago < 60_000,
+    });
+    if let Some(status_msg) = status_msg {
+        update["status_msg"] = status_msg.into();
+    }
+    let edu = serde_json::json!({"edu_type": "m.presence", "content": {"push": [update]}});
+    state.storage.queue_edu(&destinations, &edu).await?;
+    state.outbox.wake(state, &destinations);
+    Ok(())
+}
+
+/// Tells the other servers in the room about a local user's public read receipt.
+pub async fn send_receipt(
+    state: &AppState,
+    room_id: &RoomId,
+    user_id: &UserId,
+    event_id: &str,
+    thread_id: Option<&str>,
+) -> Result<()> {
+    if !state.config.federation.enabled {
+        return Ok(());
+    }
+    let destinations = remote_servers_in_room(state, room_id).await?;
+    if destinations.is_empty() {
+        return Ok(());
+    }
+    let mut data = serde_json::json!({"ts": state.now_ms()});
+    if let Some(thread_id) = thread_id {
+        data["thread_id"] = thread_id.into();
+    }
+    let edu = serde_json::json!({"edu_type": "m.receipt", "content": {
+        room_id.as_str(): {"m.read": {user_id.as_str(): {"event_ids": [event_id], "data": data}}},
+    }});
+    state.storage.queue_edu(&destinations, &edu).await?;
+    state.outbox.wake(state, &destinations);
+    Ok(())
 }
 
 /// To-device messages for local users' devices.
