@@ -15,7 +15,8 @@ engine_tests!(
     a_remote_invite_is_shown_and_accepted,
     remote_invites_can_be_rejected_and_remote_members_leave,
     events_queued_for_a_stopped_server_arrive_after_it_restarts,
-    receipts_and_presence_reach_the_other_server
+    receipts_and_presence_reach_the_other_server,
+    a_server_denied_by_the_room_acl_is_refused
 );
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
@@ -407,4 +408,57 @@ async fn receipts_and_presence_reach_the_other_server(engine: Engine) {
     assert_eq!(status, StatusCode::OK, "{seen}");
     assert_eq!(seen["presence"], "online");
     assert_eq!(seen["status_msg"], "on server A");
+}
+
+async fn a_server_denied_by_the_room_acl_is_refused(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Both test servers are 127.0.0.1 on different ports; ACLs ignore the port.
+    let (status, _) = a
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.server_acl/"),
+            alice.token(),
+            json!({"allow": ["*"], "deny": ["127.0.0.1"], "allow_ip_literals": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // B's events for the room are refused one by one.
+    let sent = b.send_text(&bob, &room_id, "after the ACL").await;
+    let pdu = b.state.storage.event(&sent).await.unwrap().unwrap();
+    let mut request = ruma::api::federation::transactions::send_transaction_message::v1::Request::new(
+        "acl-1".into(),
+        b.server_name.as_str().try_into().unwrap(),
+        ruma::MilliSecondsSinceUnixEpoch::now(),
+    );
+    request.pdus = vec![homeserver::federation_sender::federation_form(&pdu.json).unwrap()];
+    let answer = b
+        .state
+        .federation
+        .send(a.server_name.as_str().try_into().unwrap(), &b.state.signing_key, request)
+        .await
+        .unwrap();
+    let result = answer.pdus.values().next().expect("a result for the event");
+    assert!(result.as_ref().is_err_and(|e| e.contains("server ACL")), "{result:?}");
+    assert!(a.state.storage.event(&sent).await.unwrap().is_none());
+
+    // And A makes no more joins for B's users.
+    let mut make_join = ruma::api::federation::membership::prepare_join_event::v1::Request::new(
+        room_id.as_str().try_into().unwrap(),
+        format!("@carol:{}", b.server_name).try_into().unwrap(),
+    );
+    make_join.ver = vec![ruma::RoomVersionId::V10];
+    let refused =
+        b.state.federation.send(a.server_name.as_str().try_into().unwrap(), &b.state.signing_key, make_join).await;
+    assert!(
+        matches!(&refused, Err(federation::client::FederationError::Remote { status: 403, errcode, .. }) if errcode == "M_FORBIDDEN"),
+        "{refused:?}"
+    );
 }

@@ -43,6 +43,7 @@ async fn receive_typing(state: &AppState, origin: &ServerName, content: &serde_j
         return Ok(());
     };
     origin_user(origin, &content["user_id"])?;
+    super::acl::check(state, room_id, origin.as_str()).await?;
     let timeout = content["typing"].as_bool().unwrap_or(false).then_some(REMOTE_TYPING);
     crate::typing::set_typing(state, user_id, user_id, room_id, timeout).await
 }
@@ -60,6 +61,9 @@ async fn receive_receipts(state: &AppState, origin: &ServerName, content: &serde
     let mut changed = false;
     for (room_id, receipts) in content.as_object().into_iter().flatten() {
         let Ok(room_id) = <&RoomId>::try_from(room_id.as_str()) else { continue };
+        if super::acl::check(state, room_id, origin.as_str()).await.is_err() {
+            continue;
+        }
         for (user_id, receipt) in receipts["m.read"].as_object().into_iter().flatten() {
             let Ok(user) = <&UserId>::try_from(user_id.as_str()) else { continue };
             if user.server_name() != origin {

@@ -114,6 +114,7 @@ pub async fn receive_invite(
     if pdu.event_id != request.event_id || pdu.room_id != request.room_id || pdu.sender.server_name() != origin {
         return Err(Error::bad_json("The event does not match the request"));
     }
+    super::acl::check(state, &request.room_id, origin.as_str()).await?;
     if invitee.server_name() != state.server_name {
         return Err(Error::bad_json("The invitee is not a user of this server"));
     }

@@ -1,6 +1,7 @@
 //! Rooms: the event DAG, membership, state and timelines. Every local event goes through
 //! [`send::send_event`], the one path that builds, authorizes and persists events.
 
+pub mod acl;
 pub mod backfill;
 pub mod client_event;
 pub mod create;

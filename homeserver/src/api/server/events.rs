@@ -16,6 +16,9 @@ use crate::storage::EventRow;
 /// The server may read a room's events while one of its users is joined (a server that
 /// left still sees history it shared, which this simple rule does not grant yet).
 async fn require_server_in_room(state: &AppState, server: &str, room_id: &str) -> Result<()> {
+    if let Ok(room) = <&ruma::RoomId>::try_from(room_id) {
+        crate::rooms::acl::check(state, room, server).await?;
+    }
     let members = state.storage.room_memberships(room_id).await?;
     let in_room = members.iter().any(|m| m.membership == "join" && crate::rooms::head::server_of(&m.user_id) == server);
     if in_room { Ok(()) } else { Err(Error::forbidden("The server is not in the room")) }

@@ -58,6 +58,9 @@ async fn receive(
     let room = state.storage.room(room_id.as_str()).await.ok()??;
     let rules = ruma::RoomVersionId::try_from(room.room_version.as_str()).ok()?.rules()?;
     let event_id = federation::pdu::event_id_for(&object, &rules).ok()?;
+    if let Err(e) = crate::rooms::acl::check(state, &room_id, origin.as_str()).await {
+        return Some((event_id, Err(e.to_string())));
+    }
     let result = match verify_received(state, &room_id, object).await {
         Ok(pdu) => match fill_gap(state, origin, &pdu).await {
             Ok(()) => accept_received(state, pdu, Relay::Nobody).await.map(|_| ()),
