@@ -16,7 +16,8 @@ engine_tests!(
     remote_invites_can_be_rejected_and_remote_members_leave,
     events_queued_for_a_stopped_server_arrive_after_it_restarts,
     receipts_and_presence_reach_the_other_server,
-    a_server_denied_by_the_room_acl_is_refused
+    a_server_denied_by_the_room_acl_is_refused,
+    remote_profiles_and_aliases_are_asked_of_their_server
 );
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
@@ -461,4 +462,39 @@ async fn a_server_denied_by_the_room_acl_is_refused(engine: Engine) {
         matches!(&refused, Err(federation::client::FederationError::Remote { status: 403, errcode, .. }) if errcode == "M_FORBIDDEN"),
         "{refused:?}"
     );
+}
+
+async fn remote_profiles_and_aliases_are_asked_of_their_server(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let (status, _) = a
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", alice.user_id),
+            alice.token(),
+            json!({"displayname": "Alice of A"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, profile) = b.get(&format!("/_matrix/client/v3/profile/{}", alice.user_id), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(profile["displayname"], "Alice of A");
+    let missing = b.get(&format!("/_matrix/client/v3/profile/@nobody:{}", a.server_name), bob.token()).await;
+    assert_error(missing, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    let room_id = a.create_room(&alice, json!({"preset": "public_chat", "room_alias_name": "general"})).await;
+    let alias = format!("#general:{}", a.server_name);
+    let encoded = alias.replace('#', "%23");
+    let (status, resolved) = b.get(&format!("/_matrix/client/v3/directory/room/{encoded}"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert_eq!(resolved["room_id"], room_id.as_str());
+    assert_eq!(resolved["servers"][0], a.server_name.as_str());
+    let unknown = b.get(&format!("/_matrix/client/v3/directory/room/%23nothing:{}", a.server_name), bob.token()).await;
+    assert_error(unknown, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    // Joining by the remote alias needs no `via`: the alias's server names itself.
+    let (status, joined) = b.post(&format!("/_matrix/client/v3/join/{encoded}"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    assert_eq!(joined["room_id"], room_id.as_str());
 }

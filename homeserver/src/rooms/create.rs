@@ -234,11 +234,20 @@ async fn initial_events(
 
 /// Resolves a room ID or alias to a room ID (local aliases only for now).
 pub async fn resolve_room(state: &AppState, room_id_or_alias: &str) -> Result<OwnedRoomId> {
+    Ok(resolve_room_with_servers(state, room_id_or_alias).await?.0)
+}
+
+/// A room ID or alias as a room ID, with servers known to be in the room (for a remote alias,
+/// those its server named).
+pub async fn resolve_room_with_servers(
+    state: &AppState,
+    room_id_or_alias: &str,
+) -> Result<(OwnedRoomId, Vec<ruma::OwnedServerName>)> {
     if room_id_or_alias.starts_with('#') {
-        let room_id = state.storage.alias_room(room_id_or_alias).await?;
-        let room_id = room_id.ok_or_else(|| Error::not_found("Room alias not found"))?;
-        return OwnedRoomId::try_from(room_id).map_err(|e| Error::internal(e.to_string()));
+        let alias =
+            ruma::RoomAliasId::parse(room_id_or_alias).map_err(|_| Error::invalid_param("Invalid room alias"))?;
+        return super::directory::resolve_alias(state, &alias).await;
     }
     let room_id = <&RoomId>::try_from(room_id_or_alias).map_err(|_| Error::invalid_param("Invalid room ID"))?;
-    Ok(room_id.to_owned())
+    Ok((room_id.to_owned(), Vec::new()))
 }

@@ -154,3 +154,28 @@ pub async fn validate_canonical_alias(state: &AppState, room_id: &RoomId, conten
     }
     Ok(())
 }
+
+/// An alias's room and servers in it: ours from the database, others' by asking the alias's
+/// server (`/query/directory`).
+pub async fn resolve_alias(
+    state: &AppState,
+    alias: &ruma::RoomAliasId,
+) -> Result<(ruma::OwnedRoomId, Vec<ruma::OwnedServerName>)> {
+    if alias.server_name() == state.server_name {
+        let room_id = state.storage.alias_room(alias.as_str()).await?;
+        let room_id = room_id.ok_or_else(|| Error::not_found("Room alias not found"))?;
+        let room_id = ruma::OwnedRoomId::try_from(room_id).map_err(|e| Error::internal(e.to_string()))?;
+        let mut servers = vec![state.server_name.clone()];
+        for server in super::edus::remote_servers_in_room(state, &room_id).await? {
+            servers.extend(ruma::OwnedServerName::try_from(server).ok());
+        }
+        return Ok((room_id, servers));
+    }
+    if !state.config.federation.enabled {
+        return Err(Error::not_found("Room alias not found"));
+    }
+    let request = ruma::api::federation::query::get_room_information::v1::Request::new(alias.to_owned());
+    let answer =
+        state.federation.send(alias.server_name(), &state.signing_key, request).await.map_err(Error::remote)?;
+    Ok((answer.room_id, answer.servers))
+}

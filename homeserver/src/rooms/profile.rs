@@ -15,9 +15,26 @@ const MAX_DISPLAYNAME_CHARS: usize = 256;
 
 pub async fn profile(state: &AppState, user_id: &UserId) -> Result<ProfileRow> {
     if user_id.server_name() != state.server_name {
-        return Err(Error::not_found("Profiles of users on other servers are not available yet"));
+        return remote_profile(state, user_id).await;
     }
+    local_profile(state, user_id).await
+}
+
+/// A local user's profile (`None` fields when unset); 404 for users that do not exist.
+pub async fn local_profile(state: &AppState, user_id: &UserId) -> Result<ProfileRow> {
     state.storage.profile(user_id.as_str()).await?.ok_or_else(|| Error::not_found("Profile not found"))
+}
+
+/// Asks the user's server (`/query/profile`).
+async fn remote_profile(state: &AppState, user_id: &UserId) -> Result<ProfileRow> {
+    if !state.config.federation.enabled {
+        return Err(Error::not_found("Profile not found"));
+    }
+    let request = ruma::api::federation::query::get_profile_information::v1::Request::new(user_id.to_owned());
+    let answer =
+        state.federation.send(user_id.server_name(), &state.signing_key, request).await.map_err(Error::remote)?;
+    let text = |field: &str| answer.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+    Ok(ProfileRow { displayname: text("displayname"), avatar_url: text("avatar_url") })
 }
 
 /// Sets or clears a field of the caller's own profile, then updates their member event in every

@@ -20,11 +20,8 @@ pub async fn create(state: AppState, request: Ruma<create_alias::v3::Request>) -
 }
 
 pub async fn get(state: AppState, request: Ruma<get_alias::v3::Request>) -> Result<get_alias::v3::Response> {
-    let alias = &request.body.room_alias;
-    let room_id =
-        state.storage.alias_room(alias.as_str()).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
-    let room_id = OwnedRoomId::try_from(room_id).map_err(|e| Error::internal(e.to_string()))?;
-    Ok(get_alias::v3::Response::new(room_id, vec![state.server_name.clone()]))
+    let (room_id, servers) = directory::resolve_alias(&state, &request.body.room_alias).await?;
+    Ok(get_alias::v3::Response::new(room_id, servers))
 }
 
 pub async fn delete(state: AppState, request: Ruma<delete_alias::v3::Request>) -> Result<delete_alias::v3::Response> {

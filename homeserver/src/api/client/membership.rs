@@ -8,7 +8,7 @@ use ruma::api::client::knock::knock_room;
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
-use crate::rooms::create::resolve_room;
+use crate::rooms::create::{resolve_room, resolve_room_with_servers};
 use crate::rooms::membership::{self, Moderation};
 use crate::state::AppState;
 
@@ -27,9 +27,10 @@ pub async fn join_by_id_or_alias(
     request: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let body = &request.body;
-    let room_id = resolve_room(&state, body.room_id_or_alias.as_str()).await?;
+    let (room_id, mut servers) = resolve_room_with_servers(&state, body.room_id_or_alias.as_str()).await?;
+    servers.extend(body.via.iter().cloned());
     let user_id = &request.authed()?.user_id;
-    let room_id = membership::join(&state, &room_id, user_id, body.reason.as_deref(), &body.via).await?;
+    let room_id = membership::join(&state, &room_id, user_id, body.reason.as_deref(), &servers).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 

@@ -5,6 +5,7 @@ mod events;
 mod keys;
 mod membership;
 mod openid;
+mod query;
 mod transactions;
 mod version;
 
@@ -34,4 +35,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(e2ee::claim)
         .ruma(e2ee::devices)
         .ruma(openid::userinfo)
+        .ruma(query::profile)
+        .ruma(query::directory)
 }
