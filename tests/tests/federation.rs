@@ -17,7 +17,8 @@ engine_tests!(
     events_queued_for_a_stopped_server_arrive_after_it_restarts,
     receipts_and_presence_reach_the_other_server,
     a_server_denied_by_the_room_acl_is_refused,
-    remote_profiles_and_aliases_are_asked_of_their_server
+    remote_profiles_and_aliases_are_asked_of_their_server,
+    directory_state_and_auth_reads_over_federation
 );
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
@@ -497,4 +498,74 @@ async fn remote_profiles_and_aliases_are_asked_of_their_server(engine: Engine) {
     let (status, joined) = b.post(&format!("/_matrix/client/v3/join/{encoded}"), bob.token(), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{joined}");
     assert_eq!(joined["room_id"], room_id.as_str());
+}
+
+async fn directory_state_and_auth_reads_over_federation(engine: Engine) {
+    use ruma::api::federation::authorization::get_event_authorization;
+    use ruma::api::federation::event::{get_event_by_timestamp, get_room_state};
+
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id =
+        a.create_room(&alice, json!({"preset": "public_chat", "visibility": "public", "name": "Listed"})).await;
+    let latest = a.send_text(&alice, &room_id, "latest").await;
+
+    // Bob browses A's directory through his own server.
+    let (status, listed) =
+        b.get(&format!("/_matrix/client/v3/publicRooms?server={}", a.server_name), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert!(
+        listed["chunk"].as_array().unwrap().iter().any(|r| r["room_id"] == room_id.as_str() && r["name"] == "Listed")
+    );
+
+    let to_a: &ruma::ServerName = a.server_name.as_str().try_into().unwrap();
+    let room: ruma::OwnedRoomId = room_id.as_str().try_into().unwrap();
+    let event: ruma::OwnedEventId = latest.as_str().try_into().unwrap();
+    let state_request = get_room_state::v1::Request::new(event.clone(), room.clone());
+    // Not in the room yet: A does not share its history.
+    let refused = b.state.federation.send(to_a, &b.state.signing_key, state_request.clone()).await;
+    assert!(matches!(refused, Err(federation::client::FederationError::Remote { status: 403, .. })), "{refused:?}");
+
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let room_state = b.state.federation.send(to_a, &b.state.signing_key, state_request).await.unwrap();
+    let types = |pdus: &[Box<serde_json::value::RawValue>]| -> Vec<String> {
+        pdus.iter()
+            .map(|p| serde_json::from_str::<Value>(p.get()).unwrap()["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let state_types = types(&room_state.pdus);
+    assert!(state_types.contains(&"m.room.create".to_owned()) && state_types.contains(&"m.room.name".to_owned()));
+    assert!(types(&room_state.auth_chain).contains(&"m.room.create".to_owned()));
+
+    let auth = b
+        .state
+        .federation
+        .send(to_a, &b.state.signing_key, get_event_authorization::v1::Request::new(room.clone(), event))
+        .await
+        .unwrap();
+    let auth_types = types(&auth.auth_chain);
+    assert!(auth_types.contains(&"m.room.create".to_owned()) && auth_types.contains(&"m.room.power_levels".to_owned()));
+
+    let first = b
+        .state
+        .federation
+        .send(
+            to_a,
+            &b.state.signing_key,
+            get_event_by_timestamp::v1::Request::new(
+                room,
+                ruma::MilliSecondsSinceUnixEpoch(0u32.into()),
+                ruma::api::Direction::Forward,
+            ),
+        )
+        .await
+        .unwrap();
+    let create = a.state_content(&alice, &room_id, "m.room.create", "").await;
+    assert!(create.is_object());
+    let stored = a.state.storage.event(first.event_id.as_str()).await.unwrap().unwrap();
+    assert_eq!(stored.event_type, "m.room.create");
 }

@@ -71,7 +71,7 @@ fn page_bounds(since: Option<&str>, limit: Option<UInt>) -> Result<(usize, usize
     Ok((offset, limit))
 }
 
-async fn directory_page(
+pub(crate) async fn directory_page(
     state: &AppState,
     search: Option<&str>,
     since: Option<&str>,
@@ -85,13 +85,29 @@ async fn directory_page(
     Ok((chunk, next, prev, UInt::try_from(total).unwrap_or_default()))
 }
 
-fn remote_directory_unsupported(server: Option<&ruma::ServerName>, state: &AppState) -> Result<()> {
-    match server {
-        Some(server) if server != state.server_name => {
-            Err(Error::unrecognized(http::StatusCode::NOT_FOUND, "Directories of other servers are not supported yet"))
-        }
-        _ => Ok(()),
+/// Another server's public rooms, when the client names one.
+async fn remote_directory(
+    state: &AppState,
+    server: Option<&ruma::ServerName>,
+    search: Option<&str>,
+    since: Option<&str>,
+    limit: Option<UInt>,
+) -> Result<Option<get_public_rooms_filtered::v3::Response>> {
+    let Some(server) = server.filter(|s| **s != state.server_name) else { return Ok(None) };
+    if !state.config.federation.enabled {
+        return Err(Error::not_found("Federation is disabled"));
     }
+    let mut request = ruma::api::federation::directory::get_public_rooms_filtered::v1::Request::new();
+    request.limit = limit;
+    request.since = since.map(str::to_owned);
+    request.filter.generic_search_term = search.map(str::to_owned);
+    let answer = state.federation.send(server, &state.signing_key, request).await.map_err(Error::remote)?;
+    let mut response = get_public_rooms_filtered::v3::Response::new();
+    response.chunk = answer.chunk;
+    response.next_batch = answer.next_batch;
+    response.prev_batch = answer.prev_batch;
+    response.total_room_count_estimate = answer.total_room_count_estimate;
+    Ok(Some(response))
 }
 
 pub async fn public_rooms(
@@ -99,7 +115,15 @@ pub async fn public_rooms(
     request: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response> {
     let body = &request.body;
-    remote_directory_unsupported(body.server.as_deref(), &state)?;
+    if let Some(remote) =
+        remote_directory(&state, body.server.as_deref(), None, body.since.as_deref(), body.limit).await?
+    {
+        let mut response = get_public_rooms::v3::Response::new(remote.chunk);
+        response.next_batch = remote.next_batch;
+        response.prev_batch = remote.prev_batch;
+        response.total_room_count_estimate = remote.total_room_count_estimate;
+        return Ok(response);
+    }
     let (chunk, next, prev, total) = directory_page(&state, None, body.since.as_deref(), body.limit).await?;
     let mut response = get_public_rooms::v3::Response::new(chunk);
     response.next_batch = next;
@@ -113,8 +137,11 @@ pub async fn public_rooms_filtered(
     request: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<get_public_rooms_filtered::v3::Response> {
     let body = &request.body;
-    remote_directory_unsupported(body.server.as_deref(), &state)?;
     let search = body.filter.generic_search_term.as_deref();
+    let since = body.since.as_deref();
+    if let Some(remote) = remote_directory(&state, body.server.as_deref(), search, since, body.limit).await? {
+        return Ok(remote);
+    }
     let (chunk, next, prev, total) = directory_page(&state, search, body.since.as_deref(), body.limit).await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     response.chunk = chunk;

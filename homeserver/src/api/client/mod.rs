@@ -5,6 +5,7 @@ mod account_data;
 mod backup;
 mod device;
 mod directory;
+pub(crate) use directory::directory_page;
 mod discovery;
 mod keys;
 mod media;

@@ -2,8 +2,11 @@
 
 use std::collections::HashSet;
 
+use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
-use ruma::api::federation::event::{get_event, get_missing_events, get_room_state_ids};
+use ruma::api::federation::event::{
+    get_event, get_event_by_timestamp, get_missing_events, get_room_state, get_room_state_ids,
+};
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, UInt};
 
 use crate::api::ruma::Ruma;
@@ -38,18 +41,71 @@ pub async fn event(state: AppState, request: Ruma<get_event::v1::Request>) -> Re
     Ok(get_event::v1::Response::new(state.server_name.clone(), MilliSecondsSinceUnixEpoch(now), pdu))
 }
 
-pub async fn state_ids(
+/// The room state before an event of the room, as event IDs.
+async fn state_before(state: &AppState, origin: &str, room_id: &ruma::RoomId, event_id: &str) -> Result<Vec<String>> {
+    let row = visible_event(state, origin, event_id).await?;
+    if row.room_id != room_id.as_str() {
+        return Err(Error::not_found("The event is not in this room"));
+    }
+    Ok(state.storage.state_at_group(row.state_group_before).await?.into_values().collect())
+}
+
+fn federation_forms(rows: &[EventRow]) -> Vec<Box<serde_json::value::RawValue>> {
+    rows.iter().filter_map(|row| federation_form(&row.json)).collect()
+}
+
+/// The state before an event, as full events with their auth chain.
+pub async fn room_state(
     state: AppState,
-    request: Ruma<get_room_state_ids::v1::Request>,
-) -> Result<get_room_state_ids::v1::Response> {
+    request: Ruma<get_room_state::v1::Request>,
+) -> Result<get_room_state::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let state_ids = state_before(&state, origin.as_str(), &body.room_id, body.event_id.as_str()).await?;
+    let pdus = state.storage.events_by_id(&state_ids).await?;
+    let chain = auth_chain(&state, state_ids).await?;
+    Ok(get_room_state::v1::Response::new(federation_forms(&chain), federation_forms(&pdus)))
+}
+
+/// An event's full auth chain.
+pub async fn event_auth(
+    state: AppState,
+    request: Ruma<get_event_authorization::v1::Request>,
+) -> Result<get_event_authorization::v1::Response> {
     let origin = request.origin()?;
     let body = &request.body;
     let row = visible_event(&state, origin.as_str(), body.event_id.as_str()).await?;
     if row.room_id != body.room_id.as_str() {
         return Err(Error::not_found("The event is not in this room"));
     }
-    let state_map = state.storage.state_at_group(row.state_group_before).await?;
-    let state_ids: Vec<String> = state_map.into_values().collect();
+    let chain = auth_chain(&state, vec![row.event_id]).await?;
+    Ok(get_event_authorization::v1::Response::new(federation_forms(&chain)))
+}
+
+/// The event closest to a time, for a server in the room.
+pub async fn timestamp_to_event(
+    state: AppState,
+    request: Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<get_event_by_timestamp::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    require_server_in_room(&state, origin.as_str(), body.room_id.as_str()).await?;
+    let forward = body.dir == ruma::api::Direction::Forward;
+    let ts = i64::from(body.ts.0);
+    let row = state.storage.event_near_timestamp(body.room_id.as_str(), ts, forward).await?;
+    let row = row.ok_or_else(|| Error::not_found("No event found in that direction"))?;
+    let event_id = OwnedEventId::try_from(row.event_id).map_err(|e| Error::internal(e.to_string()))?;
+    let ts = UInt::try_from(row.origin_server_ts.max(0)).unwrap_or_default();
+    Ok(get_event_by_timestamp::v1::Response::new(event_id, MilliSecondsSinceUnixEpoch(ts)))
+}
+
+pub async fn state_ids(
+    state: AppState,
+    request: Ruma<get_room_state_ids::v1::Request>,
+) -> Result<get_room_state_ids::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let state_ids = state_before(&state, origin.as_str(), &body.room_id, body.event_id.as_str()).await?;
     let chain = auth_chain(&state, state_ids.clone()).await?;
     let parse = |id: &String| OwnedEventId::try_from(id.as_str()).ok();
     Ok(get_room_state_ids::v1::Response::new(

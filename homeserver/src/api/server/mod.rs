@@ -1,5 +1,6 @@
 //! Server-server (federation) API, one module per area.
 
+mod directory;
 mod e2ee;
 mod events;
 mod keys;
@@ -29,6 +30,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(transactions::send)
         .ruma(events::event)
         .ruma(events::state_ids)
+        .ruma(events::room_state)
+        .ruma(events::event_auth)
+        .ruma(events::timestamp_to_event)
         .ruma(events::missing_events)
         .ruma(events::backfill)
         .ruma(e2ee::query)
@@ -37,4 +41,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(openid::userinfo)
         .ruma(query::profile)
         .ruma(query::directory)
+        .ruma(directory::public_rooms)
+        .ruma(directory::public_rooms_filtered)
 }
