@@ -60,26 +60,35 @@ pub struct FederationClient {
     http: reqwest::Client,
     lookups: HttpLookups,
     resolved: Mutex<HashMap<OwnedServerName, (Resolved, Instant)>>,
+    /// Hosts an SRV record sent elsewhere: connect there, still verify the host's certificate.
+    srv_targets: SrvTargets,
 }
 
 impl FederationClient {
     pub fn new(origin: OwnedServerName, options: &ClientOptions) -> Result<Self, FederationError> {
-        let build = |redirects: reqwest::redirect::Policy| {
+        let builder = |redirects: reqwest::redirect::Policy| {
             reqwest::Client::builder()
                 .danger_accept_invalid_certs(!options.verify_tls)
                 .timeout(options.request_timeout)
                 .connect_timeout(Duration::from_secs(10))
                 .redirect(redirects)
                 .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| FederationError::Build(e.to_string()))
         };
+        let built =
+            |builder: reqwest::ClientBuilder| builder.build().map_err(|e| FederationError::Build(e.to_string()));
+        let srv_targets = SrvTargets::default();
+        // Federation endpoints never redirect.
+        let http =
+            built(builder(reqwest::redirect::Policy::none()).dns_resolver(std::sync::Arc::new(srv_targets.clone())))?;
+        // Without a usable system DNS configuration the SRV steps are skipped.
+        let dns = hickory_resolver::TokioResolver::builder_tokio().ok().and_then(|builder| builder.build().ok());
         Ok(Self {
             origin,
-            // Federation endpoints never redirect; the well-known file may.
-            http: build(reqwest::redirect::Policy::none())?,
-            lookups: HttpLookups { http: build(reqwest::redirect::Policy::limited(5))? },
+            http,
+            // The well-known file may redirect.
+            lookups: HttpLookups { http: built(builder(reqwest::redirect::Policy::limited(5)))?, dns },
             resolved: Mutex::new(HashMap::new()),
+            srv_targets,
         })
     }
 
@@ -133,6 +142,9 @@ impl FederationClient {
         let resolved = crate::discovery::resolve(destination.as_str(), &self.lookups)
             .await
             .map_err(|e| FederationError::Discovery(e.to_string()))?;
+        if let Some(target) = &resolved.connect_to {
+            self.srv_targets.set(&resolved.host, target.clone());
+        }
         let mut cache = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
         cache.insert(destination.to_owned(), (resolved.clone(), Instant::now()));
         Ok(resolved)
@@ -202,10 +214,12 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<V
     Ok(body)
 }
 
-/// Discovery over the network: well-known files over HTTPS. SRV records are not looked up yet
-/// (that needs a DNS resolver library); servers are found by name, delegation and port 8448.
+/// Discovery over the network: well-known files over HTTPS and SRV records through the
+/// system's DNS configuration.
 struct HttpLookups {
     http: reqwest::Client,
+    /// `None` when the system has no usable DNS configuration: SRV steps are then skipped.
+    dns: Option<hickory_resolver::TokioResolver>,
 }
 
 impl DiscoveryIo for HttpLookups {
@@ -220,7 +234,63 @@ impl DiscoveryIo for HttpLookups {
         json.get("m.server")?.as_str().map(str::to_owned)
     }
 
-    async fn srv(&self, _name: &str) -> Option<SrvTarget> {
-        None
+    async fn srv(&self, name: &str) -> Option<SrvTarget> {
+        use hickory_resolver::proto::rr::RData;
+        let lookup = self.dns.as_ref()?.srv_lookup(name).await.ok()?;
+        // Lowest priority first, then the heaviest weight (a deterministic reading of RFC 2782).
+        let best = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::SRV(srv) => Some(srv.clone()),
+                _ => None,
+            })
+            .min_by_key(|srv| (srv.priority, std::cmp::Reverse(srv.weight)))?;
+        let host = best.target.to_utf8().trim_end_matches('.').to_owned();
+        // A target of "." means the service is decidedly not available there.
+        (!host.is_empty()).then_some(SrvTarget { host, port: best.port })
+    }
+}
+
+/// The HTTP client's name resolution: the system's, except for hosts an SRV record pointed
+/// elsewhere, which resolve to their target.
+#[derive(Clone, Default)]
+struct SrvTargets(std::sync::Arc<Mutex<HashMap<String, (String, u16)>>>);
+
+impl SrvTargets {
+    fn set(&self, host: &str, target: (String, u16)) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(host.to_owned(), target);
+    }
+}
+
+impl reqwest::dns::Resolve for SrvTargets {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let target = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name.as_str()).cloned();
+        let (host, port) = target.unwrap_or_else(|| (name.as_str().to_owned(), 0));
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await?.collect();
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use reqwest::dns::Resolve;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn srv_targets_send_a_host_to_its_target_and_others_to_the_system() {
+        let targets = SrvTargets::default();
+        targets.set("matrix.example.test", ("127.0.0.2".into(), 8449));
+        let addrs: Vec<_> =
+            targets.resolve(reqwest::dns::Name::from_str("matrix.example.test").unwrap()).await.unwrap().collect();
+        assert_eq!(addrs, ["127.0.0.2:8449".parse().unwrap()]);
+        let addrs: Vec<_> =
+            targets.resolve(reqwest::dns::Name::from_str("localhost").unwrap()).await.unwrap().collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty(), "{addrs:?}");
     }
 }

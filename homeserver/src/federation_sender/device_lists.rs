@@ -11,6 +11,8 @@ use crate::rooms::head::server_of;
 use crate::state::AppState;
 use crate::storage::Stream;
 
+const CHECK_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Starts the announcer (when federation is on).
 pub fn start(state: &AppState) {
     if !state.config.federation.enabled {
@@ -29,6 +31,9 @@ pub fn start(state: &AppState) {
                 return;
             }
             drop(state);
+            // Every persisted event bumps the change counter; looking at most a few times a
+            // second keeps this off the send path's back while delaying announcements little.
+            tokio::time::sleep(CHECK_AT_MOST_EVERY).await;
             if changes.changed().await.is_err() {
                 return;
             }
