@@ -18,7 +18,8 @@ engine_tests!(
     receipts_and_presence_reach_the_other_server,
     a_server_denied_by_the_room_acl_is_refused,
     remote_profiles_and_aliases_are_asked_of_their_server,
-    directory_state_and_auth_reads_over_federation
+    directory_state_and_auth_reads_over_federation,
+    a_remote_user_knocks_and_is_let_in
 );
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
@@ -568,4 +569,45 @@ async fn directory_state_and_auth_reads_over_federation(engine: Engine) {
     assert!(create.is_object());
     let stored = a.state.storage.event(first.event_id.as_str()).await.unwrap().unwrap();
     assert_eq!(stored.event_type, "m.room.create");
+}
+
+async fn a_remote_user_knocks_and_is_let_in(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a
+        .create_room(
+            &alice,
+            json!({
+                "preset": "private_chat",
+                "name": "Knock first",
+                "room_version": "10",
+                "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}],
+            }),
+        )
+        .await;
+
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/knock/{room_id}?via={}", a.server_name),
+            bob.token(),
+            json!({"reason": "hi"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_membership(&a, &alice, &room_id, &bob.user_id, "knock").await;
+    let sync = sync_until(&b, &bob, "the knock on B", |s| s["rooms"]["knock"][&room_id].is_object()).await;
+    let knock_state = sync["rooms"]["knock"][&room_id]["knock_state"]["events"].as_array().unwrap().clone();
+    assert!(knock_state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock first"));
+
+    // Alice lets him in with an invite; he joins through her server.
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{room_id}/invite"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(&b, &bob, "the invite on B", |s| s["rooms"]["invite"][&room_id].is_object()).await;
+    let (status, body) = b.post(&format!("/_matrix/client/v3/join/{room_id}"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_membership(&a, &alice, &room_id, &bob.user_id, "join").await;
 }

@@ -82,11 +82,34 @@ fn signer_keys(object: &CanonicalJsonObject, server: &ServerName) -> std::collec
 
 /// The room state an invitee sees before joining (as full PDUs, per Matrix 1.16).
 async fn invite_room_state(state: &AppState, head: &RoomHead, sender: &UserId) -> Result<Vec<RawStrippedState>> {
+    let ids: Vec<String> =
+        outsider_state_keys(sender).iter().filter_map(|key| head.state.get(key)).map(ToString::to_string).collect();
+    stripped_pdus(state, &ids).await
+}
+
+/// The same for a room's current state as stored (a knock's answer).
+pub(crate) async fn current_outsider_state(
+    state: &AppState,
+    room: &super::state::Room,
+    member: &UserId,
+) -> Result<Vec<RawStrippedState>> {
+    let entries =
+        state.storage.state_entries_at_group(room.current_state_group()?, &outsider_state_keys(member)).await?;
+    let ids: Vec<String> = entries.into_values().collect();
+    stripped_pdus(state, &ids).await
+}
+
+/// What someone outside a room is shown of it: its name, avatar, join rules and the like, and
+/// one member event.
+fn outsider_state_keys(member: &UserId) -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> =
         crate::sync::INVITE_STATE_TYPES.iter().map(|t| ((*t).to_owned(), String::new())).collect();
-    keys.push(("m.room.member".to_owned(), sender.to_string()));
-    let ids: Vec<String> = keys.iter().filter_map(|key| head.state.get(key)).map(ToString::to_string).collect();
-    let rows = state.storage.events_by_id(&ids).await?;
+    keys.push(("m.room.member".to_owned(), member.to_string()));
+    keys
+}
+
+async fn stripped_pdus(state: &AppState, ids: &[String]) -> Result<Vec<RawStrippedState>> {
+    let rows = state.storage.events_by_id(ids).await?;
     Ok(rows.iter().filter_map(|row| federation_form(&row.json)).map(RawStrippedState::Pdu).collect())
 }
 
@@ -159,6 +182,7 @@ async fn record_remote_invite(
             now: state.now_ms(),
             event: &event,
             user_id: invitee.as_str(),
+            membership: "invite",
             stripped_state: &Value::Array(stripped),
         })
         .await?;
@@ -168,7 +192,7 @@ async fn record_remote_invite(
 
 /// One entry of `invite_room_state` in the stripped form clients get.
 #[allow(deprecated)]
-fn stripped_of(entry: &RawStrippedState) -> Option<Value> {
+pub(crate) fn stripped_of(entry: &RawStrippedState) -> Option<Value> {
     let full: Value = match entry {
         RawStrippedState::Pdu(raw) => serde_json::from_str(raw.get()).ok()?,
         RawStrippedState::Stripped(raw) => serde_json::from_str(raw.json().get()).ok()?,

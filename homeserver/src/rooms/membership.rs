@@ -79,10 +79,20 @@ pub(crate) async fn is_resident(state: &AppState, room_id: &RoomId) -> Result<bo
     Ok(members.iter().any(|m| m.membership == "join" && super::head::server_of(&m.user_id) == us))
 }
 
-/// Knocks on a local room (room versions 7 and later with the `knock` join rule).
-pub async fn knock(state: &AppState, room_id: &RoomId, user_id: &UserId, reason: Option<&str>) -> Result<()> {
-    if state.storage.room(room_id.as_str()).await?.is_none() {
-        return Err(Error::not_found("Unknown room (knocking on rooms of other servers is not supported yet)"));
+/// Knocks on a room (room versions 7 and later with the `knock` join rule): here when we are in
+/// it, otherwise over federation through `via` (and the server in the room ID).
+pub async fn knock(
+    state: &AppState,
+    room_id: &RoomId,
+    user_id: &UserId,
+    reason: Option<&str>,
+    via: &[OwnedServerName],
+) -> Result<()> {
+    if !is_resident(state, room_id).await? {
+        let content = member_content(state, user_id, "knock", reason).await?;
+        let mut servers = via.to_vec();
+        servers.extend(room_id.server_name().map(ToOwned::to_owned));
+        return super::federated_knock::knock_remote(state, room_id, user_id, &servers, content).await;
     }
     let current = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
     match current.as_ref().map(|m| m.membership.as_str()) {

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod edus;
 pub mod federated_invite;
 pub mod federated_join;
+pub mod federated_knock;
 pub mod federated_leave;
 pub mod federated_membership;
 pub mod forks;

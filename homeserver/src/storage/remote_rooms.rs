@@ -17,7 +17,7 @@ pub struct AdoptedRoom<'a> {
     pub state: &'a StateMap,
 }
 
-/// An invite of a local user into a room this server is not in.
+/// An invite of a local user into a room this server is not in (or their knock on one).
 #[derive(Debug)]
 pub struct RemoteInvite<'a> {
     pub room_id: &'a str,
@@ -27,6 +27,8 @@ pub struct RemoteInvite<'a> {
     /// The invite event (countersigned by us), kept as an outlier.
     pub event: &'a NewEvent,
     pub user_id: &'a str,
+    /// `invite`, or `knock` for our user's knock on a remote room.
+    pub membership: &'a str,
     /// Stripped state events (type, state_key, sender, content) as a JSON array.
     pub stripped_state: &'a serde_json::Value,
 }
@@ -44,7 +46,8 @@ impl Storage {
             outlier.outlier = true;
             let persisted = insert_event(&mut tx, &outlier).await?;
             let (room_id, user_id, event_id) = (invite.room_id, invite.user_id, &invite.event.event_id);
-            upsert_membership(&mut tx, room_id, user_id, "invite", event_id, persisted.stream_ordering).await?;
+            upsert_membership(&mut tx, room_id, user_id, invite.membership, event_id, persisted.stream_ordering)
+                .await?;
         }
         sqlx::query(
             "INSERT INTO remote_invites (room_id, user_id, event_id, stripped_state) VALUES ($1, $2, $3, $4) \

@@ -8,7 +8,7 @@ use ruma::api::client::knock::knock_room;
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
-use crate::rooms::create::{resolve_room, resolve_room_with_servers};
+use crate::rooms::create::resolve_room_with_servers;
 use crate::rooms::membership::{self, Moderation};
 use crate::state::AppState;
 
@@ -80,7 +80,8 @@ pub async fn unban(state: AppState, request: Ruma<unban_user::v3::Request>) -> R
 
 pub async fn knock(state: AppState, request: Ruma<knock_room::v3::Request>) -> Result<knock_room::v3::Response> {
     let body = &request.body;
-    let room_id = resolve_room(&state, body.room_id_or_alias.as_str()).await?;
-    membership::knock(&state, &room_id, &request.authed()?.user_id, body.reason.as_deref()).await?;
+    let (room_id, mut servers) = resolve_room_with_servers(&state, body.room_id_or_alias.as_str()).await?;
+    servers.extend(body.via.iter().cloned());
+    membership::knock(&state, &room_id, &request.authed()?.user_id, body.reason.as_deref(), &servers).await?;
     Ok(knock_room::v3::Response::new(room_id))
 }

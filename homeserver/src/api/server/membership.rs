@@ -1,12 +1,13 @@
 //! Joining our rooms from other servers: `make_join` and `send_join` (v2).
 
 use ruma::api::federation::membership::{
-    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event,
+    prepare_leave_event,
 };
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
-use crate::rooms::{federated_invite, federated_join, federated_leave};
+use crate::rooms::{federated_invite, federated_join, federated_knock, federated_leave};
 use crate::state::AppState;
 
 pub async fn make_join(
@@ -61,4 +62,26 @@ pub async fn send_leave(
     let body = &request.body;
     federated_leave::send_leave(&state, origin, &body.room_id, body.event_id.as_str(), &body.pdu).await?;
     Ok(create_leave_event::v2::Response::new())
+}
+
+pub async fn make_knock(
+    state: AppState,
+    request: Ruma<prepare_knock_event::v1::Request>,
+) -> Result<prepare_knock_event::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let (version, event) = federated_knock::make_knock(&state, origin, &body.room_id, &body.user_id, &body.ver).await?;
+    let raw = serde_json::value::to_raw_value(&event).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(prepare_knock_event::v1::Response::new(version, raw))
+}
+
+pub async fn send_knock(
+    state: AppState,
+    request: Ruma<create_knock_event::v1::Request>,
+) -> Result<create_knock_event::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let stripped =
+        federated_knock::send_knock(&state, origin, &body.room_id, body.event_id.as_str(), &body.pdu).await?;
+    Ok(create_knock_event::v1::Response::new(stripped))
 }

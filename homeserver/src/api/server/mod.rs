@@ -27,6 +27,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(membership::invite)
         .ruma(membership::make_leave)
         .ruma(membership::send_leave)
+        .ruma(membership::make_knock)
+        .ruma(membership::send_knock)
         .ruma(transactions::send)
         .ruma(events::event)
         .ruma(events::state_ids)
