@@ -19,7 +19,8 @@ engine_tests!(
     a_server_denied_by_the_room_acl_is_refused,
     remote_profiles_and_aliases_are_asked_of_their_server,
     directory_state_and_auth_reads_over_federation,
-    a_remote_user_knocks_and_is_let_in
+    a_remote_user_knocks_and_is_let_in,
+    history_a_server_may_not_see_arrives_redacted
 );
 
 /// Syncs until `done` holds for the response, or fails after a few seconds.
@@ -610,4 +611,30 @@ async fn a_remote_user_knocks_and_is_let_in(engine: Engine) {
     let (status, body) = b.post(&format!("/_matrix/client/v3/join/{room_id}"), bob.token(), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     wait_for_membership(&a, &alice, &room_id, &bob.user_id, "join").await;
+}
+
+async fn history_a_server_may_not_see_arrives_redacted(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a
+        .create_room(
+            &alice,
+            json!({
+                "preset": "public_chat",
+                "initial_state": [{"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}],
+            }),
+        )
+        .await;
+    let secret = a.send_text(&alice, &room_id, "said before any of B's users joined").await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Paging back makes B backfill from A; A hands the message over pruned.
+    let (status, _) = b.get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    let stored = b.state.storage.event(&secret).await.unwrap().expect("backfilled, as a DAG link");
+    assert!(stored.json["content"].get("body").is_none(), "{}", stored.json);
+    assert_eq!(stored.json["sender"], alice.user_id.as_str());
 }

@@ -22,6 +22,7 @@ pub mod redaction;
 pub mod relations;
 pub mod report;
 pub mod send;
+pub mod server_visibility;
 pub mod state;
 pub mod summary;
 pub mod timeline;

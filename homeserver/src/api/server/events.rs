@@ -13,11 +13,12 @@ use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::federation_sender::federation_form;
 use crate::rooms::federated_join::auth_chain;
+use crate::rooms::server_visibility::filter_for_server;
 use crate::state::AppState;
 use crate::storage::EventRow;
 
-/// The server may read a room's events while one of its users is joined (a server that
-/// left still sees history it shared, which this simple rule does not grant yet).
+/// A server may ask about a room while one of its users is joined; what it is then given of
+/// the history follows the room's history visibility (`filter_for_server`).
 async fn require_server_in_room(state: &AppState, server: &str, room_id: &str) -> Result<()> {
     if let Ok(room) = <&ruma::RoomId>::try_from(room_id) {
         crate::rooms::acl::check(state, room, server).await?;
@@ -36,7 +37,8 @@ async fn visible_event(state: &AppState, origin: &str, event_id: &str) -> Result
 pub async fn event(state: AppState, request: Ruma<get_event::v1::Request>) -> Result<get_event::v1::Response> {
     let origin = request.origin()?;
     let row = visible_event(&state, origin.as_str(), request.body.event_id.as_str()).await?;
-    let pdu = federation_form(&row.json).ok_or_else(|| Error::internal("stored event is not JSON"))?;
+    let json = filter_for_server(&state, origin.as_str(), vec![row]).await?.remove(0);
+    let pdu = federation_form(&json).ok_or_else(|| Error::internal("stored event is not JSON"))?;
     let now = UInt::try_from(state.now_ms().max(0)).unwrap_or_default();
     Ok(get_event::v1::Response::new(state.server_name.clone(), MilliSecondsSinceUnixEpoch(now), pdu))
 }
@@ -130,7 +132,8 @@ pub async fn missing_events(
     let mut rows =
         crate::rooms::dag_walk::preceding(&state, body.room_id.as_str(), start, false, &stop, limit, min_depth).await?;
     rows.reverse();
-    Ok(get_missing_events::v1::Response::new(rows.iter().filter_map(|row| federation_form(&row.json)).collect()))
+    let events = filter_for_server(&state, origin.as_str(), rows).await?;
+    Ok(get_missing_events::v1::Response::new(events.iter().filter_map(federation_form).collect()))
 }
 
 /// History before the given events (included), newest first, for a server filling its timeline.
@@ -143,9 +146,10 @@ pub async fn backfill(state: AppState, request: Ruma<get_backfill::v1::Request>)
     let rows = crate::rooms::dag_walk::preceding(&state, body.room_id.as_str(), start, true, &HashSet::new(), limit, 0)
         .await?;
     let now = UInt::try_from(state.now_ms().max(0)).unwrap_or_default();
+    let events = filter_for_server(&state, origin.as_str(), rows).await?;
     Ok(get_backfill::v1::Response::new(
         state.server_name.clone(),
         MilliSecondsSinceUnixEpoch(now),
-        rows.iter().filter_map(|row| federation_form(&row.json)).collect(),
+        events.iter().filter_map(federation_form).collect(),
     ))
 }
