@@ -110,6 +110,12 @@ async fn push_to_a(a: &TestServer, b: &TestServer, pdus: &[&Pdu], txn: &str) -> 
     .unwrap()
 }
 
+/// A server's current state of the room, as `(type, state_key)` → event ID.
+async fn current_state(server: &TestServer, room_id: &str) -> homeserver::storage::StateMap {
+    let room = server.state.storage.room(room_id).await.unwrap().unwrap();
+    server.state.storage.state_at_group(room.current_state_group.unwrap()).await.unwrap()
+}
+
 async fn extremities(server: &TestServer, room_id: &str) -> Vec<String> {
     let mut ids: Vec<String> =
         server.state.storage.forward_extremities(room_id).await.unwrap().into_iter().map(|(id, _)| id).collect();
@@ -148,6 +154,18 @@ async fn forks_are_resolved_and_stale_permissions_soft_fail(engine: Engine) {
     let mut expected = vec![topic_id.clone(), renamed.event_id.to_string()];
     expected.sort();
     assert_eq!(extremities(&a, &room_id).await, expected);
+
+    // B sees the same fork from the other side (it got A's topic first): both servers end up
+    // with the same room state.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.state.storage.event(&topic_id).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "B never got A's topic");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    homeserver::rooms::incoming::accept_received(&b.state, renamed.clone(), homeserver::rooms::send::Relay::Nobody)
+        .await
+        .expect("B accepts Bob's forked rename");
+    assert_eq!(current_state(&a, &room_id).await, current_state(&b, &room_id).await, "the servers disagree");
     // A's next event joins the fork.
     let merged = a.send_text(&alice, &room_id, "after the fork").await;
     let stored = a.state.storage.event(&merged).await.unwrap().unwrap();
