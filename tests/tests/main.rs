@@ -32,6 +32,7 @@ mod real_client;
 mod receipts;
 mod registration;
 mod relations;
+mod remote_media;
 mod reports;
 mod rooms;
 mod search;

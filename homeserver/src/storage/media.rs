@@ -63,6 +63,30 @@ impl Storage {
         Ok(())
     }
 
+    /// Records another server's media fetched into our store; a concurrent fetch is fine.
+    pub async fn insert_remote_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+        content: &UploadedContent<'_>,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO media (origin, media_id, content_type, filename, size, sha256, created_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (origin, media_id) DO NOTHING",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(content.content_type)
+        .bind(content.filename)
+        .bind(content.size)
+        .bind(content.sha256)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     /// Reserves a media ID for a later upload, unless the user already has `max_pending`
     /// unexpired reservations. Returns whether it was reserved.
     pub async fn reserve_media(

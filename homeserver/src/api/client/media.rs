@@ -83,7 +83,7 @@ async fn config(State(state): State<AppState>, Query(params): Params, headers: h
 }
 
 /// `timeout_ms`: how long to wait for media that is reserved but not uploaded yet.
-fn wait(params: &HashMap<String, String>) -> Result<Option<Duration>> {
+pub(crate) fn wait(params: &HashMap<String, String>) -> Result<Option<Duration>> {
     params
         .get("timeout_ms")
         .map(|v| {
@@ -134,7 +134,7 @@ async fn legacy_download_as(
     Ok(respond(download, Some(file_name)))
 }
 
-fn thumbnail_request(params: &HashMap<String, String>, legacy: bool) -> Result<ThumbnailRequest> {
+pub(crate) fn thumbnail_request(params: &HashMap<String, String>, legacy: bool) -> Result<ThumbnailRequest> {
     let dimension = |name: &str| -> Result<u32> {
         let value = params.get(name).ok_or_else(|| Error::missing_param(format!("{name} is required")))?;
         value.parse().map_err(|_| Error::invalid_param(format!("{name} must be a positive integer")))

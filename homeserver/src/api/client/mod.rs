@@ -7,7 +7,7 @@ mod device;
 mod directory;
 mod discovery;
 mod keys;
-mod media;
+pub(crate) mod media;
 mod membership;
 mod message;
 mod openid;

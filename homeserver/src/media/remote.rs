@@ -1,0 +1,171 @@
+//! Other servers' media: fetched once from the origin over federation (multipart/mixed, a
+//! `Location` part followed with a plain GET), bounded while it streams to disk, then kept in
+//! the store under its origin and served from there.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use federation::client::FederationError;
+use federation::multipart::{MediaPart, MediaPartReader};
+use http::StatusCode;
+use ruma::ServerName;
+use ruma::api::federation::authenticated_media::get_content;
+
+use super::store::is_valid_media_id;
+use super::{Received, Sink};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::storage::{MediaRow, UploadedContent};
+
+/// How long one remote fetch may take in all, on top of the origin's wait for a pending upload.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A remote media item: its origin and media ID.
+type MediaKey = (String, String);
+
+/// One lock per remote media item being fetched.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashMap<MediaKey, Arc<tokio::sync::Mutex<()>>>>);
+
+impl InFlight {
+    fn lock_for(&self, origin: &str, media_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((origin.to_owned(), media_id.to_owned())).or_default().clone()
+    }
+
+    /// Forgets the lock once nobody but the map holds it.
+    fn release(&self, origin: &str, media_id: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (origin.to_owned(), media_id.to_owned());
+        if map.get(&key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
+            map.remove(&key);
+        }
+    }
+}
+
+/// The cached row of a remote media item, fetching it from its origin first if needed.
+pub async fn media(state: &AppState, origin: &str, media_id: &str, wait: Duration) -> Result<MediaRow> {
+    let not_found = || Error::not_found("Media not found");
+    let Ok(server) = <&ServerName>::try_from(origin) else { return Err(not_found()) };
+    if !is_valid_media_id(media_id) {
+        return Err(not_found());
+    }
+    if let Some(row) = cached(state, origin, media_id).await? {
+        return Ok(row);
+    }
+    if !state.config.federation.enabled {
+        return Err(Error::not_found("Federation is disabled: other servers' media is not available"));
+    }
+    let lock = state.media.remote_fetches.lock_for(origin, media_id);
+    let result = async {
+        let _fetching = lock.lock().await;
+        // Whoever held the lock before may have fetched it.
+        if let Some(row) = cached(state, origin, media_id).await? {
+            return Ok(row);
+        }
+        fetch(state, server, media_id, wait).await?;
+        cached(state, origin, media_id).await?.ok_or_else(not_found)
+    }
+    .await;
+    drop(lock);
+    state.media.remote_fetches.release(origin, media_id);
+    result
+}
+
+async fn cached(state: &AppState, origin: &str, media_id: &str) -> Result<Option<MediaRow>> {
+    Ok(state.storage.media(origin, media_id).await?.filter(|row| row.size.is_some()))
+}
+
+/// What the origin said about the content.
+struct Fetched {
+    received: Received,
+    content_type: Option<String>,
+    filename: Option<String>,
+}
+
+async fn fetch(state: &AppState, origin: &ServerName, media_id: &str, wait: Duration) -> Result<()> {
+    let fetched = download(state, origin, media_id, wait).await?;
+    let content_type = fetched
+        .content_type
+        .as_deref()
+        .filter(|t| !t.is_empty() && http::HeaderValue::from_str(t).is_ok())
+        .unwrap_or("application/octet-stream");
+    let content = UploadedContent {
+        content_type,
+        filename: fetched.filename.as_deref().filter(|f| !f.is_empty()),
+        size: fetched.received.size,
+        sha256: &fetched.received.sha256,
+    };
+    super::store_received(state, origin.as_str(), media_id, &fetched.received).await?;
+    state.storage.insert_remote_media(origin.as_str(), media_id, &content, state.now_ms()).await?;
+    Ok(())
+}
+
+/// Streams the origin's answer to a temporary file.
+async fn download(state: &AppState, origin: &ServerName, media_id: &str, wait: Duration) -> Result<Fetched> {
+    let mut request = get_content::v1::Request::new(media_id.to_owned());
+    request.timeout_ms = wait;
+    let mut response = state
+        .federation
+        .send_streamed(origin, &state.signing_key, request, FETCH_TIMEOUT + wait)
+        .await
+        .map_err(remote_error)?;
+    let content_type = response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let mut reader = MediaPartReader::new(content_type.unwrap_or_default()).map_err(|e| invalid(origin, e))?;
+    let limit = state.config.media.max_upload_bytes;
+    let mut sink = Sink::create(state, limit).await?;
+    let mut part = None;
+    let mut content = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(remote_error)? {
+        content.clear();
+        if let Some(head) = reader.feed(&chunk, &mut content).map_err(|e| invalid(origin, e))? {
+            part = Some(head);
+        }
+        if !sink.write(&content).await? {
+            return Err(too_large(limit));
+        }
+    }
+    reader.finish().map_err(|e| invalid(origin, e))?;
+    match part {
+        Some(MediaPart::File { content_type, content_disposition }) => {
+            let filename = content_disposition.as_deref().and_then(filename_of);
+            Ok(Fetched { received: sink.finish().await?, content_type, filename })
+        }
+        Some(MediaPart::Location(url)) => {
+            tracing::info!(%origin, "remote media redirects elsewhere; not followed");
+            let _ = url;
+            Err(Error::custom(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("{origin} serves this media elsewhere")))
+        }
+        None => Err(invalid(origin, federation::multipart::MultipartError::Truncated)),
+    }
+}
+
+fn filename_of(content_disposition: &str) -> Option<String> {
+    ruma::http_headers::ContentDisposition::try_from(content_disposition.as_bytes()).ok()?.filename
+}
+
+fn too_large(limit: u64) -> Error {
+    // The spec's answer for remote content larger than we serve.
+    Error::custom(StatusCode::BAD_GATEWAY, "M_TOO_LARGE", format!("The remote content is larger than {limit} bytes"))
+}
+
+fn invalid(origin: &ServerName, e: impl std::fmt::Display) -> Error {
+    tracing::info!(%origin, error = %e, "remote media response is malformed");
+    Error::remote_invalid(origin)
+}
+
+/// 404 when the origin does not have it, 504 when it is slow, 502 for everything else; the
+/// origin's own message is only logged.
+fn remote_error(e: FederationError) -> Error {
+    match e {
+        FederationError::Remote { ref server, status, .. } if status != 404 && status != 403 => {
+            tracing::info!(error = %e, "remote media request failed");
+            Error::custom(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("{server} could not serve this media"))
+        }
+        FederationError::Remote { server, status: 403, .. } => {
+            Error::custom(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("{server} refused to serve this media"))
+        }
+        other => Error::remote(other),
+    }
+}

@@ -1,0 +1,153 @@
+//! Media across servers: one Myelin fetches another's media over federation (multipart/mixed,
+//! X-Matrix), keeps it, serves it and its thumbnails from its cache, and bounds what it takes.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::common::{Engine, Session, TestServer, engine_tests};
+
+engine_tests!(
+    remote_media_round_trips_and_is_served_from_the_cache,
+    federation_media_requires_a_signature,
+    remote_media_larger_than_the_limit_is_refused,
+);
+
+fn http() -> reqwest::Client {
+    // Test servers federate over TLS with self-signed certificates.
+    reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap()
+}
+
+async fn upload(server: &TestServer, session: &Session, content_type: &str, name: &str, bytes: Vec<u8>) -> String {
+    let response = http()
+        .post(format!("{}/_matrix/media/v3/upload?filename={name}", server.base_url))
+        .bearer_auth(&session.access_token)
+        .header("content-type", content_type)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let prefix = format!("mxc://{}/", server.server_name);
+    body["content_uri"].as_str().unwrap().strip_prefix(&prefix).unwrap().to_owned()
+}
+
+async fn get(server: &TestServer, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = http().get(format!("{}{path}", server.base_url));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn errcode(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body["errcode"].as_str().unwrap_or_default().to_owned())
+}
+
+fn noise(len: usize) -> Vec<u8> {
+    // Every byte value, CRLFs and things that look like boundaries included.
+    let mut bytes: Vec<u8> = (0..len).map(|i| ((i * 7919) % 256) as u8).collect();
+    bytes.extend_from_slice(b"\r\n--\r\n\r\n--boundary--\r\n");
+    bytes
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    DynamicImage::new_rgb8(width, height).write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png).unwrap();
+    bytes
+}
+
+fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    let image = image::load_from_memory(bytes).unwrap();
+    (image.width(), image.height())
+}
+
+async fn remote_media_round_trips_and_is_served_from_the_cache(engine: Engine) {
+    let mut a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let bytes = noise(300_000);
+    let file_id = upload(&a, &alice, "application/octet-stream", "data.bin", bytes.clone()).await;
+    let image_id = upload(&a, &alice, "image/png", "cat.png", png(1000, 500)).await;
+    let origin = a.server_name.clone();
+
+    // Several requests at once for the same remote media: all get the exact bytes.
+    let path = format!("/_matrix/client/v1/media/download/{origin}/{file_id}");
+    let token = Some(bob.access_token.as_str());
+    let (first, second, third) = tokio::join!(get(&b, &path, token), get(&b, &path, token), get(&b, &path, token));
+    for response in [first, second, third] {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/octet-stream");
+        assert_eq!(response.headers()["content-disposition"], "attachment; filename=\"data.bin\"");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
+    }
+
+    let thumbnail = format!("/_matrix/client/v1/media/thumbnail/{origin}/{image_id}?width=96&height=96&method=crop");
+    let response = get(&b, &thumbnail, Some(&bob.access_token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(dimensions(&response.bytes().await.unwrap()), (96, 96));
+
+    // Unknown media on a running origin is a plain 404; authentication is still required.
+    let missing = format!("/_matrix/client/v1/media/download/{origin}/NoSuchMediaHere");
+    assert_eq!(
+        errcode(get(&b, &missing, Some(&bob.access_token)).await).await,
+        (StatusCode::NOT_FOUND, "M_NOT_FOUND".into())
+    );
+    assert_eq!(get(&b, &path, None).await.status(), StatusCode::UNAUTHORIZED);
+
+    // With the origin gone, what was fetched is still served, and new thumbnails of it made.
+    a.stop().await;
+    let response = get(&b, &path, Some(&bob.access_token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
+    let scaled = format!("/_matrix/client/v1/media/thumbnail/{origin}/{image_id}?width=320&height=240&method=scale");
+    let response = get(&b, &scaled, Some(&bob.access_token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(dimensions(&response.bytes().await.unwrap()), (320, 160));
+    let response = get(&b, &missing, Some(&bob.access_token)).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "an unreachable origin is a gateway error");
+}
+
+async fn federation_media_requires_a_signature(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let media_id = upload(&a, &alice, "text/plain", "a.txt", b"hello".to_vec()).await;
+    for path in [
+        format!("/_matrix/federation/v1/media/download/{media_id}"),
+        format!("/_matrix/federation/v1/media/thumbnail/{media_id}?width=32&height=32"),
+    ] {
+        let (status, code) = errcode(get(&a, &path, None).await).await;
+        assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED"), "{path}");
+        // A user's access token is no server signature.
+        let (status, _) = errcode(get(&a, &path, Some(&alice.access_token)).await).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+async fn remote_media_larger_than_the_limit_is_refused(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating_with(engine, |config| config.media.max_upload_bytes = 10_000).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let big = upload(&a, &alice, "application/octet-stream", "big.bin", noise(50_000)).await;
+    let small = upload(&a, &alice, "application/octet-stream", "small.bin", noise(5_000)).await;
+    let origin = &a.server_name;
+
+    let path = format!("/_matrix/client/v1/media/download/{origin}/{big}");
+    for _ in 0..2 {
+        // Refused again the second time: nothing partial was kept.
+        let (status, code) = errcode(get(&b, &path, Some(&bob.access_token)).await).await;
+        assert_eq!((status, code.as_str()), (StatusCode::BAD_GATEWAY, "M_TOO_LARGE"));
+    }
+    let response =
+        get(&b, &format!("/_matrix/client/v1/media/download/{origin}/{small}"), Some(&bob.access_token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().to_vec(), noise(5_000));
+}
