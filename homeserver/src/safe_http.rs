@@ -3,7 +3,7 @@
 //! literal address, is checked against the non-public ranges (unless allow-listed), again at
 //! each redirect, which is followed by hand.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,6 +178,8 @@ pub fn parse_allowlist(entries: &[String]) -> Result<Vec<IpNet>, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use super::*;
 
     fn ip(text: &str) -> IpAddr {

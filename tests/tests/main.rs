@@ -41,4 +41,5 @@ mod synapse_interop;
 mod sync;
 mod timeline;
 mod typing;
+mod url_preview;
 mod user_directory;

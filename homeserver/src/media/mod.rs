@@ -2,6 +2,8 @@
 //! made once and reused.
 
 pub mod headers;
+pub mod opengraph;
+mod preview;
 mod remote;
 pub mod store;
 pub mod thumbnail;
@@ -18,7 +20,9 @@ use tokio::sync::Semaphore;
 use self::store::{MediaStore, Reader, is_valid_media_id, media_key, thumbnail_key};
 use self::thumbnail::{Method, ThumbnailError};
 use crate::accounts::Authed;
+use crate::config::MediaConfig;
 use crate::error::{Error, Result};
+use crate::safe_http::SafeHttp;
 use crate::state::AppState;
 use crate::storage::{MediaRow, ThumbnailRow, UploadedContent};
 
@@ -28,13 +32,26 @@ pub struct MediaRuntime {
     thumbnail_permits: Semaphore,
     /// Remote media being fetched, so concurrent requests for it fetch once.
     remote_fetches: remote::InFlight,
+    /// Requests to URLs chosen by others: previews, remote media redirects.
+    fetcher: SafeHttp,
+    previews: preview::PreviewCache,
 }
 
 impl MediaRuntime {
-    pub fn new(store: Box<dyn MediaStore>) -> Self {
-        Self { store, thumbnail_permits: Semaphore::new(2), remote_fetches: Default::default() }
+    pub fn new(store: Box<dyn MediaStore>, config: &MediaConfig) -> Self {
+        // The allow-list was checked when the configuration was loaded.
+        let allow = crate::safe_http::parse_allowlist(&config.url_preview_ip_allowlist).unwrap_or_default();
+        Self {
+            store,
+            thumbnail_permits: Semaphore::new(2),
+            remote_fetches: Default::default(),
+            fetcher: SafeHttp::new(allow).expect("the TLS backend of the HTTP client initialises"),
+            previews: Default::default(),
+        }
     }
 }
+
+pub use preview::preview;
 
 /// The longest a download waits for a reserved media ID to be uploaded.
 const MAX_WAIT: Duration = Duration::from_secs(60);

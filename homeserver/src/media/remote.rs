@@ -132,13 +132,38 @@ async fn download(state: &AppState, origin: &ServerName, media_id: &str, wait: D
             let filename = content_disposition.as_deref().and_then(filename_of);
             Ok(Fetched { received: sink.finish().await?, content_type, filename })
         }
-        Some(MediaPart::Location(url)) => {
-            tracing::info!(%origin, "remote media redirects elsewhere; not followed");
-            let _ = url;
-            Err(Error::custom(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("{origin} serves this media elsewhere")))
-        }
+        Some(MediaPart::Location(url)) => follow_location(state, origin, &url, sink).await,
         None => Err(invalid(origin, federation::multipart::MultipartError::Truncated)),
     }
+}
+
+/// The content is elsewhere (a CDN): a plain GET, as guarded as any URL chosen by others.
+async fn follow_location(state: &AppState, origin: &ServerName, url: &str, mut sink: Sink) -> Result<Fetched> {
+    let elsewhere =
+        || Error::custom(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("{origin} serves this media elsewhere"));
+    let mut response = state.media.fetcher.get(url, FETCH_TIMEOUT).await.map_err(|e| {
+        tracing::info!(%origin, error = %e, "remote media location not fetched");
+        elsewhere()
+    })?;
+    if !response.status().is_success() {
+        return Err(elsewhere());
+    }
+    let header = |name| response.headers().get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
+    let content_type = header(http::header::CONTENT_TYPE).map(str::to_owned);
+    let filename = header(http::header::CONTENT_DISPOSITION).and_then(filename_of);
+    let limit = state.config.media.max_upload_bytes;
+    let read = async {
+        while let Some(chunk) = response.chunk().await.map_err(|_| elsewhere())? {
+            if !sink.write(&chunk).await? {
+                return Err(too_large(limit));
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, read).await.map_err(|_| {
+        Error::custom(StatusCode::GATEWAY_TIMEOUT, "M_UNKNOWN", format!("{origin} did not answer in time"))
+    })??;
+    Ok(Fetched { received: sink.finish().await?, content_type, filename })
 }
 
 fn filename_of(content_disposition: &str) -> Option<String> {
