@@ -13,6 +13,7 @@ engine_tests!(
     remote_media_round_trips_and_is_served_from_the_cache,
     federation_media_requires_a_signature,
     remote_media_larger_than_the_limit_is_refused,
+    location_parts_are_followed_through_the_address_guard,
 );
 
 fn http() -> reqwest::Client {
@@ -150,4 +151,116 @@ async fn remote_media_larger_than_the_limit_is_refused(engine: Engine) {
         get(&b, &format!("/_matrix/client/v1/media/download/{origin}/{small}"), Some(&bob.access_token)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap().to_vec(), noise(5_000));
+}
+
+/// Serves `routes` over plain HTTP or TLS (as a federation peer) on 127.0.0.1; returns the port.
+async fn serve(router: axum::Router, tls: bool) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    if tls {
+        let (cert, key) = crate::common::test_certificate();
+        let certificates = homeserver::tls::Certificates::load(&cert, &key).unwrap();
+        let listener = homeserver::tls::TlsListener::new(listener, certificates).unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    } else {
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    }
+    port
+}
+
+fn multipart_location(location: &str) -> axum::response::Response {
+    let body = format!(
+        "\r\n--b0undary\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--b0undary\r\nLocation: {location}\r\n\r\n\r\n--b0undary--\r\n"
+    );
+    http::Response::builder()
+        .header("content-type", "multipart/mixed; boundary=b0undary")
+        .body(axum::body::Body::from(body))
+        .unwrap()
+}
+
+/// An origin that is not Myelin: its media is on a "CDN" (a `Location` part), or its answers are
+/// broken or errors with details a client must not see.
+async fn location_parts_are_followed_through_the_address_guard(engine: Engine) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let image = png(200, 100);
+    let served = image.clone();
+    let cdn = axum::Router::new().route(
+        "/file",
+        axum::routing::get(move || {
+            let served = served.clone();
+            async move {
+                http::Response::builder()
+                    .header("content-type", "image/png")
+                    .header("content-disposition", "inline; filename=\"cdn.png\"")
+                    .body(axum::body::Body::from(served))
+                    .unwrap()
+            }
+        }),
+    );
+    let cdn_port = serve(cdn, false).await;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let origin = axum::Router::new().route(
+        "/_matrix/federation/v1/media/download/{media_id}",
+        axum::routing::get(move |axum::extract::Path(media_id): axum::extract::Path<String>| {
+            let counter = counter.clone();
+            async move {
+                match media_id.as_str() {
+                    "elsewhere" => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        // Slow enough that concurrent requests overlap.
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        multipart_location(&format!("http://127.0.0.1:{cdn_port}/file"))
+                    }
+                    "broken" => http::Response::builder()
+                        .header("content-type", "multipart/mixed; boundary=x")
+                        .body(axum::body::Body::from("not multipart at all"))
+                        .unwrap(),
+                    _ => http::Response::builder()
+                        .status(500)
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(r#"{"errcode":"M_UNKNOWN","error":"secret internal detail"}"#))
+                        .unwrap(),
+                }
+            }
+        }),
+    );
+    let origin = format!("127.0.0.1:{}", serve(origin, true).await);
+
+    let b = TestServer::start_federating_with(engine, |config| {
+        config.media.url_preview_ip_allowlist = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let bob = b.register("bob", "password-bob").await;
+    let token = Some(bob.access_token.as_str());
+    let path = format!("/_matrix/client/v1/media/download/{origin}/elsewhere");
+    let (first, second, third) = tokio::join!(get(&b, &path, token), get(&b, &path, token), get(&b, &path, token));
+    for response in [first, second, third] {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "image/png");
+        assert_eq!(response.headers()["content-disposition"], "inline; filename=\"cdn.png\"");
+        assert_eq!(response.bytes().await.unwrap().to_vec(), image);
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "concurrent requests fetch once");
+    let thumbnail = format!("/_matrix/client/v1/media/thumbnail/{origin}/elsewhere?width=32&height=32&method=crop");
+    let response = get(&b, &thumbnail, token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(dimensions(&response.bytes().await.unwrap()), (32, 32));
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "thumbnails are made from the cached copy");
+
+    for media_id in ["broken", "failing"] {
+        let response = get(&b, &format!("/_matrix/client/v1/media/download/{origin}/{media_id}"), token).await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{media_id}");
+        let text = response.text().await.unwrap();
+        assert!(!text.contains("secret"), "the origin's own error stays out: {text}");
+    }
+
+    // Without the allow-list, the CDN on loopback is out of reach.
+    let guarded = TestServer::start_federating(engine).await;
+    let carol = guarded.register("carol", "password-carol").await;
+    let (status, code) = errcode(get(&guarded, &path, Some(&carol.access_token)).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{code}");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
 }
