@@ -48,7 +48,7 @@ impl SafeHttp {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION"), " (URL preview)"))
+            .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FetchError::Failed(e.to_string()))?;
         Ok(Self { client, allow })

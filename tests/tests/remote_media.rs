@@ -70,13 +70,18 @@ fn dimensions(bytes: &[u8]) -> (u32, u32) {
 
 async fn remote_media_round_trips_and_is_served_from_the_cache(engine: Engine) {
     let mut a = TestServer::start_federating(engine).await;
-    let b = TestServer::start_federating(engine).await;
+    // Legacy unauthenticated downloads are on at b, for everything it has.
+    let b = TestServer::start_federating_with(engine, |c| c.media.legacy_unauthenticated_before_ts = i64::MAX).await;
     let alice = a.register("alice", "password-alice").await;
     let bob = b.register("bob", "password-bob").await;
     let bytes = noise(300_000);
     let file_id = upload(&a, &alice, "application/octet-stream", "data.bin", bytes.clone()).await;
     let image_id = upload(&a, &alice, "image/png", "cat.png", png(1000, 500)).await;
     let origin = a.server_name.clone();
+
+    // An unauthenticated request cannot make b fetch anything.
+    let legacy = format!("/_matrix/media/v3/download/{origin}/{file_id}");
+    assert_eq!(get(&b, &legacy, None).await.status(), StatusCode::NOT_FOUND);
 
     // Several requests at once for the same remote media: all get the exact bytes.
     let path = format!("/_matrix/client/v1/media/download/{origin}/{file_id}");
@@ -95,6 +100,10 @@ async fn remote_media_round_trips_and_is_served_from_the_cache(engine: Engine) {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(dimensions(&response.bytes().await.unwrap()), (96, 96));
 
+    let response = get(&b, &legacy, None).await;
+    assert_eq!(response.status(), StatusCode::OK, "once cached, the legacy endpoint serves it");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
+
     // Unknown media on a running origin is a plain 404; authentication is still required.
     let missing = format!("/_matrix/client/v1/media/download/{origin}/NoSuchMediaHere");
     assert_eq!(
@@ -102,6 +111,10 @@ async fn remote_media_round_trips_and_is_served_from_the_cache(engine: Engine) {
         (StatusCode::NOT_FOUND, "M_NOT_FOUND".into())
     );
     assert_eq!(get(&b, &path, None).await.status(), StatusCode::UNAUTHORIZED);
+    // Dots pass as a DNS name but could name directories outside the store: nobody's media (not
+    // a failed fetch, which would be a 502). (`..` itself is collapsed by any URL parser.)
+    let escape = "/_matrix/client/v1/media/download/.../abcdefgh";
+    assert_eq!(errcode(get(&b, escape, Some(&bob.access_token)).await).await.0, StatusCode::NOT_FOUND);
 
     // With the origin gone, what was fetched is still served, and new thumbnails of it made.
     a.stop().await;

@@ -256,16 +256,19 @@ fn io_error(e: std::io::Error) -> Error {
     Error::internal(format!("media store: {e}"))
 }
 
-/// A local media item's row, once uploaded, waiting up to `wait` for a reserved one.
+/// A media item's row once it has content: a local one waiting up to `wait` for a reserved
+/// upload, a remote one fetched unless `legacy` (unauthenticated requests only see the cache, so
+/// they cannot make us fetch).
 async fn uploaded_media(
     state: &AppState,
     server_name: &str,
     media_id: &str,
     wait: Option<Duration>,
+    legacy: bool,
 ) -> Result<MediaRow> {
     let wait = wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
     if server_name != state.server_name.as_str() {
-        return remote::media(state, server_name, media_id, wait).await;
+        return remote::media(state, server_name, media_id, wait, !legacy).await;
     }
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -305,7 +308,7 @@ pub async fn download(
     wait: Option<Duration>,
     legacy: bool,
 ) -> Result<Download> {
-    let row = uploaded_media(state, server_name, media_id, wait).await?;
+    let row = uploaded_media(state, server_name, media_id, wait, legacy).await?;
     check_legacy_access(state, &row, legacy)?;
     let reader = state.media.store.open(&media_key(&row.origin, &row.media_id)).await.map_err(io_error)?;
     let reader = reader.ok_or_else(|| Error::not_found("Media content is missing"))?;
@@ -337,7 +340,7 @@ pub async fn thumbnail(
     if request.width == 0 || request.height == 0 {
         return Err(Error::invalid_param("width and height must be positive"));
     }
-    let row = uploaded_media(state, server_name, media_id, request.wait).await?;
+    let row = uploaded_media(state, server_name, media_id, request.wait, request.legacy).await?;
     check_legacy_access(state, &row, request.legacy)?;
     if !thumbnail::is_thumbnailable(&row.content_type) {
         return Err(Error::not_found("No thumbnails for this media type"));

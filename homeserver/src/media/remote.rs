@@ -44,15 +44,26 @@ impl InFlight {
     }
 }
 
-/// The cached row of a remote media item, fetching it from its origin first if needed.
-pub async fn media(state: &AppState, origin: &str, media_id: &str, wait: Duration) -> Result<MediaRow> {
+/// The cached row of a remote media item, fetching it from its origin first if needed and
+/// `may_fetch`.
+pub async fn media(
+    state: &AppState,
+    origin: &str,
+    media_id: &str,
+    wait: Duration,
+    may_fetch: bool,
+) -> Result<MediaRow> {
     let not_found = || Error::not_found("Media not found");
     let Ok(server) = <&ServerName>::try_from(origin) else { return Err(not_found()) };
-    if !is_valid_media_id(media_id) {
+    // The origin names a directory of the store: `.` and `..` pass as DNS names but must not.
+    if !is_valid_media_id(media_id) || origin.starts_with('.') || origin.contains("..") {
         return Err(not_found());
     }
     if let Some(row) = cached(state, origin, media_id).await? {
         return Ok(row);
+    }
+    if !may_fetch {
+        return Err(not_found());
     }
     if !state.config.federation.enabled {
         return Err(Error::not_found("Federation is disabled: other servers' media is not available"));
