@@ -135,6 +135,7 @@ async fn previews_read_opengraph_through_redirects(engine: Engine) {
     assert_eq!(body["og:description"], "All about pets");
     assert_eq!(body["og:image:type"], "image/png");
     assert_eq!(body["matrix:image:size"], cat.len());
+    assert_eq!((body["og:image:width"].as_u64(), body["og:image:height"].as_u64()), (Some(400), Some(300)));
     let image = body["og:image"].as_str().unwrap();
     let media = image.strip_prefix("mxc://").expect("the image is our media");
     let response = reqwest::Client::new()

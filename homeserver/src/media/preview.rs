@@ -141,6 +141,7 @@ async fn store_image(
     };
     tokio::time::timeout(FETCH_TIMEOUT, read).await.map_err(|_| fetch_error(FetchError::Timeout))??;
     let received = sink.finish().await?;
+    let dimensions = image_dimensions(received.temp.clone()).await;
     let media_id = new_media_id();
     let origin = state.server_name.as_str();
     store_received(state, origin, &media_id, &received).await?;
@@ -150,7 +151,17 @@ async fn store_image(
     image.insert("og:image".into(), json!(mxc(state, &media_id)));
     image.insert("og:image:type".into(), json!(content_type));
     image.insert("matrix:image:size".into(), json!(received.size));
+    if let Some((width, height)) = dimensions {
+        image.insert("og:image:width".into(), json!(width));
+        image.insert("og:image:height".into(), json!(height));
+    }
     Ok(image)
+}
+
+/// The size an image's header claims, read from the file without decoding it.
+async fn image_dimensions(path: std::path::PathBuf) -> Option<(u32, u32)> {
+    let read = move || image::ImageReader::open(path).ok()?.with_guessed_format().ok()?.into_dimensions().ok();
+    tokio::task::spawn_blocking(read).await.ok().flatten()
 }
 
 async fn next_chunk(response: &mut reqwest::Response) -> Result<Option<bytes::Bytes>> {
