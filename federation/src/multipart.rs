@@ -91,6 +91,11 @@ impl MediaPartReader {
         }
     }
 
+    /// Whether the closing delimiter was seen: the rest of the body need not be read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
     /// Checks that the body was complete.
     pub fn finish(&self) -> Result<(), MultipartError> {
         if self.state == State::Done { Ok(()) } else { Err(MultipartError::Truncated) }

@@ -29,17 +29,28 @@ type MediaKey = (String, String);
 pub struct InFlight(Mutex<HashMap<MediaKey, Arc<tokio::sync::Mutex<()>>>>);
 
 impl InFlight {
-    fn lock_for(&self, origin: &str, media_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((origin.to_owned(), media_id.to_owned())).or_default().clone()
-    }
-
-    /// Forgets the lock once nobody but the map holds it.
-    fn release(&self, origin: &str, media_id: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+    fn slot(&self, origin: &str, media_id: &str) -> Slot<'_> {
         let key = (origin.to_owned(), media_id.to_owned());
-        if map.get(&key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
-            map.remove(&key);
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = map.entry(key.clone()).or_default().clone();
+        Slot { in_flight: self, key, lock: Some(lock) }
+    }
+}
+
+/// A share of one item's lock; the last one gone (even when a request is dropped midway)
+/// removes the lock from the map.
+struct Slot<'a> {
+    in_flight: &'a InFlight,
+    key: MediaKey,
+    lock: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut map = self.in_flight.0.lock().unwrap_or_else(|p| p.into_inner());
+        drop(self.lock.take());
+        if map.get(&self.key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
+            map.remove(&self.key);
         }
     }
 }
@@ -68,20 +79,15 @@ pub async fn media(
     if !state.config.federation.enabled {
         return Err(Error::not_found("Federation is disabled: other servers' media is not available"));
     }
-    let lock = state.media.remote_fetches.lock_for(origin, media_id);
-    let result = async {
-        let _fetching = lock.lock().await;
-        // Whoever held the lock before may have fetched it.
-        if let Some(row) = cached(state, origin, media_id).await? {
-            return Ok(row);
-        }
-        fetch(state, server, media_id, wait).await?;
-        cached(state, origin, media_id).await?.ok_or_else(not_found)
+    let slot = state.media.remote_fetches.slot(origin, media_id);
+    let lock = slot.lock.as_ref().ok_or_else(|| Error::internal("remote fetch slot without its lock"))?;
+    let _fetching = lock.lock().await;
+    // Whoever held the lock before may have fetched it.
+    if let Some(row) = cached(state, origin, media_id).await? {
+        return Ok(row);
     }
-    .await;
-    drop(lock);
-    state.media.remote_fetches.release(origin, media_id);
-    result
+    fetch(state, server, media_id, wait).await?;
+    cached(state, origin, media_id).await?.ok_or_else(not_found)
 }
 
 async fn cached(state: &AppState, origin: &str, media_id: &str) -> Result<Option<MediaRow>> {
@@ -135,6 +141,9 @@ async fn download(state: &AppState, origin: &ServerName, media_id: &str, wait: D
         }
         if !sink.write(&content).await? {
             return Err(too_large(limit));
+        }
+        if reader.is_done() {
+            break;
         }
     }
     reader.finish().map_err(|e| invalid(origin, e))?;
