@@ -77,6 +77,7 @@ async fn remote_media_round_trips_and_is_served_from_the_cache(engine: Engine) {
     let bytes = noise(300_000);
     let file_id = upload(&a, &alice, "application/octet-stream", "data.bin", bytes.clone()).await;
     let image_id = upload(&a, &alice, "image/png", "cat.png", png(1000, 500)).await;
+    let whole_id = upload(&a, &alice, "image/png", "dog.png", png(1000, 500)).await;
     let origin = a.server_name.clone();
 
     // An unauthenticated request cannot make b fetch anything.
@@ -95,10 +96,13 @@ async fn remote_media_round_trips_and_is_served_from_the_cache(engine: Engine) {
         assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
     }
 
+    // A thumbnail of media b does not have is the origin's; of media it has, made here.
     let thumbnail = format!("/_matrix/client/v1/media/thumbnail/{origin}/{image_id}?width=96&height=96&method=crop");
     let response = get(&b, &thumbnail, Some(&bob.access_token)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(dimensions(&response.bytes().await.unwrap()), (96, 96));
+    let whole = format!("/_matrix/client/v1/media/download/{origin}/{whole_id}");
+    assert_eq!(get(&b, &whole, Some(&bob.access_token)).await.status(), StatusCode::OK);
 
     let response = get(&b, &legacy, None).await;
     assert_eq!(response.status(), StatusCode::OK, "once cached, the legacy endpoint serves it");
@@ -116,15 +120,21 @@ async fn remote_media_round_trips_and_is_served_from_the_cache(engine: Engine) {
     let escape = "/_matrix/client/v1/media/download/.../abcdefgh";
     assert_eq!(errcode(get(&b, escape, Some(&bob.access_token)).await).await.0, StatusCode::NOT_FOUND);
 
-    // With the origin gone, what was fetched is still served, and new thumbnails of it made.
+    // With the origin gone, what was fetched is still served: content, the origin's thumbnail,
+    // and new thumbnails of what b has whole.
     a.stop().await;
     let response = get(&b, &path, Some(&bob.access_token)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
-    let scaled = format!("/_matrix/client/v1/media/thumbnail/{origin}/{image_id}?width=320&height=240&method=scale");
+    let response = get(&b, &thumbnail, Some(&bob.access_token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(dimensions(&response.bytes().await.unwrap()), (96, 96));
+    let scaled = format!("/_matrix/client/v1/media/thumbnail/{origin}/{whole_id}?width=320&height=240&method=scale");
     let response = get(&b, &scaled, Some(&bob.access_token)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(dimensions(&response.bytes().await.unwrap()), (320, 160));
+    let other_size = format!("/_matrix/client/v1/media/thumbnail/{origin}/{image_id}?width=320&height=240");
+    assert_eq!(get(&b, &other_size, Some(&bob.access_token)).await.status(), StatusCode::BAD_GATEWAY);
     let response = get(&b, &missing, Some(&bob.access_token)).await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "an unreachable origin is a gateway error");
 }

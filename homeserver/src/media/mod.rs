@@ -340,12 +340,17 @@ pub async fn thumbnail(
     if request.width == 0 || request.height == 0 {
         return Err(Error::invalid_param("width and height must be positive"));
     }
+    let (width, height, method) = thumbnail::choose(request.width, request.height, request.method);
+    // Remote media fetched whole gets its thumbnails made here; otherwise the origin's are used.
+    if server_name != state.server_name.as_str() && !remote::is_cached(state, server_name, media_id).await? {
+        let wait = request.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
+        return remote::thumbnail(state, server_name, media_id, (width, height, method), wait, !request.legacy).await;
+    }
     let row = uploaded_media(state, server_name, media_id, request.wait, request.legacy).await?;
     check_legacy_access(state, &row, request.legacy)?;
     if !thumbnail::is_thumbnailable(&row.content_type) {
         return Err(Error::not_found("No thumbnails for this media type"));
     }
-    let (width, height, method) = thumbnail::choose(request.width, request.height, request.method);
     let (w, h) = (i64::from(width), i64::from(height));
     let cached = state.storage.thumbnail(&row.origin, &row.media_id, w, h, method.as_str()).await?;
     let thumbnail = match cached {

@@ -10,13 +10,17 @@ use federation::client::FederationError;
 use federation::multipart::{MediaPart, MediaPartReader};
 use http::StatusCode;
 use ruma::ServerName;
-use ruma::api::federation::authenticated_media::get_content;
+use ruma::api::OutgoingRequest;
+use ruma::api::federation::authenticated_media::{get_content, get_content_thumbnail};
+use ruma::api::federation::authentication::ServerSignatures;
+use ruma::api::path_builder::SinglePath;
 
-use super::store::is_valid_media_id;
-use super::{Received, Sink};
+use super::store::{is_valid_media_id, remote_thumbnail_key};
+use super::thumbnail::Method;
+use super::{Download, Received, Sink};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::storage::{MediaRow, UploadedContent};
+use crate::storage::{MediaRow, ThumbnailRow, UploadedContent};
 
 /// How long one remote fetch may take in all, on top of the origin's wait for a pending upload.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -65,11 +69,7 @@ pub async fn media(
     may_fetch: bool,
 ) -> Result<MediaRow> {
     let not_found = || Error::not_found("Media not found");
-    let Ok(server) = <&ServerName>::try_from(origin) else { return Err(not_found()) };
-    // The origin names a directory of the store: `.` and `..` pass as DNS names but must not.
-    if !is_valid_media_id(media_id) || origin.starts_with('.') || origin.contains("..") {
-        return Err(not_found());
-    }
+    let server = checked_names(origin, media_id)?;
     if let Some(row) = cached(state, origin, media_id).await? {
         return Ok(row);
     }
@@ -90,6 +90,82 @@ pub async fn media(
     cached(state, origin, media_id).await?.ok_or_else(not_found)
 }
 
+/// The origin as a server name, once it and the media ID are fit to be store keys.
+fn checked_names<'a>(origin: &'a str, media_id: &str) -> Result<&'a ServerName> {
+    let not_found = || Error::not_found("Media not found");
+    let Ok(server) = <&ServerName>::try_from(origin) else { return Err(not_found()) };
+    // The origin names a directory of the store: `.` and `..` pass as DNS names but must not.
+    if !is_valid_media_id(media_id) || origin.starts_with('.') || origin.contains("..") {
+        return Err(not_found());
+    }
+    Ok(server)
+}
+
+/// Whether the whole item is in the cache.
+pub async fn is_cached(state: &AppState, origin: &str, media_id: &str) -> Result<bool> {
+    Ok(checked_names(origin, media_id).is_ok() && cached(state, origin, media_id).await?.is_some())
+}
+
+/// A thumbnail of a remote item not fetched whole: the origin's, fetched once per size and kept.
+pub async fn thumbnail(
+    state: &AppState,
+    origin: &str,
+    media_id: &str,
+    (width, height, method): (u32, u32, Method),
+    wait: Duration,
+    may_fetch: bool,
+) -> Result<Download> {
+    let server = checked_names(origin, media_id)?;
+    let (w, h, m) = (i64::from(width), i64::from(height), method.as_str());
+    let mut row = state.storage.remote_thumbnail(origin, media_id, w, h, m).await?;
+    if row.is_none() {
+        if !may_fetch || !state.config.federation.enabled {
+            return Err(Error::not_found("Media not found"));
+        }
+        let slot = state.media.remote_fetches.slot(origin, &format!("{media_id}/{w}x{h}-{m}"));
+        let lock = slot.lock.as_ref().ok_or_else(|| Error::internal("remote fetch slot without its lock"))?;
+        let _fetching = lock.lock().await;
+        row = state.storage.remote_thumbnail(origin, media_id, w, h, m).await?;
+        if row.is_none() {
+            let mut request = get_content_thumbnail::v1::Request::new(media_id.to_owned(), width.into(), height.into());
+            request.method = Some(match method {
+                Method::Crop => ruma::media::Method::Crop,
+                Method::Scale => ruma::media::Method::Scale,
+            });
+            request.timeout_ms = wait;
+            let fetched = download(state, server, request, wait).await?;
+            let thumbnail = ThumbnailRow {
+                width: w,
+                height: h,
+                method: m.to_owned(),
+                content_type: content_type_of(&fetched).to_owned(),
+                size: fetched.received.size,
+            };
+            let key = remote_thumbnail_key(origin, media_id, w, h, m);
+            if let Err(e) = state.media.store.put_file(&key, &fetched.received.temp).await {
+                let _ = tokio::fs::remove_file(&fetched.received.temp).await;
+                return Err(Error::internal(format!("media store: {e}")));
+            }
+            state.storage.insert_remote_thumbnail(origin, media_id, &thumbnail, state.now_ms()).await?;
+            row = Some(thumbnail);
+        }
+    }
+    let row = row.ok_or_else(|| Error::not_found("Media not found"))?;
+    let key = remote_thumbnail_key(origin, media_id, w, h, m);
+    let reader = state.media.store.open(&key).await.map_err(|e| Error::internal(format!("media store: {e}")))?;
+    let reader = reader.ok_or_else(|| Error::not_found("Thumbnail content is missing"))?;
+    Ok(Download { content_type: row.content_type, filename: None, size: row.size, reader })
+}
+
+/// The content type the origin gave, if it can be a header value.
+fn content_type_of(fetched: &Fetched) -> &str {
+    fetched
+        .content_type
+        .as_deref()
+        .filter(|t| !t.is_empty() && http::HeaderValue::from_str(t).is_ok())
+        .unwrap_or("application/octet-stream")
+}
+
 async fn cached(state: &AppState, origin: &str, media_id: &str) -> Result<Option<MediaRow>> {
     Ok(state.storage.media(origin, media_id).await?.filter(|row| row.size.is_some()))
 }
@@ -102,14 +178,11 @@ struct Fetched {
 }
 
 async fn fetch(state: &AppState, origin: &ServerName, media_id: &str, wait: Duration) -> Result<()> {
-    let fetched = download(state, origin, media_id, wait).await?;
-    let content_type = fetched
-        .content_type
-        .as_deref()
-        .filter(|t| !t.is_empty() && http::HeaderValue::from_str(t).is_ok())
-        .unwrap_or("application/octet-stream");
+    let mut request = get_content::v1::Request::new(media_id.to_owned());
+    request.timeout_ms = wait;
+    let fetched = download(state, origin, request, wait).await?;
     let content = UploadedContent {
-        content_type,
+        content_type: content_type_of(&fetched),
         filename: fetched.filename.as_deref().filter(|f| !f.is_empty()),
         size: fetched.received.size,
         sha256: &fetched.received.sha256,
@@ -119,10 +192,11 @@ async fn fetch(state: &AppState, origin: &ServerName, media_id: &str, wait: Dura
     Ok(())
 }
 
-/// Streams the origin's answer to a temporary file.
-async fn download(state: &AppState, origin: &ServerName, media_id: &str, wait: Duration) -> Result<Fetched> {
-    let mut request = get_content::v1::Request::new(media_id.to_owned());
-    request.timeout_ms = wait;
+/// Streams the origin's answer to a federation media request to a temporary file.
+async fn download<R>(state: &AppState, origin: &ServerName, request: R, wait: Duration) -> Result<Fetched>
+where
+    R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+{
     let mut response = state
         .federation
         .send_streamed(origin, &state.signing_key, request, FETCH_TIMEOUT + wait)

@@ -219,6 +219,62 @@ impl Storage {
         Ok(())
     }
 
+    /// A thumbnail of a remote media item fetched from its origin.
+    pub async fn remote_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        width: i64,
+        height: i64,
+        method: &str,
+    ) -> Result<Option<ThumbnailRow>> {
+        let row = sqlx::query(
+            "SELECT width, height, method, content_type, size FROM remote_media_thumbnails \
+             WHERE origin = $1 AND media_id = $2 AND width = $3 AND height = $4 AND method = $5",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(width)
+        .bind(height)
+        .bind(method)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|row| {
+            Ok(ThumbnailRow {
+                width: row.try_get("width")?,
+                height: row.try_get("height")?,
+                method: row.try_get("method")?,
+                content_type: row.try_get("content_type")?,
+                size: row.try_get("size")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn insert_remote_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        thumbnail: &ThumbnailRow,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO remote_media_thumbnails (origin, media_id, width, height, method, content_type, size, created_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (origin, media_id, width, height, method) DO NOTHING",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(thumbnail.width)
+        .bind(thumbnail.height)
+        .bind(&thumbnail.method)
+        .bind(&thumbnail.content_type)
+        .bind(thumbnail.size)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     /// Deletes a media item's metadata and its thumbnails' (the caller removes the files).
     pub async fn delete_media(&self, origin: &str, media_id: &str) -> Result<bool> {
         let result = sqlx::query("DELETE FROM media WHERE origin = $1 AND media_id = $2")
