@@ -63,6 +63,10 @@ async fn serve(pages: HashMap<&'static str, Page>) -> (u16, Arc<std::sync::Mutex
                 let text = String::from_utf8_lossy(&request);
                 let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 *hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                if path.starts_with("/slow") {
+                    // Long enough for concurrent previews to overlap.
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
                 let page = pages.get(path.as_str()).cloned().unwrap_or(Page {
                     status: 404,
                     headers: String::new(),
@@ -118,6 +122,7 @@ async fn previews_read_opengraph_through_redirects(engine: Engine) {
         ),
         ("/cat.png", Page { status: 200, headers: String::new(), content_type: "image/png", body: cat.clone() }),
         ("/plain", html("<title>Just a title</title>")),
+        ("/slow", html("<meta property=\"og:image\" content=\"/cat.png\"><title>Slow</title>")),
         ("/big", html(&big)),
     ]);
     let (port, hits) = serve(pages).await;
@@ -151,6 +156,14 @@ async fn previews_read_opengraph_through_redirects(engine: Engine) {
     let (status, again) = preview(&server, &alice, &url).await;
     assert_eq!((status, &again), (StatusCode::OK, &body));
     assert_eq!(hits.lock().unwrap()["/page"], 1);
+
+    // Concurrent previews of one URL fetch the page (and store its image) once.
+    let slow = format!("http://127.0.0.1:{port}/slow");
+    let (first, second, third) =
+        tokio::join!(preview(&server, &alice, &slow), preview(&server, &alice, &slow), preview(&server, &alice, &slow));
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    assert_eq!((&first.1["og:title"], &first.1, &first.1), (&Value::from("Slow"), &second.1, &third.1));
+    assert_eq!(hits.lock().unwrap()["/slow"], 1);
 
     let (_, plain) = preview(&server, &alice, &format!("http://127.0.0.1:{port}/plain")).await;
     assert_eq!(plain["og:title"], "Just a title");

@@ -2,6 +2,7 @@
 //! made once and reused.
 
 pub mod headers;
+mod in_flight;
 pub mod opengraph;
 mod preview;
 mod remote;
@@ -30,8 +31,9 @@ use crate::storage::{MediaRow, ThumbnailRow, UploadedContent};
 pub struct MediaRuntime {
     pub store: Box<dyn MediaStore>,
     thumbnail_permits: Semaphore,
-    /// Remote media being fetched, so concurrent requests for it fetch once.
-    remote_fetches: remote::InFlight,
+    /// Remote media and previews being fetched, so concurrent requests fetch once.
+    remote_fetches: in_flight::InFlight,
+    preview_fetches: in_flight::InFlight,
     /// Requests to URLs chosen by others: previews, remote media redirects.
     fetcher: SafeHttp,
     previews: preview::PreviewCache,
@@ -45,6 +47,7 @@ impl MediaRuntime {
             store,
             thumbnail_permits: Semaphore::new(2),
             remote_fetches: Default::default(),
+            preview_fetches: Default::default(),
             fetcher: SafeHttp::new(allow).expect("the TLS backend of the HTTP client initialises"),
             previews: Default::default(),
         }

@@ -16,6 +16,8 @@ use crate::safe_http::FetchError;
 use crate::state::AppState;
 use crate::storage::UploadedContent;
 
+/// The longest URL previewed (each is a cache key).
+const MAX_URL_BYTES: usize = 4096;
 /// How much of a page is read; OpenGraph tags are in the head.
 const MAX_PAGE_BYTES: u64 = 1024 * 1024;
 /// The largest image stored for a preview.
@@ -54,6 +56,15 @@ pub async fn preview(state: &AppState, authed: &Authed, url: &str) -> Result<Arc
     if !state.config.media.url_previews {
         return Err(Error::unrecognized(StatusCode::NOT_FOUND, "URL previews are disabled on this server"));
     }
+    if url.len() > MAX_URL_BYTES {
+        return Err(Error::invalid_param("The URL is too long"));
+    }
+    if let Some(cached) = state.media.previews.get(url) {
+        return Ok(cached);
+    }
+    // A link posted in a busy room is asked for by every client at once: fetch (and store its
+    // image) once.
+    let _turn = state.media.preview_fetches.turn(url.to_owned()).await;
     if let Some(cached) = state.media.previews.get(url) {
         return Ok(cached);
     }

@@ -2,8 +2,6 @@
 //! `Location` part followed with a plain GET), bounded while it streams to disk, then kept in
 //! the store under its origin and served from there.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use federation::client::FederationError;
@@ -25,40 +23,6 @@ use crate::storage::{MediaRow, ThumbnailRow, UploadedContent};
 /// How long one remote fetch may take in all, on top of the origin's wait for a pending upload.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A remote media item: its origin and media ID.
-type MediaKey = (String, String);
-
-/// One lock per remote media item being fetched.
-#[derive(Default)]
-pub struct InFlight(Mutex<HashMap<MediaKey, Arc<tokio::sync::Mutex<()>>>>);
-
-impl InFlight {
-    fn slot(&self, origin: &str, media_id: &str) -> Slot<'_> {
-        let key = (origin.to_owned(), media_id.to_owned());
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let lock = map.entry(key.clone()).or_default().clone();
-        Slot { in_flight: self, key, lock: Some(lock) }
-    }
-}
-
-/// A share of one item's lock; the last one gone (even when a request is dropped midway)
-/// removes the lock from the map.
-struct Slot<'a> {
-    in_flight: &'a InFlight,
-    key: MediaKey,
-    lock: Option<Arc<tokio::sync::Mutex<()>>>,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut map = self.in_flight.0.lock().unwrap_or_else(|p| p.into_inner());
-        drop(self.lock.take());
-        if map.get(&self.key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
-            map.remove(&self.key);
-        }
-    }
-}
-
 /// The cached row of a remote media item, fetching it from its origin first if needed and
 /// `may_fetch`.
 pub async fn media(
@@ -79,9 +43,7 @@ pub async fn media(
     if !state.config.federation.enabled {
         return Err(Error::not_found("Federation is disabled: other servers' media is not available"));
     }
-    let slot = state.media.remote_fetches.slot(origin, media_id);
-    let lock = slot.lock.as_ref().ok_or_else(|| Error::internal("remote fetch slot without its lock"))?;
-    let _fetching = lock.lock().await;
+    let _turn = state.media.remote_fetches.turn(format!("{origin}/{media_id}")).await;
     // Whoever held the lock before may have fetched it.
     if let Some(row) = cached(state, origin, media_id).await? {
         return Ok(row);
@@ -122,9 +84,7 @@ pub async fn thumbnail(
         if !may_fetch || !state.config.federation.enabled {
             return Err(Error::not_found("Media not found"));
         }
-        let slot = state.media.remote_fetches.slot(origin, &format!("{media_id}/{w}x{h}-{m}"));
-        let lock = slot.lock.as_ref().ok_or_else(|| Error::internal("remote fetch slot without its lock"))?;
-        let _fetching = lock.lock().await;
+        let _turn = state.media.remote_fetches.turn(format!("{origin}/{media_id}/{w}x{h}-{m}")).await;
         row = state.storage.remote_thumbnail(origin, media_id, w, h, m).await?;
         if row.is_none() {
             let mut request = get_content_thumbnail::v1::Request::new(media_id.to_owned(), width.into(), height.into());
