@@ -23,6 +23,8 @@ const RESOLUTION_TTL: Duration = Duration::from_secs(3600);
 const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
 /// The largest well-known file read.
 const MAX_WELL_KNOWN_BYTES: usize = 64 * 1024;
+/// The largest error body read from a streamed request.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FederationError {
@@ -130,6 +132,36 @@ impl FederationClient {
         self.execute::<R>(destination, &target, http_request).await
     }
 
+    /// Sends a signed request and returns the response unread, for bodies too large to buffer
+    /// (media), within `timeout` for the whole exchange. An error status is read (bounded) and
+    /// returned as [`FederationError::Remote`].
+    pub async fn send_streamed<R>(
+        &self,
+        destination: &ServerName,
+        key: &ServerSigningKey,
+        request: R,
+        timeout: Duration,
+    ) -> Result<StreamedResponse, FederationError>
+    where
+        R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+    {
+        let target = self.resolve(destination).await?;
+        let input = XMatrixSigningInput::new(self.origin.clone(), destination.to_owned(), key.key_pair());
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(&target.base_url(), input, ())
+            .map_err(|e| FederationError::Build(e.to_string()))?;
+        let server = destination.to_string();
+        let mut request = self.prepare(&target, http_request)?;
+        *request.timeout_mut() = Some(timeout);
+        let response = self.http.execute(request).await.map_err(|e| transport_error(&server, e))?;
+        let status = response.status().as_u16();
+        if status >= 400 {
+            let body = read_limited(response, MAX_ERROR_BYTES).await.map_err(|e| transport_error(&server, e))?;
+            return Err(remote_error(&server, status, &body));
+        }
+        Ok(StreamedResponse { server, response })
+    }
+
     async fn resolve(&self, destination: &ServerName) -> Result<Resolved, FederationError> {
         {
             let cache = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
@@ -154,13 +186,10 @@ impl FederationClient {
         &self,
         destination: &ServerName,
         target: &Resolved,
-        mut http_request: http::Request<Vec<u8>>,
+        http_request: http::Request<Vec<u8>>,
     ) -> Result<R::IncomingResponse, FederationError> {
         let server = destination.to_string();
-        let host =
-            http::HeaderValue::from_str(&target.host_header).map_err(|e| FederationError::Build(e.to_string()))?;
-        http_request.headers_mut().insert(http::header::HOST, host);
-        let request = reqwest::Request::try_from(http_request).map_err(|e| FederationError::Build(e.to_string()))?;
+        let request = self.prepare(target, http_request)?;
         let response = self.http.execute(request).await.map_err(|e| transport_error(&server, e))?;
         let status = response.status();
         let headers = response.headers().clone();
@@ -176,6 +205,37 @@ impl FederationClient {
             builder.body(&body[..]).map_err(|e| FederationError::BadResponse(server.clone(), e.to_string()))?;
         R::IncomingResponse::try_from_http_response(http_response)
             .map_err(|e| FederationError::BadResponse(server, e.to_string()))
+    }
+}
+
+impl FederationClient {
+    /// The request to send to the resolved target, with its `Host` header.
+    fn prepare(
+        &self,
+        target: &Resolved,
+        mut http_request: http::Request<Vec<u8>>,
+    ) -> Result<reqwest::Request, FederationError> {
+        let host =
+            http::HeaderValue::from_str(&target.host_header).map_err(|e| FederationError::Build(e.to_string()))?;
+        http_request.headers_mut().insert(http::header::HOST, host);
+        reqwest::Request::try_from(http_request).map_err(|e| FederationError::Build(e.to_string()))
+    }
+}
+
+/// A successful response whose body the caller reads chunk by chunk.
+pub struct StreamedResponse {
+    server: String,
+    response: reqwest::Response,
+}
+
+impl StreamedResponse {
+    pub fn headers(&self) -> &http::HeaderMap {
+        self.response.headers()
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, FederationError> {
+        self.response.chunk().await.map_err(|e| transport_error(&self.server, e))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod client;
 pub mod discovery;
 pub mod incoming;
 pub mod keys;
+pub mod multipart;
 pub mod pdu;
 pub mod server_keys;
 pub mod signing;

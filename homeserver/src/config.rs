@@ -165,6 +165,8 @@ pub struct MediaConfig {
     pub legacy_unauthenticated_before_ts: i64,
     pub max_pending_uploads: u32,
     pub pending_upload_lifetime_secs: u64,
+    pub url_previews: bool,
+    pub url_preview_ip_allowlist: Vec<String>,
 }
 
 impl Default for MediaConfig {
@@ -176,6 +178,8 @@ impl Default for MediaConfig {
             legacy_unauthenticated_before_ts: 0,
             max_pending_uploads: 5,
             pending_upload_lifetime_secs: 24 * 3600,
+            url_previews: false,
+            url_preview_ip_allowlist: Vec::new(),
         }
     }
 }
@@ -442,6 +446,9 @@ impl Config {
         }
         if self.media.max_upload_bytes == 0 {
             errors.push(error("media.max_upload_bytes", "must be at least 1"));
+        }
+        if let Err(reason) = crate::safe_http::parse_allowlist(&self.media.url_preview_ip_allowlist) {
+            errors.push(error("media.url_preview_ip_allowlist", reason));
         }
         if self.access_log.retention_days == 0 {
             errors.push(error("access_log.retention_days", "must be at least 1 (set enabled = false to keep no log)"));

@@ -19,6 +19,7 @@ pub mod presence;
 pub mod push_rules;
 pub mod receipts;
 pub mod rooms;
+pub mod safe_http;
 pub mod search;
 pub mod server;
 pub mod server_keys;

@@ -74,6 +74,7 @@ impl AppState {
         };
         let federation = federation::client::FederationClient::new(server_name.clone(), &client_options)
             .expect("the TLS backend of the federation client initialises");
+        let media = crate::media::MediaRuntime::new(media_store, &config.media);
         let state = Self(Arc::new(Inner {
             config,
             server_name,
@@ -84,7 +85,7 @@ impl AppState {
             token_cache: Default::default(),
             typing: Default::default(),
             presence: Default::default(),
-            media: crate::media::MediaRuntime::new(media_store),
+            media,
             metrics: Default::default(),
             push_rules: Default::default(),
             notifier: Default::default(),

@@ -1,5 +1,6 @@
 //! Federation with a real Synapse (from PyPI) on loopback: a Synapse user joins a Myelin room
-//! and a Myelin user joins a Synapse room, with messages both ways each time.
+//! and a Myelin user joins a Synapse room, with messages both ways each time; each fetches the
+//! other's media (multipart/mixed both ways) and thumbnails.
 //!
 //! Skipped with a visible message where Synapse is not installed, unless
 //! `MYELIN_REQUIRE_REAL_CLIENTS=1` (set by `.ci/run`, which installs it) makes that a failure.
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::{Engine, Session, TestServer, engine_tests, message_bodies, temp_dir, test_certificate};
 
-engine_tests!(synapse_and_myelin_join_each_others_rooms);
+engine_tests!(synapse_and_myelin_join_each_others_rooms, synapse_and_myelin_fetch_each_others_media);
 
 fn synapse_available() -> bool {
     let available = Command::new("python3")
@@ -272,4 +273,92 @@ async fn synapse_and_myelin_join_each_others_rooms(engine: Engine) {
         .await;
     assert_eq!(status, StatusCode::OK);
     wait_for_message_on_myelin(&myelin, &alice, &synapse_room, "Synapse answers").await;
+}
+
+/// Uploads to any server with a client API; returns the media ID.
+async fn upload_media(base_url: &str, server_name: &str, token: &str, content_type: &str, bytes: Vec<u8>) -> String {
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let response = http
+        .post(format!("{base_url}/_matrix/media/v3/upload?filename=file"))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["content_uri"].as_str().unwrap().strip_prefix(&format!("mxc://{server_name}/")).unwrap().to_owned()
+}
+
+/// Downloads `path` with a token; returns the status, content type and bytes.
+async fn fetch_media(base_url: &str, path: &str, token: &str) -> (StatusCode, String, Vec<u8>) {
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let response = http.get(format!("{base_url}{path}")).bearer_auth(token).send().await.unwrap();
+    let status = response.status();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    (status, content_type, response.bytes().await.unwrap().to_vec())
+}
+
+fn test_png() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::DynamicImage::new_rgb8(640, 480)
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    let image = image::load_from_memory(bytes).unwrap();
+    (image.width(), image.height())
+}
+
+async fn synapse_and_myelin_fetch_each_others_media(engine: Engine) {
+    if !synapse_available() {
+        return;
+    }
+    let synapse = Synapse::start().await;
+    let myelin = TestServer::start_federating(engine).await;
+    let alice = myelin.register("alice", "password-alice").await;
+    let sam = synapse.register("sam").await;
+    let (alice_token, sam_token) = (alice.access_token.as_str(), sam.access_token.as_str());
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let png = test_png();
+
+    // Synapse fetches Myelin's media: our multipart/mixed, our thumbnails.
+    let file =
+        upload_media(&myelin.base_url, &myelin.server_name, alice_token, "application/octet-stream", bytes.clone())
+            .await;
+    let image = upload_media(&myelin.base_url, &myelin.server_name, alice_token, "image/png", png.clone()).await;
+    let origin = &myelin.server_name;
+    let (status, content_type, got) =
+        fetch_media(&synapse.base_url, &format!("/_matrix/client/v1/media/download/{origin}/{file}"), sam_token).await;
+    assert_eq!(status, StatusCode::OK, "Synapse fetching our media; log:\n{}", synapse.log());
+    assert_eq!(content_type, "application/octet-stream");
+    assert!(got == bytes, "Synapse got {} bytes instead of the {} uploaded", got.len(), bytes.len());
+    let thumbnail = format!("/_matrix/client/v1/media/thumbnail/{origin}/{image}?width=96&height=96&method=crop");
+    let (status, _, got) = fetch_media(&synapse.base_url, &thumbnail, sam_token).await;
+    assert_eq!(status, StatusCode::OK, "Synapse fetching our thumbnail; log:\n{}", synapse.log());
+    assert_eq!(dimensions(&got), (96, 96));
+
+    // Myelin fetches Synapse's media: Synapse's multipart/mixed, its thumbnails.
+    let file =
+        upload_media(&synapse.base_url, &synapse.server_name, sam_token, "application/octet-stream", bytes.clone())
+            .await;
+    let image = upload_media(&synapse.base_url, &synapse.server_name, sam_token, "image/png", png.clone()).await;
+    let origin = &synapse.server_name;
+    let (status, content_type, got) =
+        fetch_media(&myelin.base_url, &format!("/_matrix/client/v1/media/download/{origin}/{file}"), alice_token).await;
+    assert_eq!(status, StatusCode::OK, "fetching Synapse's media; log:\n{}", synapse.log());
+    assert_eq!(content_type, "application/octet-stream");
+    assert!(got == bytes, "got {} bytes instead of the {} uploaded", got.len(), bytes.len());
+    let thumbnail = format!("/_matrix/client/v1/media/thumbnail/{origin}/{image}?width=96&height=96&method=crop");
+    let (status, _, got) = fetch_media(&myelin.base_url, &thumbnail, alice_token).await;
+    assert_eq!(status, StatusCode::OK, "fetching Synapse's thumbnail; log:\n{}", synapse.log());
+    assert_eq!(dimensions(&got), (96, 96));
+    let (status, _, got) =
+        fetch_media(&myelin.base_url, &format!("/_matrix/client/v1/media/download/{origin}/{image}"), alice_token)
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(got == png);
 }

@@ -145,7 +145,8 @@ where
 }
 
 /// Checks the X-Matrix signature of a request from another server and returns that server.
-async fn authenticate_server(request: &http::Request<&[u8]>, state: &AppState) -> Result<OwnedServerName> {
+/// Plain axum handlers (streamed federation media) call it with the request's parts.
+pub(crate) async fn authenticate_server(request: &http::Request<&[u8]>, state: &AppState) -> Result<OwnedServerName> {
     if !state.config.federation.enabled {
         return Err(Error::unrecognized(StatusCode::NOT_FOUND, "Federation is disabled on this server"));
     }

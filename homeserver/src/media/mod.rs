@@ -2,6 +2,10 @@
 //! made once and reused.
 
 pub mod headers;
+mod in_flight;
+pub mod opengraph;
+mod preview;
+mod remote;
 pub mod store;
 pub mod thumbnail;
 
@@ -17,7 +21,9 @@ use tokio::sync::Semaphore;
 use self::store::{MediaStore, Reader, is_valid_media_id, media_key, thumbnail_key};
 use self::thumbnail::{Method, ThumbnailError};
 use crate::accounts::Authed;
+use crate::config::MediaConfig;
 use crate::error::{Error, Result};
+use crate::safe_http::SafeHttp;
 use crate::state::AppState;
 use crate::storage::{MediaRow, ThumbnailRow, UploadedContent};
 
@@ -25,13 +31,30 @@ use crate::storage::{MediaRow, ThumbnailRow, UploadedContent};
 pub struct MediaRuntime {
     pub store: Box<dyn MediaStore>,
     thumbnail_permits: Semaphore,
+    /// Remote media and previews being fetched, so concurrent requests fetch once.
+    remote_fetches: in_flight::InFlight,
+    preview_fetches: in_flight::InFlight,
+    /// Requests to URLs chosen by others: previews, remote media redirects.
+    fetcher: SafeHttp,
+    previews: preview::PreviewCache,
 }
 
 impl MediaRuntime {
-    pub fn new(store: Box<dyn MediaStore>) -> Self {
-        Self { store, thumbnail_permits: Semaphore::new(2) }
+    pub fn new(store: Box<dyn MediaStore>, config: &MediaConfig) -> Self {
+        // The allow-list was checked when the configuration was loaded.
+        let allow = crate::safe_http::parse_allowlist(&config.url_preview_ip_allowlist).unwrap_or_default();
+        Self {
+            store,
+            thumbnail_permits: Semaphore::new(2),
+            remote_fetches: Default::default(),
+            preview_fetches: Default::default(),
+            fetcher: SafeHttp::new(allow).expect("the TLS backend of the HTTP client initialises"),
+            previews: Default::default(),
+        }
     }
 }
+
+pub use preview::preview;
 
 /// The longest a download waits for a reserved media ID to be uploaded.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -159,32 +182,61 @@ async fn receive(state: &AppState, meta: &UploadMeta<'_>, body: axum::body::Body
     if meta.declared_length.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let temp = state.media.store.temp_dir().join(format!("upload-{}", new_media_id()));
-    let result = async {
-        let mut file = tokio::fs::File::create(&temp).await.map_err(io_error)?;
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::bad_json(format!("upload interrupted: {e}")))?;
-            size += chunk.len() as u64;
-            if size > limit {
-                return Err(too_large());
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(io_error)?;
+    let mut sink = Sink::create(state, limit).await?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::bad_json(format!("upload interrupted: {e}")))?;
+        if !sink.write(&chunk).await? {
+            return Err(too_large());
         }
+    }
+    sink.finish().await
+}
+
+/// A temporary file being filled, hashed and bounded as it is written; removed unless finished.
+struct Sink {
+    temp: PathBuf,
+    file: Option<tokio::fs::File>,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+impl Sink {
+    async fn create(state: &AppState, limit: u64) -> Result<Self> {
+        let temp = state.media.store.temp_dir().join(format!("upload-{}", new_media_id()));
+        let file = tokio::fs::File::create(&temp).await.map_err(io_error)?;
+        Ok(Self { temp, file: Some(file), hasher: Sha256::new(), size: 0, limit })
+    }
+
+    /// Appends a chunk; false (writing nothing) when it would pass the limit.
+    async fn write(&mut self, chunk: &[u8]) -> Result<bool> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Ok(false);
+        }
+        self.hasher.update(chunk);
+        let file = self.file.as_mut().ok_or_else(|| Error::internal("media sink already finished"))?;
+        file.write_all(chunk).await.map_err(io_error)?;
+        Ok(true)
+    }
+
+    async fn finish(mut self) -> Result<Received> {
+        let mut file = self.file.take().ok_or_else(|| Error::internal("media sink already finished"))?;
         file.flush().await.map_err(io_error)?;
         file.sync_all().await.map_err(io_error)?;
-        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Ok((i64::try_from(size).unwrap_or(i64::MAX), sha256))
+        let sha256 = std::mem::take(&mut self.hasher).finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let size = i64::try_from(self.size).unwrap_or(i64::MAX);
+        // From here the caller owns the file.
+        let temp = std::mem::take(&mut self.temp);
+        Ok(Received { temp, size, sha256 })
     }
-    .await;
-    match result {
-        Ok((size, sha256)) => Ok(Received { temp, size, sha256 }),
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&temp).await;
-            Err(e)
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temp);
         }
     }
 }
@@ -207,14 +259,21 @@ fn io_error(e: std::io::Error) -> Error {
     Error::internal(format!("media store: {e}"))
 }
 
-/// A local media item's row, once uploaded, waiting up to `wait` for a reserved one.
+/// A media item's row once it has content: a local one waiting up to `wait` for a reserved
+/// upload, a remote one fetched unless `legacy` (unauthenticated requests only see the cache, so
+/// they cannot make us fetch).
 async fn uploaded_media(
     state: &AppState,
     server_name: &str,
     media_id: &str,
     wait: Option<Duration>,
+    legacy: bool,
 ) -> Result<MediaRow> {
-    let deadline = tokio::time::Instant::now() + wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
+    let wait = wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
+    if server_name != state.server_name.as_str() {
+        return remote::media(state, server_name, media_id, wait, !legacy).await;
+    }
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let row = local_media(state, server_name, media_id).await?;
         if row.size.is_some() {
@@ -231,11 +290,11 @@ async fn uploaded_media(
     }
 }
 
-/// A media item of this server; other servers' media needs federation, which is not there yet.
+/// A media item of this server.
 async fn local_media(state: &AppState, server_name: &str, media_id: &str) -> Result<MediaRow> {
     let not_found = || Error::not_found("Media not found");
     if server_name != state.server_name.as_str() {
-        return Err(Error::not_found("Media from other servers is not available: federation is not implemented yet"));
+        return Err(not_found());
     }
     if !is_valid_media_id(media_id) {
         return Err(not_found());
@@ -252,7 +311,7 @@ pub async fn download(
     wait: Option<Duration>,
     legacy: bool,
 ) -> Result<Download> {
-    let row = uploaded_media(state, server_name, media_id, wait).await?;
+    let row = uploaded_media(state, server_name, media_id, wait, legacy).await?;
     check_legacy_access(state, &row, legacy)?;
     let reader = state.media.store.open(&media_key(&row.origin, &row.media_id)).await.map_err(io_error)?;
     let reader = reader.ok_or_else(|| Error::not_found("Media content is missing"))?;
@@ -284,12 +343,17 @@ pub async fn thumbnail(
     if request.width == 0 || request.height == 0 {
         return Err(Error::invalid_param("width and height must be positive"));
     }
-    let row = uploaded_media(state, server_name, media_id, request.wait).await?;
+    let (width, height, method) = thumbnail::choose(request.width, request.height, request.method);
+    // Remote media fetched whole gets its thumbnails made here; otherwise the origin's are used.
+    if server_name != state.server_name.as_str() && !remote::is_cached(state, server_name, media_id).await? {
+        let wait = request.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
+        return remote::thumbnail(state, server_name, media_id, (width, height, method), wait, !request.legacy).await;
+    }
+    let row = uploaded_media(state, server_name, media_id, request.wait, request.legacy).await?;
     check_legacy_access(state, &row, request.legacy)?;
     if !thumbnail::is_thumbnailable(&row.content_type) {
         return Err(Error::not_found("No thumbnails for this media type"));
     }
-    let (width, height, method) = thumbnail::choose(request.width, request.height, request.method);
     let (w, h) = (i64::from(width), i64::from(height));
     let cached = state.storage.thumbnail(&row.origin, &row.media_id, w, h, method.as_str()).await?;
     let thumbnail = match cached {

@@ -36,6 +36,12 @@ pub fn thumbnail_key(origin: &str, media_id: &str, width: i64, height: i64, meth
     format!("{}.thumbnails/{width}x{height}-{method}", media_key(origin, media_id))
 }
 
+/// The store key of a thumbnail fetched from a remote item's origin (beside the ones made here,
+/// so deleting the item removes it too).
+pub fn remote_thumbnail_key(origin: &str, media_id: &str, width: i64, height: i64, method: &str) -> String {
+    format!("{}.thumbnails/origin-{width}x{height}-{method}", media_key(origin, media_id))
+}
+
 /// Media IDs are ours to choose and checked on the way in, so keys never escape the store.
 pub fn is_valid_media_id(media_id: &str) -> bool {
     media_id.len() >= 4

@@ -42,6 +42,7 @@ pub const TABLES: &[&str] = &[
     "key_backup_keys",
     "media",
     "media_thumbnails",
+    "remote_media_thumbnails",
     "audit_log",
     "audit_head",
     "access_log",

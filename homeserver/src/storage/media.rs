@@ -63,6 +63,30 @@ impl Storage {
         Ok(())
     }
 
+    /// Records another server's media fetched into our store; a concurrent fetch is fine.
+    pub async fn insert_remote_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+        content: &UploadedContent<'_>,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO media (origin, media_id, content_type, filename, size, sha256, created_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (origin, media_id) DO NOTHING",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(content.content_type)
+        .bind(content.filename)
+        .bind(content.size)
+        .bind(content.sha256)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     /// Reserves a media ID for a later upload, unless the user already has `max_pending`
     /// unexpired reservations. Returns whether it was reserved.
     pub async fn reserve_media(
@@ -190,6 +214,62 @@ impl Storage {
         .bind(&thumbnail.method)
         .bind(&thumbnail.content_type)
         .bind(thumbnail.size)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// A thumbnail of a remote media item fetched from its origin.
+    pub async fn remote_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        width: i64,
+        height: i64,
+        method: &str,
+    ) -> Result<Option<ThumbnailRow>> {
+        let row = sqlx::query(
+            "SELECT width, height, method, content_type, size FROM remote_media_thumbnails \
+             WHERE origin = $1 AND media_id = $2 AND width = $3 AND height = $4 AND method = $5",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(width)
+        .bind(height)
+        .bind(method)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|row| {
+            Ok(ThumbnailRow {
+                width: row.try_get("width")?,
+                height: row.try_get("height")?,
+                method: row.try_get("method")?,
+                content_type: row.try_get("content_type")?,
+                size: row.try_get("size")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn insert_remote_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        thumbnail: &ThumbnailRow,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO remote_media_thumbnails (origin, media_id, width, height, method, content_type, size, created_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (origin, media_id, width, height, method) DO NOTHING",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(thumbnail.width)
+        .bind(thumbnail.height)
+        .bind(&thumbnail.method)
+        .bind(&thumbnail.content_type)
+        .bind(thumbnail.size)
+        .bind(now)
         .execute(&self.write)
         .await?;
         Ok(())

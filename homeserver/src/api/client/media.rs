@@ -36,6 +36,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/_matrix/media/v3/download/{server_name}/{media_id}", get(legacy_download))
         .route("/_matrix/media/v3/download/{server_name}/{media_id}/{file_name}", get(legacy_download_as))
         .route("/_matrix/media/v3/thumbnail/{server_name}/{media_id}", get(legacy_thumbnail))
+        .route("/_matrix/client/v1/media/preview_url", get(preview_url))
+        .route("/_matrix/media/v3/preview_url", get(preview_url))
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -83,7 +85,7 @@ async fn config(State(state): State<AppState>, Query(params): Params, headers: h
 }
 
 /// `timeout_ms`: how long to wait for media that is reserved but not uploaded yet.
-fn wait(params: &HashMap<String, String>) -> Result<Option<Duration>> {
+pub(crate) fn wait(params: &HashMap<String, String>) -> Result<Option<Duration>> {
     params
         .get("timeout_ms")
         .map(|v| {
@@ -134,7 +136,7 @@ async fn legacy_download_as(
     Ok(respond(download, Some(file_name)))
 }
 
-fn thumbnail_request(params: &HashMap<String, String>, legacy: bool) -> Result<ThumbnailRequest> {
+pub(crate) fn thumbnail_request(params: &HashMap<String, String>, legacy: bool) -> Result<ThumbnailRequest> {
     let dimension = |name: &str| -> Result<u32> {
         let value = params.get(name).ok_or_else(|| Error::missing_param(format!("{name} is required")))?;
         value.parse().map_err(|_| Error::invalid_param(format!("{name} must be a positive integer")))
@@ -183,4 +185,17 @@ fn respond(download: Download, file_name: Option<String>) -> Response {
         response.headers_mut().insert(http::header::CONTENT_LENGTH, length);
     }
     response
+}
+
+/// `GET /preview_url?url=…&ts=…`; `ts` (the time the client wants a preview of) is ignored: we
+/// can only fetch the page as it is now.
+async fn preview_url(
+    State(state): State<AppState>,
+    Query(params): Params,
+    headers: http::HeaderMap,
+) -> Result<Response> {
+    let authed = authed(&state, &headers, &params).await?;
+    let url = params.get("url").ok_or_else(|| Error::missing_param("url is required"))?;
+    let preview = media::preview(&state, &authed, url).await?;
+    Ok(axum::Json(preview.as_ref()).into_response())
 }

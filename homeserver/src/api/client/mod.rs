@@ -8,7 +8,7 @@ mod directory;
 pub(crate) use directory::directory_page;
 mod discovery;
 mod keys;
-mod media;
+pub(crate) mod media;
 mod membership;
 mod message;
 mod openid;

@@ -4,6 +4,7 @@ mod directory;
 mod e2ee;
 mod events;
 mod keys;
+mod media;
 mod membership;
 mod openid;
 mod query;
@@ -16,7 +17,7 @@ use super::ruma::RumaRouter;
 use crate::state::AppState;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
+    media::routes(router)
         .ruma(keys::server_keys)
         .ruma(keys::well_known_server)
         .ruma(keys::query)
