@@ -5,6 +5,7 @@ mod common;
 mod access_log;
 mod account;
 mod account_data;
+mod admin_media;
 mod admin_rooms;
 mod admin_users;
 mod audit_log;

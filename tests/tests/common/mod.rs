@@ -453,6 +453,23 @@ impl TestServer {
         pool.close().await;
         done.rows_affected()
     }
+
+    /// Runs `SELECT COUNT(*) …` on the server's database, to see what is really stored.
+    pub async fn count_rows(&self, sql: &str) -> i64 {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.state.config.effective_database_url()).await.expect("database");
+        let count: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.expect("count query");
+        pool.close().await;
+        count
+    }
+
+    /// Everything the audit log holds for `action`, oldest first.
+    pub async fn audit_entries_for(&self, admin: &Session, action: &str) -> Vec<Value> {
+        let (status, body) =
+            self.get(&format!("/_myelin/admin/v1/audit_log?action={action}&limit=1000"), admin.token()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["entries"].as_array().cloned().unwrap_or_default()
+    }
 }
 
 /// Percent-encodes a path segment (user IDs, room IDs, event IDs).

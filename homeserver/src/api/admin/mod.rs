@@ -7,6 +7,7 @@
 mod access_log;
 mod audit_log;
 mod devices;
+mod media;
 mod register;
 mod registration_tokens;
 mod reports;
@@ -38,6 +39,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::routes(router);
     let router = rooms::routes(router);
     let router = reports::routes(router);
+    let router = media::routes(router);
     let router = audit_log::routes(router);
     access_log::routes(router)
 }
