@@ -45,6 +45,7 @@ pub async fn join(
     reason: Option<&str>,
     via: &[OwnedServerName],
 ) -> Result<OwnedRoomId> {
+    super::blocking::refuse_if_blocked(state, room_id.as_str()).await?;
     let current = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
     if current.as_ref().is_some_and(|m| m.membership == "join") {
         return Ok(room_id.to_owned());
@@ -81,6 +82,7 @@ pub(crate) async fn is_resident(state: &AppState, room_id: &RoomId) -> Result<bo
 
 /// Knocks on a local room (room versions 7 and later with the `knock` join rule).
 pub async fn knock(state: &AppState, room_id: &RoomId, user_id: &UserId, reason: Option<&str>) -> Result<()> {
+    super::blocking::refuse_if_blocked(state, room_id.as_str()).await?;
     if state.storage.room(room_id.as_str()).await?.is_none() {
         return Err(Error::not_found("Unknown room (knocking on rooms of other servers is not supported yet)"));
     }
@@ -102,6 +104,7 @@ pub async fn invite(
     target: &UserId,
     reason: Option<&str>,
 ) -> Result<()> {
+    super::blocking::refuse_if_blocked(state, room_id.as_str()).await?;
     let remote = target.server_name() != state.server_name;
     if !remote && state.storage.user(target.as_str()).await?.is_none() {
         return Err(Error::not_found("Unknown user"));

@@ -2,6 +2,7 @@
 //! [`send::send_event`], the one path that builds, authorizes and persists events.
 
 pub mod backfill;
+pub mod blocking;
 pub mod client_event;
 pub mod create;
 pub mod dag_walk;
@@ -13,6 +14,7 @@ pub mod federated_leave;
 pub mod federated_membership;
 pub mod forks;
 pub mod head;
+pub mod history_purge;
 pub mod incoming;
 pub mod membership;
 pub mod profile;
@@ -20,6 +22,7 @@ pub mod redaction;
 pub mod relations;
 pub mod report;
 pub mod send;
+pub mod shutdown;
 pub mod state;
 pub mod summary;
 pub mod timeline;

@@ -51,7 +51,10 @@ impl Storage {
         }
         sqlx::query("DELETE FROM events WHERE room_id = $1").bind(room_id).execute(&mut *tx).await?;
         if keep_room_row {
-            sqlx::query("UPDATE rooms SET is_public = 0 WHERE room_id = $1").bind(room_id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE rooms SET is_public = 0, current_state_group = NULL WHERE room_id = $1")
+                .bind(room_id)
+                .execute(&mut *tx)
+                .await?;
         } else {
             sqlx::query("DELETE FROM rooms WHERE room_id = $1").bind(room_id).execute(&mut *tx).await?;
         }

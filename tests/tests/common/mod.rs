@@ -463,6 +463,21 @@ impl TestServer {
         count
     }
 
+    /// Polls an admin task's status (`GET path`) until it is `complete` or `failed`.
+    pub async fn wait_for_task(&self, admin: &Session, path: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get(path, admin.token()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if body["status"] == "complete" || body["status"] == "failed" {
+                return body;
+            }
+            assert!(["scheduled", "active"].contains(&body["status"].as_str().unwrap_or("")), "{body}");
+            assert!(std::time::Instant::now() < deadline, "task still running: {body}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Everything the audit log holds for `action`, oldest first.
     pub async fn audit_entries_for(&self, admin: &Session, action: &str) -> Vec<Value> {
         let (status, body) =
