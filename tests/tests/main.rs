@@ -6,6 +6,7 @@ mod access_log;
 mod account;
 mod account_data;
 mod admin_media;
+mod admin_purge_history;
 mod admin_room_deletion;
 mod admin_rooms;
 mod admin_users;

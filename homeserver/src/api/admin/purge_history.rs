@@ -32,6 +32,9 @@ struct PurgeBody {
     purge_up_to_ts: Option<i64>,
 }
 
+/// The largest integer canonical JSON (and so the audit log) can hold.
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
 async fn purge_up_to_body(
     State(state): State<AppState>,
     admin: Admin,
@@ -59,17 +62,23 @@ async fn start(
 ) -> Result<Response> {
     let room_id: OwnedRoomId =
         RoomId::parse(&room_id).map_err(|_| Error::invalid_param(format!("{room_id} is not a legal room ID")))?;
-    let parsed: PurgeBody = serde_json::from_value(body.clone()).map_err(|e| Error::bad_json(e.to_string()))?;
+    let parsed: PurgeBody = serde_json::from_value(body).map_err(|e| Error::bad_json(e.to_string()))?;
     state.storage.room(room_id.as_str()).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
-    let point = match (event_id.or(parsed.purge_up_to_event_id), parsed.purge_up_to_ts) {
+    let event_id = event_id.or(parsed.purge_up_to_event_id);
+    let point = match (&event_id, parsed.purge_up_to_ts) {
         (Some(event_id), _) => {
-            let ordering = state.storage.event_ordering_in_room(room_id.as_str(), &event_id).await?;
+            let ordering = state.storage.event_ordering_in_room(room_id.as_str(), event_id).await?;
             PurgePoint::Before(ordering.ok_or_else(|| Error::not_found("Event not found in this room"))?)
         }
-        (None, Some(ts)) => PurgePoint::BeforeTs(ts),
+        (None, Some(ts)) if (0..=MAX_SAFE_INTEGER).contains(&ts) => PurgePoint::BeforeTs(ts),
+        (None, Some(_)) => return Err(Error::invalid_param("purge_up_to_ts must be a timestamp in milliseconds")),
         (None, None) => return Err(Error::missing_param("must specify purge_up_to_event_id or purge_up_to_ts")),
     };
     let delete_local = parsed.delete_local_events;
+    let audit_params = match point {
+        PurgePoint::Before(_) => json!({"delete_local_events": delete_local, "purge_up_to_event_id": event_id}),
+        PurgePoint::BeforeTs(ts) => json!({"delete_local_events": delete_local, "purge_up_to_ts": ts}),
+    };
     let target = room_id.to_string();
     let actor = admin.actor().to_owned();
     let work = {
@@ -88,7 +97,7 @@ async fn start(
             admin_tasks::start(&state, PURGE_HISTORY, room_id.as_str(), &actor, job).await
         }
     };
-    let purge_id = audited(&state, admin.actor(), body, work, move |_| ("purge_history", Some(target))).await?;
+    let purge_id = audited(&state, admin.actor(), audit_params, work, move |_| ("purge_history", Some(target))).await?;
     Ok(json(StatusCode::OK, json!({"purge_id": purge_id})))
 }
 

@@ -54,7 +54,7 @@ async fn delete_room(
     AdminJson(body): AdminJson<Value>,
 ) -> Result<Response> {
     let room_id = parse_room_id(&room_id)?;
-    let parsed: DeleteBody = serde_json::from_value(body.clone()).map_err(|e| Error::bad_json(e.to_string()))?;
+    let parsed: DeleteBody = serde_json::from_value(body).map_err(|e| Error::bad_json(e.to_string()))?;
     if !parsed.block && state.storage.room(room_id.as_str()).await?.is_none() {
         return Err(Error::invalid_param(
             "Unknown room: only blocking is possible for a room this server does not know",
@@ -65,6 +65,16 @@ async fn delete_room(
     {
         return Err(Error::invalid_param("new_room_user_id must be a local user"));
     }
+    // The audit entry takes the parsed fields: the raw body may hold numbers that have no
+    // canonical JSON form, which would fail the record after the task started.
+    let audit_params = json!({
+        "block": parsed.block,
+        "purge": parsed.purge,
+        "force_purge": parsed.force_purge,
+        "new_room_user_id": parsed.new_room_user_id,
+        "room_name": parsed.room_name,
+        "message": parsed.message,
+    });
     let request = Shutdown {
         block: parsed.block,
         purge: parsed.purge,
@@ -91,7 +101,7 @@ async fn delete_room(
             admin_tasks::start(&state, DELETE_ROOM, room_id.as_str(), actor.as_str(), job).await
         }
     };
-    let delete_id = audited(&state, admin.actor(), body, work, move |_| ("delete_room", Some(target))).await?;
+    let delete_id = audited(&state, admin.actor(), audit_params, work, move |_| ("delete_room", Some(target))).await?;
     Ok(json(StatusCode::OK, json!({"delete_id": delete_id})))
 }
 
@@ -163,7 +173,7 @@ async fn set_block(
     AdminJson(body): AdminJson<Value>,
 ) -> Result<Response> {
     let room_id = parse_room_id(&room_id)?;
-    let parsed: BlockBody = serde_json::from_value(body.clone()).map_err(|e| Error::bad_json(e.to_string()))?;
+    let parsed: BlockBody = serde_json::from_value(body).map_err(|e| Error::bad_json(e.to_string()))?;
     let target = room_id.to_string();
     let actor = admin.actor().to_owned();
     let work = {
@@ -178,6 +188,6 @@ async fn set_block(
         }
     };
     let action = if parsed.block { "block_room" } else { "unblock_room" };
-    audited(&state, admin.actor(), body, work, move |_| (action, Some(target))).await?;
+    audited(&state, admin.actor(), json!({"block": parsed.block}), work, move |_| (action, Some(target))).await?;
     Ok(json(StatusCode::OK, json!({"block": parsed.block})))
 }
