@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::common::{Engine, Session, TestServer, assert_error, encode, engine_tests, message_bodies};
 
-engine_tests!(history_before_an_event_is_purged, history_before_a_time_is_purged);
+engine_tests!(history_before_an_event_is_purged, history_before_a_time_is_purged, interrupted_tasks_fail_at_start);
 
 const PASSWORD: &str = "correct-horse";
 
@@ -141,4 +141,23 @@ async fn history_before_a_time_is_purged(engine: Engine) {
     assert_eq!(server.state_content(&alice, &room, "m.room.topic", "").await["topic"], "later");
     server.send_text(&alice, &room, "after").await;
     assert_eq!(visible_bodies(&server, &alice, &room_id).await, vec!["after"]);
+}
+
+async fn interrupted_tasks_fail_at_start(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let admin = server.admin("root", PASSWORD).await;
+    // As a server stopped mid-purge leaves it.
+    server
+        .raw_sql(
+            "INSERT INTO admin_tasks (task_id, kind, room_id, status, created_ts, updated_ts) \
+             VALUES ('stuck', 'purge_history', '!r:x', 'active', 1, 1)",
+        )
+        .await;
+    let (_, running) = server.get("/_synapse/admin/v1/purge_history_status/stuck", admin.token()).await;
+    assert_eq!(running["status"], "active");
+    let server = server.restart().await;
+    let (status, failed) = server.get("/_synapse/admin/v1/purge_history_status/stuck", admin.token()).await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("stopped"), "{failed}");
 }

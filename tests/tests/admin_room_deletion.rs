@@ -185,6 +185,22 @@ async fn deletion_without_purge_moves_members_to_a_notice_room(engine: Engine) {
     let never = format!("/_synapse/admin/v2/rooms/{}/delete_status", encode(&format!("!never:{}", server.server_name)));
     assert_error(server.get(&never, admin.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     assert_error(server.get(&status_path, alice.token()).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    // v1 deletes at once and answers with the report.
+    for (method, suffix) in [(reqwest::Method::DELETE, ""), (reqwest::Method::POST, "/delete")] {
+        let room_id = server.create_room(&alice, json!({})).await;
+        server.send_text(&alice, &encode(&room_id), "gone soon").await;
+        let path = format!("/_synapse/admin/v1/rooms/{}{suffix}", encode(&room_id));
+        let refused = server.request(method.clone(), &path, bob.token(), Some(json!({}))).await;
+        assert_error(refused, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+        let (status, report) = server.request(method, &path, admin.token(), Some(json!({}))).await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        assert_eq!(report["kicked_users"], json!([alice.user_id]));
+        assert_eq!(report["failed_to_kick_users"], json!([]));
+        assert_eq!(report["new_room_id"], Value::Null);
+        assert_eq!(rows_of_room(&server, "events", &room_id).await, 0, "purged by default");
+        assert_eq!(rows_of_room(&server, "rooms", &room_id).await, 0, "not blocked: no row kept");
+    }
 }
 
 async fn blocked_rooms_refuse_joins_and_invites(engine: Engine) {

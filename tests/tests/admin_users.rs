@@ -49,6 +49,8 @@ async fn every_admin_endpoint_needs_an_admin_token(engine: Engine) {
         (Method::GET, "/_myelin/admin/v1/audit_log".into()),
         (Method::GET, "/_myelin/admin/v1/access_log".into()),
         (Method::DELETE, format!("/_synapse/admin/v2/rooms/{room}")),
+        (Method::DELETE, format!("/_synapse/admin/v1/rooms/{room}")),
+        (Method::POST, format!("/_synapse/admin/v1/rooms/{room}/delete")),
         (Method::GET, format!("/_synapse/admin/v2/rooms/{room}/delete_status")),
         (Method::GET, "/_synapse/admin/v2/rooms/delete_status/abc".into()),
         (Method::GET, format!("/_synapse/admin/v1/rooms/{room}/block")),

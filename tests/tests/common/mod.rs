@@ -207,6 +207,7 @@ impl TestServer {
         let media = homeserver::media::store::LocalFileStore::new(config.effective_media_path()).expect("media dir");
         let state = homeserver::AppState::new(config.clone(), storage, key, clock.clone(), Box::new(media));
         state.outbox.resume(&state).await;
+        homeserver::admin_tasks::fail_interrupted(&state).await;
 
         let addr = listener.local_addr().unwrap();
         let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();

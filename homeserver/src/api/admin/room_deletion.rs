@@ -1,10 +1,10 @@
 //! Deleting and blocking rooms: `DELETE /v2/rooms/{roomId}` as a background task with status
-//! polling, and `GET`/`PUT /v1/rooms/{roomId}/block`.
+//! polling (and v1's synchronous form), and `GET`/`PUT /v1/rooms/{roomId}/block`.
 
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use http::StatusCode;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId};
 use serde::Deserialize;
@@ -24,6 +24,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/_synapse/admin/v2/rooms/{room_id}/delete_status", get(status_by_room))
         .route("/_synapse/admin/v2/rooms/delete_status/{delete_id}", get(status_by_id))
         .route("/_synapse/admin/v1/rooms/{room_id}/block", get(block_status).put(set_block))
+        .route("/_synapse/admin/v1/rooms/{room_id}", delete(delete_room_now))
+        .route("/_synapse/admin/v1/rooms/{room_id}/delete", post(delete_room_now))
 }
 
 fn parse_room_id(raw: &str) -> Result<OwnedRoomId> {
@@ -47,13 +49,8 @@ struct DeleteBody {
     message: Option<String>,
 }
 
-async fn delete_room(
-    State(state): State<AppState>,
-    admin: Admin,
-    PathParams(room_id): PathParams<String>,
-    AdminJson(body): AdminJson<Value>,
-) -> Result<Response> {
-    let room_id = parse_room_id(&room_id)?;
+/// The checked request and the parameters its audit entry records.
+async fn checked_request(state: &AppState, room_id: &RoomId, body: Value) -> Result<(Shutdown, Value)> {
     let parsed: DeleteBody = serde_json::from_value(body).map_err(|e| Error::bad_json(e.to_string()))?;
     if !parsed.block && state.storage.room(room_id.as_str()).await?.is_none() {
         return Err(Error::invalid_param(
@@ -66,7 +63,7 @@ async fn delete_room(
         return Err(Error::invalid_param("new_room_user_id must be a local user"));
     }
     // The audit entry takes the parsed fields: the raw body may hold numbers that have no
-    // canonical JSON form, which would fail the record after the task started.
+    // canonical JSON form, which would fail the record after the deletion started.
     let audit_params = json!({
         "block": parsed.block,
         "purge": parsed.purge,
@@ -83,6 +80,18 @@ async fn delete_room(
         room_name: parsed.room_name,
         message: parsed.message,
     };
+    Ok((request, audit_params))
+}
+
+/// v2: answers with the task's ID; the deletion runs in the background.
+async fn delete_room(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParams(room_id): PathParams<String>,
+    AdminJson(body): AdminJson<Value>,
+) -> Result<Response> {
+    let room_id = parse_room_id(&room_id)?;
+    let (request, audit_params) = checked_request(&state, &room_id, body).await?;
     let target = room_id.to_string();
     let actor = admin.0.user_id.clone();
     let work = {
@@ -103,6 +112,30 @@ async fn delete_room(
     };
     let delete_id = audited(&state, admin.actor(), audit_params, work, move |_| ("delete_room", Some(target))).await?;
     Ok(json(StatusCode::OK, json!({"delete_id": delete_id})))
+}
+
+/// v1 (`DELETE /v1/rooms/{roomId}`, `POST /v1/rooms/{roomId}/delete`): the same deletion,
+/// answered with its report once done.
+async fn delete_room_now(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParams(room_id): PathParams<String>,
+    AdminJson(body): AdminJson<Value>,
+) -> Result<Response> {
+    let room_id = parse_room_id(&room_id)?;
+    let (request, audit_params) = checked_request(&state, &room_id, body).await?;
+    let target = room_id.to_string();
+    let actor = admin.0.user_id.clone();
+    let work = {
+        let state = state.clone();
+        async move {
+            let mut report = ShutdownReport::default();
+            shutdown(&state, &room_id, &actor, &request, &mut report).await?;
+            Ok(report)
+        }
+    };
+    let report = audited(&state, admin.actor(), audit_params, work, move |_| ("delete_room", Some(target))).await?;
+    Ok(json(StatusCode::OK, report.to_json()))
 }
 
 fn empty_report() -> Value {
