@@ -44,6 +44,8 @@ async fn deleted_room_is_emptied_blocked_and_purged(engine: Engine) {
     let alice = server.register("alice", PASSWORD).await;
     let bob = server.register("bob", PASSWORD).await;
     let charlie = server.register("charlie", PASSWORD).await;
+    let survivor = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    assert_eq!(server.join(&bob, &survivor).await.0, StatusCode::OK);
     let room_id = server
         .create_room(&alice, json!({"preset": "public_chat", "room_alias_name": "doomed", "name": "Doomed"}))
         .await;
@@ -60,7 +62,7 @@ async fn deleted_room_is_emptied_blocked_and_purged(engine: Engine) {
     assert_eq!(server.post(&receipt, bob.token(), json!({})).await.0, StatusCode::OK);
     let tag = format!("/_matrix/client/v3/user/{}/rooms/{room}/account_data/x.note", encode(bob.user_id.as_str()));
     assert_eq!(server.put(&tag, bob.token(), json!({"a": 1})).await.0, StatusCode::OK);
-    server.sync(&bob, "timeout=0").await;
+    let since = server.sync(&bob, "timeout=0").await["next_batch"].as_str().unwrap().to_owned();
     for table in ["events", "state_groups", "memberships", "receipts", "event_relations", "event_search"] {
         assert!(rows_of_room(&server, table, &room_id).await > 0, "{table} has rows before the purge");
     }
@@ -109,11 +111,15 @@ async fn deleted_room_is_emptied_blocked_and_purged(engine: Engine) {
         server.get(&format!("/_matrix/client/v3/directory/room/%23doomed:{}", server.server_name), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the alias is gone");
     let (_, rooms) = server.get("/_synapse/admin/v1/rooms", admin.token()).await;
-    assert_eq!(rooms["total_rooms"], 0, "{rooms}");
+    assert_eq!(rooms["total_rooms"], 1, "only the survivor is listed: {rooms}");
     let (_, joined) = server.get("/_matrix/client/v3/joined_rooms", alice.token()).await;
-    assert_eq!(joined["joined_rooms"], json!([]));
-    let sync = server.sync(&bob, "timeout=0").await;
+    assert_eq!(joined["joined_rooms"], json!([survivor]));
+    // The purged events were the newest: positions bob's token covers are not handed out again.
+    server.send_text(&alice, &encode(&survivor), "still here").await;
+    let sync = server.sync(&bob, &format!("timeout=0&since={since}")).await;
     assert!(sync["rooms"]["join"].get(&room_id).is_none(), "{sync}");
+    let timeline = &sync["rooms"]["join"][&survivor]["timeline"]["events"];
+    assert_eq!(message_bodies(timeline), vec!["still here".to_owned()], "{sync}");
 
     let started = server.audit_entries_for(&admin, "delete_room").await;
     assert_eq!(started.len(), 1);

@@ -21,6 +21,10 @@ CREATE TABLE admin_tasks (
 );
 CREATE INDEX admin_tasks_room ON admin_tasks (room_id, created_ts);
 
+-- The highest stream ordering a room purge removed: new events are ordered after it, so
+-- positions already handed to clients in sync tokens are never reused.
+INSERT INTO stream_positions (stream, position) VALUES ('events_purged', 0);
+
 -- Quarantined media answers 404 to downloads; the admin who quarantined it is kept.
 ALTER TABLE media ADD COLUMN quarantined_by TEXT;
 CREATE INDEX media_uploader ON media (uploader, created_ts);

@@ -35,7 +35,16 @@ impl Storage {
     /// rows, notifications, aliases, room account data, queued federation PDUs. The `rooms` row
     /// stays when `keep_room_row` (a blocked room), taken out of the directory.
     pub async fn purge_room(&self, room_id: &str, keep_room_row: bool) -> Result<()> {
+        // Event writes wait, so no stream ordering or state group is assigned mid-purge.
+        let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
+        // Remember the newest position before it may go, so it is never handed out again.
+        sqlx::query(
+            "UPDATE stream_positions SET position = (SELECT COALESCE(MAX(stream_ordering), 0) FROM events) \
+             WHERE stream = 'events_purged' AND position < (SELECT COALESCE(MAX(stream_ordering), 0) FROM events)",
+        )
+        .execute(&mut *tx)
+        .await?;
         // Rows keyed by event or stream ordering first, while the events still say which.
         for sql in [
             "DELETE FROM federation_outbox_pdus WHERE stream_ordering IN \
@@ -84,6 +93,7 @@ impl Storage {
              AND ($3 = 1 OR sender NOT LIKE $4) \
              AND event_id NOT IN (SELECT event_id FROM forward_extremities WHERE room_id = $1)"
         );
+        let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
         let mut purged_rows = 0;
         // Rows that point at the purged events first, then the events themselves.
