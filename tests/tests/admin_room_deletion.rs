@@ -140,6 +140,7 @@ async fn deletion_without_purge_moves_members_to_a_notice_room(engine: Engine) {
     let room = encode(&room_id);
     assert_eq!(server.join(&bob, &room_id).await.0, StatusCode::OK);
     server.send_text(&alice, &room, "kept").await;
+    let since = server.sync(&bob, "timeout=0").await["next_batch"].as_str().unwrap().to_owned();
 
     let path = format!("/_synapse/admin/v2/rooms/{room}");
     let body = json!({"purge": false, "new_room_user_id": admin.user_id, "room_name": "Notice", "message": "Moved"});
@@ -165,6 +166,10 @@ async fn deletion_without_purge_moves_members_to_a_notice_room(engine: Engine) {
     let members = format!("SELECT COUNT(*) FROM memberships WHERE room_id = '{room_id}' AND membership = 'leave'");
     assert_eq!(server.count_rows(&members).await, 2);
     assert!(rows_of_room(&server, "events", &room_id).await > 0, "no purge: the events stay");
+    // Bob's client learns both: it left the old room and joined the new one.
+    let sync = server.sync(&bob, &format!("timeout=0&since={since}")).await;
+    assert!(sync["rooms"]["leave"].get(&room_id).is_some(), "{sync}");
+    assert!(sync["rooms"]["join"].get(&new_room).is_some(), "{sync}");
     // Not blocked: the room can be joined again.
     assert_eq!(server.join(&bob, &room_id).await.0, StatusCode::OK);
 

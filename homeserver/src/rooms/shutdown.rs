@@ -98,11 +98,11 @@ pub async fn shutdown(
     Ok(())
 }
 
-/// The member leaves (rejecting an invite or withdrawing a knock), forgets the room, and joins
-/// the notice room when there is one.
+/// The member leaves (rejecting an invite or withdrawing a knock) and joins the notice room
+/// when there is one. The room is not forgotten for them: a forgotten room drops out of
+/// `/sync`, and their clients would never learn they left.
 async fn move_out(state: &AppState, room_id: &RoomId, user_id: &UserId, new_room: Option<&RoomId>) -> Result<()> {
     super::membership::leave(state, room_id, user_id, None).await?;
-    state.storage.forget_room(room_id.as_str(), user_id.as_str()).await?;
     if let Some(new_room) = new_room {
         super::membership::join(state, new_room, user_id, None, &[]).await?;
     }
