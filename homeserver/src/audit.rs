@@ -37,7 +37,9 @@ pub fn without_secrets(params: Value) -> Value {
                 .collect(),
         ),
         Value::Array(values) => Value::Array(values.into_iter().map(without_secrets).collect()),
-        Value::Number(number) if !number.as_i64().is_some_and(|n| n.abs() <= MAX_CANONICAL_INT) => {
+        Value::Number(number)
+            if number.as_i64().is_none_or(|n| !(-MAX_CANONICAL_INT..=MAX_CANONICAL_INT).contains(&n)) =>
+        {
             Value::String(number.to_string())
         }
         other => other,
@@ -200,11 +202,11 @@ mod tests {
 
     #[test]
     fn numbers_without_a_canonical_form_become_strings() {
-        let params = json!({"ok": 5, "float": 1.5, "huge": i64::MAX, "low": -(1_i64 << 60), "deep": [u64::MAX]});
+        let params = json!({"ok": 5, "float": 1.5, "huge": i64::MAX, "low": i64::MIN, "deep": [u64::MAX]});
         let clean = without_secrets(params);
         assert_eq!(
             clean,
-            json!({"ok": 5, "float": "1.5", "huge": i64::MAX.to_string(), "low": (-(1_i64 << 60)).to_string(),
+            json!({"ok": 5, "float": "1.5", "huge": i64::MAX.to_string(), "low": i64::MIN.to_string(),
                    "deep": [u64::MAX.to_string()]})
         );
         let entry = AuditEntry {
