@@ -149,6 +149,11 @@ async fn media_is_deleted_with_its_files(engine: Engine) {
     let avatar_url = format!("mxc://{}/{avatar}", server.server_name);
     let profile = format!("/_matrix/client/v3/profile/{}/avatar_url", encode(alice.user_id.as_str()));
     assert_eq!(server.put(&profile, alice.token(), json!({"avatar_url": avatar_url})).await.0, StatusCode::OK);
+    let room_avatar = upload(&server, &alice, "text/plain", "room-avatar", vec![b'a'; 1000]).await;
+    let room_id = server.create_room(&alice, json!({})).await;
+    let avatar_event = format!("/_matrix/client/v3/rooms/{}/state/m.room.avatar/", encode(&room_id));
+    let room_avatar_url = format!("mxc://{}/{room_avatar}", server.server_name);
+    assert_eq!(server.put(&avatar_event, alice.token(), json!({"url": room_avatar_url})).await.0, StatusCode::OK);
     server.clock.advance_secs(60);
     let cutoff = server.clock.now_ms();
     let recent = upload(&server, &alice, "text/plain", "r.txt", vec![b'r'; 1000]).await;
@@ -164,7 +169,7 @@ async fn media_is_deleted_with_its_files(engine: Engine) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"deleted_media": [old_large], "total": 1}), "small, recent and avatar media stay");
     assert!(!content_path(&server, &old_large).exists());
-    for kept in [&old_small, &avatar, &recent] {
+    for kept in [&old_small, &avatar, &room_avatar, &recent] {
         assert!(content_path(&server, kept).exists(), "{kept} kept");
         assert_eq!(download_status(&server, &alice, kept).await, StatusCode::OK);
     }
@@ -173,10 +178,10 @@ async fn media_is_deleted_with_its_files(engine: Engine) {
     let mut deleted: Vec<String> =
         body["deleted_media"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
     deleted.sort();
-    let mut expected = vec![old_small.clone(), avatar.clone()];
+    let mut expected = vec![old_small.clone(), avatar.clone(), room_avatar.clone()];
     expected.sort();
     assert_eq!(deleted, expected);
-    assert_eq!(body["total"], 2);
+    assert_eq!(body["total"], 3);
     assert!(!content_path(&server, &avatar).exists());
     assert!(content_path(&server, &recent).exists());
     assert_eq!(server.audit_entries_for(&admin, "delete_old_media").await.len(), 2);
@@ -237,4 +242,14 @@ async fn quarantined_media_is_not_served(engine: Engine) {
     assert_eq!((status, body), (StatusCode::OK, json!({"num_quarantined": 1})));
     assert_eq!(download_status(&server, &alice, &posted).await, StatusCode::NOT_FOUND);
     assert_eq!(download_status(&server, &alice, &untouched).await, StatusCode::OK);
+
+    // A user's media: all of it.
+    let bob = server.register("bob", PASSWORD).await;
+    let bobs = upload(&server, &bob, "text/plain", "b.txt", b"bob".to_vec()).await;
+    let user_quarantine = format!("/_synapse/admin/v1/user/{}/media/quarantine", encode(alice.user_id.as_str()));
+    assert_error(server.post(&user_quarantine, bob.token(), json!({})).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let (status, body) = server.post(&user_quarantine, admin.token(), json!({})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"num_quarantined": 3})));
+    assert_eq!(download_status(&server, &alice, &untouched).await, StatusCode::NOT_FOUND);
+    assert_eq!(download_status(&server, &alice, &bobs).await, StatusCode::OK, "other users' media is served");
 }

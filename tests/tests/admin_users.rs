@@ -66,6 +66,7 @@ async fn every_admin_endpoint_needs_an_admin_token(engine: Engine) {
         (Method::POST, format!("/_synapse/admin/v1/media/quarantine/{}/abcdef", server.server_name)),
         (Method::POST, format!("/_synapse/admin/v1/media/unquarantine/{}/abcdef", server.server_name)),
         (Method::POST, format!("/_synapse/admin/v1/room/{room}/media/quarantine")),
+        (Method::POST, format!("/_synapse/admin/v1/user/{alice_id}/media/quarantine")),
     ];
     for (method, path) in &endpoints {
         let body = Some(json!({"new_password": "new-password-1", "admin": true}));

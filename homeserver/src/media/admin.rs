@@ -21,7 +21,19 @@ pub async fn delete_local(state: &AppState, media_ids: &[String]) -> Result<Vec<
 pub async fn delete_old(state: &AppState, before_ts: i64, size_gt: i64, keep_profiles: bool) -> Result<Vec<String>> {
     let origin = state.server_name.as_str();
     let selection = MediaSelection { origin, before_ts, size_gt, keep_profiles };
-    let ids = state.storage.select_media_for_deletion(&selection).await?;
+    let mut ids = state.storage.select_media_for_deletion(&selection).await?;
+    if keep_profiles {
+        // User avatars are excluded by the query; room avatars live in event JSON.
+        let prefix = format!("mxc://{origin}/");
+        let room_avatars: std::collections::HashSet<String> = state
+            .storage
+            .room_avatar_urls()
+            .await?
+            .into_iter()
+            .filter_map(|url| url.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        ids.retain(|id| !room_avatars.contains(id));
+    }
     delete_local(state, &ids).await
 }
 
@@ -31,6 +43,18 @@ pub async fn set_quarantine(state: &AppState, origin: &str, media_id: &str, by: 
         return Err(Error::not_found("Media not found"));
     }
     Ok(())
+}
+
+/// Quarantines every upload of a local user; returns how many.
+pub async fn quarantine_user_media(state: &AppState, user_id: &str, by: &str) -> Result<usize> {
+    let origin = state.server_name.as_str();
+    let mut count = 0;
+    for media_id in state.storage.user_media_ids(origin, user_id).await? {
+        if state.storage.set_media_quarantine(origin, &media_id, Some(by)).await? {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// Local media referenced by the room's events (`mxc://` URLs anywhere in their content),

@@ -3,7 +3,8 @@
 use sqlx::Row;
 
 use super::media::{MEDIA_COLUMNS, media_from_row};
-use super::{MediaRow, Result, Storage};
+use super::rooms::EVENT_COLUMNS;
+use super::{EventRow, MediaRow, Result, Storage};
 
 /// How to sort a user's media. Each variant maps to a fixed column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub struct MediaSelection<'a> {
     pub origin: &'a str,
     pub before_ts: i64,
     pub size_gt: i64,
-    /// Media used as someone's avatar (`mxc://…` in `profiles.avatar_url`) is kept.
+    /// Media used as a user's or a room's avatar is kept.
     pub keep_profiles: bool,
 }
 
@@ -93,6 +94,24 @@ impl Storage {
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(|row| Ok(row.try_get("media_id")?)).collect()
+    }
+
+    /// Every `url` a room avatar event ever named (current or past: kept media errs on the
+    /// safe side).
+    pub async fn room_avatar_urls(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_type = 'm.room.avatar' AND e.state_key = ''"
+        ))
+        .fetch_all(&self.read)
+        .await?;
+        let mut urls = Vec::new();
+        for row in &rows {
+            let event = EventRow::from_row(row)?;
+            if let Some(url) = event.json["content"]["url"].as_str() {
+                urls.push(url.to_owned());
+            }
+        }
+        Ok(urls)
     }
 
     /// Quarantines (`by` = the admin) or releases (`None`) a media item; false if unknown.

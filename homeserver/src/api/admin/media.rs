@@ -25,6 +25,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/_synapse/admin/v1/media/quarantine/{server_name}/{media_id}", post(quarantine))
         .route("/_synapse/admin/v1/media/unquarantine/{server_name}/{media_id}", post(unquarantine))
         .route("/_synapse/admin/v1/room/{room_id}/media/quarantine", post(quarantine_room))
+        .route("/_synapse/admin/v1/user/{user_id}/media/quarantine", post(quarantine_user))
 }
 
 /// A media item as Synapse's admin API lists one. Accesses are not tracked: the last access
@@ -224,5 +225,23 @@ async fn quarantine_room(
     };
     let count =
         audited(&state, admin.actor(), json!({}), work, move |_| ("quarantine_room_media", Some(target))).await?;
+    Ok(json(StatusCode::OK, json!({"num_quarantined": count})))
+}
+
+async fn quarantine_user(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParams(user_id): PathParams<String>,
+) -> Result<Response> {
+    let user_id = local_user_id(&state, &user_id)?;
+    account_admin::existing_user(&state, &user_id).await?;
+    let actor = admin.actor().to_owned();
+    let target = user_id.to_string();
+    let work = {
+        let state = state.clone();
+        async move { media_admin::quarantine_user_media(&state, user_id.as_str(), &actor).await }
+    };
+    let count =
+        audited(&state, admin.actor(), json!({}), work, move |_| ("quarantine_user_media", Some(target))).await?;
     Ok(json(StatusCode::OK, json!({"num_quarantined": count})))
 }
