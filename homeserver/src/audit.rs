@@ -17,7 +17,12 @@ pub const CLI_ACTOR: &str = "cli";
 /// Parameter names whose values never reach the log.
 const SECRET_KEYS: &[&str] = &["password", "new_password", "access_token", "refresh_token", "token", "auth"];
 
-/// `params` with every secret replaced by `"<redacted>"`, at any depth.
+/// The largest integer canonical JSON can hold.
+const MAX_CANONICAL_INT: i64 = (1 << 53) - 1;
+
+/// `params` with every secret replaced by `"<redacted>"`, at any depth, and numbers canonical
+/// JSON cannot hold (floats, integers beyond ±2^53) as strings: an entry must never fail to
+/// hash, or a change would be done and not recorded.
 pub fn without_secrets(params: Value) -> Value {
     match params {
         Value::Object(map) => Value::Object(
@@ -32,6 +37,11 @@ pub fn without_secrets(params: Value) -> Value {
                 .collect(),
         ),
         Value::Array(values) => Value::Array(values.into_iter().map(without_secrets).collect()),
+        Value::Number(number)
+            if number.as_i64().is_none_or(|n| !(-MAX_CANONICAL_INT..=MAX_CANONICAL_INT).contains(&n)) =>
+        {
+            Value::String(number.to_string())
+        }
         other => other,
     }
 }
@@ -188,6 +198,26 @@ mod tests {
             json!({"password": "<redacted>", "displayname": "A", "nested": [{"new_password": "<redacted>"}]})
         );
         assert!(!clean.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn numbers_without_a_canonical_form_become_strings() {
+        let params = json!({"ok": 5, "float": 1.5, "huge": i64::MAX, "low": i64::MIN, "deep": [u64::MAX]});
+        let clean = without_secrets(params);
+        assert_eq!(
+            clean,
+            json!({"ok": 5, "float": "1.5", "huge": i64::MAX.to_string(), "low": i64::MIN.to_string(),
+                   "deep": [u64::MAX.to_string()]})
+        );
+        let entry = AuditEntry {
+            ts: 1,
+            actor: "cli".into(),
+            action: "x".into(),
+            target: None,
+            params: clean,
+            result: "ok".into(),
+        };
+        assert!(entry_hash(1, &entry, "").is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod account_data;
 pub mod accounts;
+pub mod admin_tasks;
 pub mod api;
 pub mod audit;
 pub mod config;

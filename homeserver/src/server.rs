@@ -94,6 +94,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
         tracing::warn!("federation.verify_tls is off: other servers' certificates are not checked (test setups only)");
     }
     state.outbox.resume(&state).await;
+    crate::admin_tasks::fail_interrupted(&state).await;
     let certificates = load_certificates(&state.config)?;
     if !state.config.metrics.listen.is_empty() {
         serve_metrics(state.clone()).await?;

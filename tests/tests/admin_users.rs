@@ -48,6 +48,25 @@ async fn every_admin_endpoint_needs_an_admin_token(engine: Engine) {
         (Method::GET, format!("/_synapse/admin/v1/whois/{alice_id}")),
         (Method::GET, "/_myelin/admin/v1/audit_log".into()),
         (Method::GET, "/_myelin/admin/v1/access_log".into()),
+        (Method::DELETE, format!("/_synapse/admin/v2/rooms/{room}")),
+        (Method::DELETE, format!("/_synapse/admin/v1/rooms/{room}")),
+        (Method::POST, format!("/_synapse/admin/v1/rooms/{room}/delete")),
+        (Method::GET, format!("/_synapse/admin/v2/rooms/{room}/delete_status")),
+        (Method::GET, "/_synapse/admin/v2/rooms/delete_status/abc".into()),
+        (Method::GET, format!("/_synapse/admin/v1/rooms/{room}/block")),
+        (Method::PUT, format!("/_synapse/admin/v1/rooms/{room}/block")),
+        (Method::POST, format!("/_synapse/admin/v1/purge_history/{room}")),
+        (Method::POST, format!("/_synapse/admin/v1/purge_history/{room}/{}", encode("$abc"))),
+        (Method::GET, "/_synapse/admin/v1/purge_history_status/abc".into()),
+        (Method::GET, format!("/_synapse/admin/v1/users/{alice_id}/media")),
+        (Method::DELETE, format!("/_synapse/admin/v1/users/{alice_id}/media")),
+        (Method::DELETE, format!("/_synapse/admin/v1/media/{}/abcdef", server.server_name)),
+        (Method::POST, "/_synapse/admin/v1/media/delete?before_ts=1".into()),
+        (Method::POST, format!("/_synapse/admin/v1/media/{}/delete?before_ts=1", server.server_name)),
+        (Method::POST, format!("/_synapse/admin/v1/media/quarantine/{}/abcdef", server.server_name)),
+        (Method::POST, format!("/_synapse/admin/v1/media/unquarantine/{}/abcdef", server.server_name)),
+        (Method::POST, format!("/_synapse/admin/v1/room/{room}/media/quarantine")),
+        (Method::POST, format!("/_synapse/admin/v1/user/{alice_id}/media/quarantine")),
     ];
     for (method, path) in &endpoints {
         let body = Some(json!({"new_password": "new-password-1", "admin": true}));
@@ -73,6 +92,9 @@ async fn every_admin_endpoint_needs_an_admin_token(engine: Engine) {
     assert_eq!((user["admin"].clone(), user["deactivated"].clone()), (json!(false), json!(false)));
     let (status, _) = server.get("/_matrix/client/v3/account/whoami", alice.token()).await;
     assert_eq!(status, StatusCode::OK, "alice's device survived");
+    let (status, block) = server.get(&format!("/_synapse/admin/v1/rooms/{room}/block"), admin.token()).await;
+    assert_eq!((status, block), (StatusCode::OK, json!({"block": false})), "the room was not blocked");
+    assert_eq!(server.count_rows("SELECT COUNT(*) FROM admin_tasks").await, 0, "no deletion or purge started");
 
     let (status, version) = server.get("/_synapse/admin/v1/server_version", admin.token()).await;
     assert_eq!(status, StatusCode::OK);

@@ -11,6 +11,7 @@ engine_tests!(
     admin_changes_are_audited_without_secrets,
     tampering_breaks_the_chain_at_that_entry,
     a_change_is_recorded_even_when_the_client_goes_away,
+    odd_numbers_in_parameters_are_still_recorded,
 );
 
 const PASSWORD: &str = "correct-horse";
@@ -168,4 +169,21 @@ async fn a_change_is_recorded_even_when_the_client_goes_away(engine: Engine) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("the finished change was never recorded");
+}
+
+/// Canonical JSON has no floats or integers beyond 2^53: parameters holding them are recorded
+/// as strings rather than failing the entry after the change was made.
+async fn odd_numbers_in_parameters_are_still_recorded(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let admin = server.admin("root", PASSWORD).await;
+    let path = format!("/_synapse/admin/v2/users/{}", encode(&server.user_id("dora")));
+    let body = json!({"password": "pass-word-1", "displayname": "Dora", "weight": 1.5, "big": u64::MAX});
+    let (status, user) = server.put(&path, admin.token(), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let entries = server.audit_entries_for(&admin, "create_user").await;
+    let entry = entries.last().expect("recorded");
+    assert_eq!(entry["params"]["weight"], "1.5");
+    assert_eq!(entry["params"]["big"], u64::MAX.to_string());
+    assert_eq!(entry["params"]["password"], "<redacted>");
+    assert!(matches!(verify(&server.state.storage).await.unwrap(), Verification::Intact { .. }));
 }

@@ -1,6 +1,7 @@
 //! The media repository: uploads streamed to the store, downloads streamed back, thumbnails
 //! made once and reused.
 
+pub mod admin;
 pub mod headers;
 mod in_flight;
 pub mod opengraph;
@@ -276,6 +277,10 @@ async fn uploaded_media(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let row = local_media(state, server_name, media_id).await?;
+        if row.quarantined_by.is_some() {
+            // As Synapse does: quarantined media is simply not there for clients.
+            return Err(Error::not_found("Media not found"));
+        }
         if row.size.is_some() {
             return Ok(row);
         }

@@ -120,6 +120,7 @@ pub async fn receive_invite(
     origin: &ServerName,
     request: &create_invite::v2::Request,
 ) -> Result<CanonicalJsonObject> {
+    super::blocking::refuse_if_blocked(state, request.room_id.as_str()).await?;
     if !FEDERATED_ROOM_VERSIONS.contains(&request.room_version) {
         let kind = ruma::api::error::ErrorKind::IncompatibleRoomVersion(
             ruma::api::error::IncompatibleRoomVersionErrorData::new(request.room_version.clone()),

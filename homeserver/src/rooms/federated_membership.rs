@@ -26,6 +26,9 @@ pub async fn make_membership(
         return Err(Error::forbidden("A server can only change the membership of its own users"));
     }
     super::acl::check(state, room_id, origin.as_str()).await?;
+    if membership != "leave" {
+        super::blocking::refuse_if_blocked(state, room_id.as_str()).await?;
+    }
     let slot = state.rooms.room_lock(room_id);
     let mut guard = slot.lock().await;
     let head = match &mut *guard {
@@ -62,6 +65,9 @@ pub async fn accept_membership(
     membership: &str,
 ) -> Result<EventRow> {
     super::acl::check(state, room_id, origin.as_str()).await?;
+    if membership != "leave" {
+        super::blocking::refuse_if_blocked(state, room_id.as_str()).await?;
+    }
     let object: CanonicalJsonObject = serde_json::from_str(event.get()).map_err(|e| Error::bad_json(e.to_string()))?;
     let pdu = verify_received(state, room_id, object).await?;
     if pdu.event_id.as_str() != event_id || pdu.room_id != room_id {

@@ -45,6 +45,7 @@ pub async fn join(
     reason: Option<&str>,
     via: &[OwnedServerName],
 ) -> Result<OwnedRoomId> {
+    super::blocking::refuse_if_blocked(state, room_id.as_str()).await?;
     let current = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
     if current.as_ref().is_some_and(|m| m.membership == "join") {
         return Ok(room_id.to_owned());
@@ -88,6 +89,7 @@ pub async fn knock(
     reason: Option<&str>,
     via: &[OwnedServerName],
 ) -> Result<()> {
+    super::blocking::refuse_if_blocked(state, room_id.as_str()).await?;
     if !is_resident(state, room_id).await? {
         let content = member_content(state, user_id, "knock", reason).await?;
         let mut servers = via.to_vec();
@@ -112,6 +114,7 @@ pub async fn invite(
     target: &UserId,
     reason: Option<&str>,
 ) -> Result<()> {
+    super::blocking::refuse_if_blocked(state, room_id.as_str()).await?;
     let remote = target.server_name() != state.server_name;
     if !remote && state.storage.user(target.as_str()).await?.is_none() {
         return Err(Error::not_found("Unknown user"));

@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod backfill;
+pub mod blocking;
 pub mod client_event;
 pub mod create;
 pub mod dag_walk;
@@ -15,6 +16,7 @@ pub mod federated_leave;
 pub mod federated_membership;
 pub mod forks;
 pub mod head;
+pub mod history_purge;
 pub mod incoming;
 pub mod membership;
 pub mod profile;
@@ -23,6 +25,7 @@ pub mod relations;
 pub mod report;
 pub mod send;
 pub mod server_visibility;
+pub mod shutdown;
 pub mod state;
 pub mod summary;
 pub mod timeline;

@@ -45,7 +45,8 @@ const FIELDS: &[(&str, &str)] = &[
 
 pub async fn summary(state: &AppState, room_id: &str) -> Result<RoomSummary> {
     let room = super::state::room(state, room_id).await?;
-    let group = room.current_state_group()?;
+    // A purged (blocked) room has a row and nothing else.
+    let group = room.row.current_state_group.ok_or_else(|| Error::not_found("Room not found"))?;
     let current = state.storage.state_at_group(group).await?;
     let ids: Vec<String> = FIELDS
         .iter()

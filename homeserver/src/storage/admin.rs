@@ -129,9 +129,12 @@ impl Storage {
         Ok(())
     }
 
-    /// Every room ID, oldest first.
+    /// Every room with state, oldest first (a purged blocked room keeps a row without state).
     pub async fn all_room_ids(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT room_id FROM rooms ORDER BY created_ts, room_id").fetch_all(&self.read).await?;
+        let rows =
+            sqlx::query("SELECT room_id FROM rooms WHERE current_state_group IS NOT NULL ORDER BY created_ts, room_id")
+                .fetch_all(&self.read)
+                .await?;
         rows.iter().map(|row| Ok(row.try_get("room_id")?)).collect()
     }
 }

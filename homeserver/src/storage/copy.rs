@@ -55,6 +55,8 @@ pub const TABLES: &[&str] = &[
     "remote_invites",
     "presence",
     "openid_tokens",
+    "blocked_rooms",
+    "admin_tasks",
 ];
 
 /// How a column's values are read and bound.

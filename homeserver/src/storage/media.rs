@@ -16,6 +16,8 @@ pub struct MediaRow {
     pub size: Option<i64>,
     pub created_ts: i64,
     pub unused_expires_ts: Option<i64>,
+    /// The admin who quarantined it; quarantined media is not served.
+    pub quarantined_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,23 @@ pub struct UploadedContent<'a> {
     pub filename: Option<&'a str>,
     pub size: i64,
     pub sha256: &'a str,
+}
+
+pub(super) const MEDIA_COLUMNS: &str = "origin, media_id, uploader, content_type, filename, size, created_ts, \
+     unused_expires_ts, quarantined_by";
+
+pub(super) fn media_from_row(row: &sqlx::any::AnyRow) -> Result<MediaRow> {
+    Ok(MediaRow {
+        origin: row.try_get("origin")?,
+        media_id: row.try_get("media_id")?,
+        uploader: row.try_get("uploader")?,
+        content_type: row.try_get("content_type")?,
+        filename: row.try_get("filename")?,
+        size: row.try_get("size")?,
+        created_ts: row.try_get("created_ts")?,
+        unused_expires_ts: row.try_get("unused_expires_ts")?,
+        quarantined_by: row.try_get("quarantined_by")?,
+    })
 }
 
 impl Storage {
@@ -147,27 +166,12 @@ impl Storage {
     }
 
     pub async fn media(&self, origin: &str, media_id: &str) -> Result<Option<MediaRow>> {
-        let row = sqlx::query(
-            "SELECT origin, media_id, uploader, content_type, filename, size, created_ts, unused_expires_ts \
-             FROM media WHERE origin = $1 AND media_id = $2",
-        )
-        .bind(origin)
-        .bind(media_id)
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(|row| {
-            Ok(MediaRow {
-                origin: row.try_get("origin")?,
-                media_id: row.try_get("media_id")?,
-                uploader: row.try_get("uploader")?,
-                content_type: row.try_get("content_type")?,
-                filename: row.try_get("filename")?,
-                size: row.try_get("size")?,
-                created_ts: row.try_get("created_ts")?,
-                unused_expires_ts: row.try_get("unused_expires_ts")?,
-            })
-        })
-        .transpose()
+        let row = sqlx::query(&format!("SELECT {MEDIA_COLUMNS} FROM media WHERE origin = $1 AND media_id = $2"))
+            .bind(origin)
+            .bind(media_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(media_from_row).transpose()
     }
 
     pub async fn thumbnail(

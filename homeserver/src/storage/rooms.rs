@@ -339,8 +339,9 @@ impl Storage {
 
     /// The newest stream position (0 for an empty server).
     pub async fn max_stream_ordering(&self) -> Result<i64> {
-        let row =
-            sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) AS max FROM events").fetch_one(&self.read).await?;
+        let row = sqlx::query(&format!("SELECT MAX(n) AS max FROM ({HIGHEST_ORDERINGS}) AS highest"))
+            .fetch_one(&self.read)
+            .await?;
         Ok(row.try_get("max")?)
     }
 
@@ -429,10 +430,15 @@ impl Storage {
     }
 }
 
+/// The newest stored event's ordering and the newest one a room purge removed: the next event
+/// goes after both.
+const HIGHEST_ORDERINGS: &str = "SELECT COALESCE(MAX(stream_ordering), 0) AS n FROM events \
+     UNION ALL SELECT position AS n FROM stream_positions WHERE stream = 'events_purged'";
+
 /// Writes one event and everything that follows from it (state group, forward extremities,
 /// current state, membership, transaction ID) on `tx`, with the next stream ordering.
 pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Result<Persisted> {
-    let stream_ordering: i64 = sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) + 1 AS next FROM events")
+    let stream_ordering: i64 = sqlx::query(&format!("SELECT MAX(n) + 1 AS next FROM ({HIGHEST_ORDERINGS}) AS highest"))
         .fetch_one(&mut *tx)
         .await?
         .try_get("next")?;

@@ -207,6 +207,7 @@ impl TestServer {
         let media = homeserver::media::store::LocalFileStore::new(config.effective_media_path()).expect("media dir");
         let state = homeserver::AppState::new(config.clone(), storage, key, clock.clone(), Box::new(media));
         state.outbox.resume(&state).await;
+        homeserver::admin_tasks::fail_interrupted(&state).await;
 
         let addr = listener.local_addr().unwrap();
         let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();
@@ -452,6 +453,38 @@ impl TestServer {
         let done = sqlx::query(sql).execute(&pool).await.expect("raw SQL");
         pool.close().await;
         done.rows_affected()
+    }
+
+    /// Runs `SELECT COUNT(*) …` on the server's database, to see what is really stored.
+    pub async fn count_rows(&self, sql: &str) -> i64 {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.state.config.effective_database_url()).await.expect("database");
+        let count: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.expect("count query");
+        pool.close().await;
+        count
+    }
+
+    /// Polls an admin task's status (`GET path`) until it is `complete` or `failed`.
+    pub async fn wait_for_task(&self, admin: &Session, path: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get(path, admin.token()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if body["status"] == "complete" || body["status"] == "failed" {
+                return body;
+            }
+            assert!(["scheduled", "active"].contains(&body["status"].as_str().unwrap_or("")), "{body}");
+            assert!(std::time::Instant::now() < deadline, "task still running: {body}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Everything the audit log holds for `action`, oldest first.
+    pub async fn audit_entries_for(&self, admin: &Session, action: &str) -> Vec<Value> {
+        let (status, body) =
+            self.get(&format!("/_myelin/admin/v1/audit_log?action={action}&limit=1000"), admin.token()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["entries"].as_array().cloned().unwrap_or_default()
     }
 }
 

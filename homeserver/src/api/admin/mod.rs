@@ -7,9 +7,12 @@
 mod access_log;
 mod audit_log;
 mod devices;
+mod media;
+mod purge_history;
 mod register;
 mod registration_tokens;
 mod reports;
+mod room_deletion;
 mod rooms;
 mod server;
 mod users;
@@ -38,6 +41,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::routes(router);
     let router = rooms::routes(router);
     let router = reports::routes(router);
+    let router = media::routes(router);
+    let router = room_deletion::routes(router);
+    let router = purge_history::routes(router);
     let router = audit_log::routes(router);
     access_log::routes(router)
 }

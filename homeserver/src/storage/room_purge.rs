@@ -1,0 +1,132 @@
+//! Removing a room's data from the database: all of it (room deletion) or the history before a
+//! point (history purges).
+
+use sqlx::Row;
+
+use super::{Result, Storage};
+
+/// Where a history purge stops: events before this are removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgePoint {
+    /// Events ordered before this stream ordering.
+    Before(i64),
+    /// Events whose `origin_server_ts` is before this time (ms).
+    BeforeTs(i64),
+}
+
+/// Tables keyed by the room ID whose rows go with a deleted room, after the event-keyed ones.
+const ROOM_TABLES: &[&str] = &[
+    "forward_extremities",
+    "memberships",
+    "receipts",
+    "room_aliases",
+    "account_data",
+    "event_push_actions",
+    "event_relations",
+    "event_search",
+    "remote_invites",
+    "content_reports",
+    "key_backup_keys",
+    "state_groups",
+];
+
+impl Storage {
+    /// Deletes every trace of a room: events, state, memberships, receipts, relations, search
+    /// rows, notifications, aliases, room account data, queued federation PDUs. The `rooms` row
+    /// stays when `keep_room_row` (a blocked room), taken out of the directory.
+    pub async fn purge_room(&self, room_id: &str, keep_room_row: bool) -> Result<()> {
+        // Event writes wait, so no stream ordering or state group is assigned mid-purge.
+        let _order = self.event_order.lock().await;
+        let mut tx = self.write.begin().await?;
+        // Remember the newest position before it may go, so it is never handed out again.
+        sqlx::query(
+            "UPDATE stream_positions SET position = (SELECT COALESCE(MAX(stream_ordering), 0) FROM events) \
+             WHERE stream = 'events_purged' AND position < (SELECT COALESCE(MAX(stream_ordering), 0) FROM events)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        // Rows keyed by event or stream ordering first, while the events still say which.
+        for sql in [
+            "DELETE FROM federation_outbox_pdus WHERE stream_ordering IN \
+             (SELECT stream_ordering FROM events WHERE room_id = $1)",
+            "DELETE FROM event_txns WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
+            "DELETE FROM state_group_entries WHERE state_group IN \
+             (SELECT state_group FROM state_groups WHERE room_id = $1)",
+        ] {
+            sqlx::query(sql).bind(room_id).execute(&mut *tx).await?;
+        }
+        for table in ROOM_TABLES {
+            sqlx::query(&format!("DELETE FROM {table} WHERE room_id = $1")).bind(room_id).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM events WHERE room_id = $1").bind(room_id).execute(&mut *tx).await?;
+        if keep_room_row {
+            sqlx::query("UPDATE rooms SET is_public = 0, current_state_group = NULL WHERE room_id = $1")
+                .bind(room_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("DELETE FROM rooms WHERE room_id = $1").bind(room_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes the room's timeline events before `point`: never state events (the DAG's state
+    /// must stay resolvable), outliers or forward extremities (the next event's parents), and
+    /// events of `local_server`'s users only when `delete_local`. Returns how many went.
+    pub async fn purge_history(
+        &self,
+        room_id: &str,
+        point: PurgePoint,
+        local_server: &str,
+        delete_local: bool,
+    ) -> Result<u64> {
+        let (bound_column, bound) = match point {
+            PurgePoint::Before(ordering) => ("stream_ordering", ordering),
+            PurgePoint::BeforeTs(ts) => ("origin_server_ts", ts),
+        };
+        // No wildcards can occur in a server name, so the suffix needs no escaping.
+        let local_senders = format!("%:{local_server}");
+        let purged = format!(
+            "SELECT stream_ordering FROM events WHERE room_id = $1 AND {bound_column} < $2 \
+             AND state_key IS NULL AND outlier = 0 \
+             AND ($3 = 1 OR sender NOT LIKE $4) \
+             AND event_id NOT IN (SELECT event_id FROM forward_extremities WHERE room_id = $1)"
+        );
+        let _order = self.event_order.lock().await;
+        let mut tx = self.write.begin().await?;
+        let mut purged_rows = 0;
+        // Rows that point at the purged events first, then the events themselves.
+        for sql in [
+            "DELETE FROM federation_outbox_pdus WHERE stream_ordering IN ({purged})",
+            "DELETE FROM event_push_actions WHERE room_id = $1 AND stream_ordering IN ({purged})",
+            "DELETE FROM event_relations WHERE room_id = $1 AND stream_ordering IN ({purged})",
+            "DELETE FROM event_search WHERE room_id = $1 AND stream_ordering IN ({purged})",
+            "DELETE FROM event_txns WHERE event_id IN \
+             (SELECT event_id FROM events WHERE stream_ordering IN ({purged}))",
+            "DELETE FROM events WHERE stream_ordering IN ({purged})",
+        ] {
+            let done = sqlx::query(&sql.replace("{purged}", &purged))
+                .bind(room_id)
+                .bind(bound)
+                .bind(super::flag(delete_local))
+                .bind(&local_senders)
+                .execute(&mut *tx)
+                .await?;
+            purged_rows = done.rows_affected();
+        }
+        tx.commit().await?;
+        // The last statement's count: the events.
+        Ok(purged_rows)
+    }
+
+    /// The stream ordering of an event of the room (`None` when it is not one of its events).
+    pub async fn event_ordering_in_room(&self, room_id: &str, event_id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT stream_ordering FROM events WHERE room_id = $1 AND event_id = $2")
+            .bind(room_id)
+            .bind(event_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|row| Ok(row.try_get("stream_ordering")?)).transpose()
+    }
+}
