@@ -23,6 +23,22 @@ engine_tests!(
     history_a_server_may_not_see_arrives_redacted
 );
 
+/// Two federating servers: Alice on A made a room with `create`, and Bob on B joined it.
+pub(crate) async fn bob_joins_alices_room(
+    engine: Engine,
+    create: Value,
+) -> (TestServer, TestServer, Session, Session, String) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = a.create_room(&alice, create).await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (a, b, alice, bob, room_id)
+}
+
 /// Syncs until `done` holds for the response, or fails after a few seconds.
 async fn sync_until(server: &TestServer, session: &Session, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -357,14 +373,7 @@ async fn events_queued_for_a_stopped_server_arrive_after_it_restarts(engine: Eng
 }
 
 async fn receipts_and_presence_reach_the_other_server(engine: Engine) {
-    let a = TestServer::start_federating(engine).await;
-    let b = TestServer::start_federating(engine).await;
-    let alice = a.register("alice", "password-alice").await;
-    let bob = b.register("bob", "password-bob").await;
-    let room_id = a.create_room(&alice, json!({"preset": "public_chat"})).await;
-    let (status, body) =
-        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let (a, b, alice, bob, room_id) = bob_joins_alices_room(engine, json!({"preset": "public_chat"})).await;
     let message = a.send_text(&alice, &room_id, "read me").await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while b.state.storage.event(&message).await.unwrap().is_none() {
@@ -415,14 +424,7 @@ async fn receipts_and_presence_reach_the_other_server(engine: Engine) {
 }
 
 async fn a_server_denied_by_the_room_acl_is_refused(engine: Engine) {
-    let a = TestServer::start_federating(engine).await;
-    let b = TestServer::start_federating(engine).await;
-    let alice = a.register("alice", "password-alice").await;
-    let bob = b.register("bob", "password-bob").await;
-    let room_id = a.create_room(&alice, json!({"preset": "public_chat"})).await;
-    let (status, body) =
-        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let (a, b, alice, bob, room_id) = bob_joins_alices_room(engine, json!({"preset": "public_chat"})).await;
 
     // Both test servers are 127.0.0.1 on different ports; ACLs ignore the port.
     let (status, _) = a

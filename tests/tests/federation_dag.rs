@@ -15,17 +15,9 @@ use crate::common::{Engine, Session, TestServer, engine_tests, message_bodies};
 
 engine_tests!(forks_are_resolved_and_stale_permissions_soft_fail, gaps_are_filled_from_the_sender);
 
-/// Two servers with Alice on A (the room's creator) and Bob on B joined.
+/// Two servers with Alice on A (the room's creator, a v10 room) and Bob on B joined.
 async fn two_servers(engine: Engine) -> (TestServer, TestServer, Session, Session, String) {
-    let a = TestServer::start_federating(engine).await;
-    let b = TestServer::start_federating(engine).await;
-    let alice = a.register("alice", "password-alice").await;
-    let bob = b.register("bob", "password-bob").await;
-    let room_id = a.create_room(&alice, json!({"preset": "public_chat", "room_version": "10"})).await;
-    let (status, body) =
-        b.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", a.server_name), bob.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    (a, b, alice, bob, room_id)
+    crate::federation::bob_joins_alices_room(engine, json!({"preset": "public_chat", "room_version": "10"})).await
 }
 
 /// Event IDs of A's current state entries, by `(type, state_key)`.

@@ -11,7 +11,7 @@ use ruma::events::StateEventType;
 use ruma::{CanonicalJsonObject, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 
-use super::federated_membership::{accept_membership, make_membership, sign_membership_template, through_first_server};
+use super::federated_membership::{accept_membership, sign_membership_template, through_first_server};
 use super::head::RoomHead;
 use super::incoming::verify_for_version;
 use super::send::{Relay, accept_pdu};
@@ -38,21 +38,6 @@ pub(crate) fn incompatible(version: &RoomVersionId) -> Error {
         ruma::api::error::IncompatibleRoomVersionErrorData::new(version.clone()),
     );
     Error::matrix(http::StatusCode::BAD_REQUEST, kind, format!("The room is of version {version}"))
-}
-
-/// `make_join`: a join event template for `user_id` of `origin`, if the join would be allowed.
-pub async fn make_join(
-    state: &AppState,
-    origin: &ServerName,
-    room_id: &RoomId,
-    user_id: &UserId,
-    supported: &[RoomVersionId],
-) -> Result<(RoomVersionId, Value)> {
-    let room = super::state::room(state, room_id.as_str()).await?;
-    if !supported.contains(&room.version) {
-        return Err(incompatible(&room.version));
-    }
-    make_membership(state, origin, room_id, user_id, "join").await
 }
 
 /// `send_join`: accepts `origin`'s signed join and answers with the room state before it and

@@ -2,29 +2,15 @@
 //! a room of another server (the knock then shows in `/sync` with the room's stripped state).
 
 use ruma::api::federation::membership::{RawStrippedState, create_knock_event, prepare_knock_event};
-use ruma::{OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
+use ruma::{OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::Value;
 
 use super::federated_invite::{current_outsider_state, stripped_of};
 use super::federated_join::{FEDERATED_ROOM_VERSIONS, incompatible};
-use super::federated_membership::{accept_membership, make_membership, sign_membership_template, through_first_server};
+use super::federated_membership::{accept_membership, sign_membership_template, through_first_server};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::storage::RemoteInvite;
-
-pub async fn make_knock(
-    state: &AppState,
-    origin: &ServerName,
-    room_id: &RoomId,
-    user_id: &UserId,
-    supported: &[RoomVersionId],
-) -> Result<(RoomVersionId, Value)> {
-    let room = super::state::room(state, room_id.as_str()).await?;
-    if !supported.contains(&room.version) {
-        return Err(incompatible(&room.version));
-    }
-    make_membership(state, origin, room_id, user_id, "knock").await
-}
 
 /// Accepts the knock and answers with what the knocker may see of the room.
 pub async fn send_knock(

@@ -6,18 +6,9 @@ use ruma::api::federation::membership::{create_leave_event, prepare_leave_event}
 use ruma::{OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 
-use super::federated_membership::{accept_membership, make_membership, sign_membership_template, through_first_server};
+use super::federated_membership::{accept_membership, sign_membership_template, through_first_server};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-
-pub async fn make_leave(
-    state: &AppState,
-    origin: &ServerName,
-    room_id: &RoomId,
-    user_id: &UserId,
-) -> Result<(RoomVersionId, Value)> {
-    make_membership(state, origin, room_id, user_id, "leave").await
-}
 
 pub async fn send_leave(
     state: &AppState,

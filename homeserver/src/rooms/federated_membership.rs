@@ -21,9 +21,17 @@ pub async fn make_membership(
     room_id: &RoomId,
     user_id: &UserId,
     membership: &str,
+    supported_versions: Option<&[RoomVersionId]>,
 ) -> Result<(RoomVersionId, Value)> {
     if user_id.server_name() != origin {
         return Err(Error::forbidden("A server can only change the membership of its own users"));
+    }
+    // Joining and knocking servers say which room versions they speak.
+    if let Some(supported) = supported_versions {
+        let room = super::state::room(state, room_id.as_str()).await?;
+        if !supported.contains(&room.version) {
+            return Err(super::federated_join::incompatible(&room.version));
+        }
     }
     super::acl::check(state, room_id, origin.as_str()).await?;
     if membership != "leave" {

@@ -1,4 +1,5 @@
-//! Joining our rooms from other servers: `make_join` and `send_join` (v2).
+//! Membership from other servers: `make_join`/`send_join` (v2), `make_leave`/`send_leave` (v2),
+//! `make_knock`/`send_knock` and `/invite` (v2).
 
 use ruma::api::federation::membership::{
     create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event,
@@ -7,6 +8,7 @@ use ruma::api::federation::membership::{
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
+use crate::rooms::federated_membership::make_membership;
 use crate::rooms::{federated_invite, federated_join, federated_knock, federated_leave};
 use crate::state::AppState;
 
@@ -18,7 +20,8 @@ pub async fn make_join(
     let body = &request.body;
     // Servers that send no `ver` support only version 1.
     let supported = if body.ver.is_empty() { vec![ruma::RoomVersionId::V1] } else { body.ver.clone() };
-    let (version, event) = federated_join::make_join(&state, origin, &body.room_id, &body.user_id, &supported).await?;
+    let (version, event) =
+        make_membership(&state, origin, &body.room_id, &body.user_id, "join", Some(&supported)).await?;
     let raw = serde_json::value::to_raw_value(&event).map_err(|e| Error::internal(e.to_string()))?;
     let mut response = prepare_join_event::v1::Response::new(raw);
     response.room_version = Some(version);
@@ -49,7 +52,7 @@ pub async fn make_leave(
 ) -> Result<prepare_leave_event::v1::Response> {
     let origin = request.origin()?;
     let body = &request.body;
-    let (version, event) = federated_leave::make_leave(&state, origin, &body.room_id, &body.user_id).await?;
+    let (version, event) = make_membership(&state, origin, &body.room_id, &body.user_id, "leave", None).await?;
     let raw = serde_json::value::to_raw_value(&event).map_err(|e| Error::internal(e.to_string()))?;
     Ok(prepare_leave_event::v1::Response::new(Some(version), raw))
 }
@@ -70,7 +73,8 @@ pub async fn make_knock(
 ) -> Result<prepare_knock_event::v1::Response> {
     let origin = request.origin()?;
     let body = &request.body;
-    let (version, event) = federated_knock::make_knock(&state, origin, &body.room_id, &body.user_id, &body.ver).await?;
+    let (version, event) =
+        make_membership(&state, origin, &body.room_id, &body.user_id, "knock", Some(&body.ver)).await?;
     let raw = serde_json::value::to_raw_value(&event).map_err(|e| Error::internal(e.to_string()))?;
     Ok(prepare_knock_event::v1::Response::new(version, raw))
 }
