@@ -7,6 +7,7 @@ pub mod access_log;
 pub mod account_data;
 pub mod accounts;
 pub mod api;
+pub mod at_rest;
 pub mod audit;
 pub mod config;
 pub mod e2ee;

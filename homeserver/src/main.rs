@@ -79,6 +79,12 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Write a new random encryption-at-rest key (base64) to a file readable only by its owner.
+    /// Point `storage.encryption_key_file` at it. It refuses to overwrite an existing file.
+    GenerateKey {
+        /// Where to write the key, e.g. /etc/myelin/storage.key
+        path: PathBuf,
+    },
     /// Print the version.
     Version,
     /// Check that the server at this configuration's listen address answers `/health` (for
@@ -124,6 +130,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(Command::MigrateDb { from, to }) => return migrate_db(&from, &to),
+        Some(Command::GenerateKey { path }) => return generate_key(&path),
         _ => {}
     }
     let explicit = cli.config.is_some();
@@ -171,7 +178,8 @@ fn main() -> ExitCode {
                 | Command::Version
                 | Command::CheckConfig
                 | Command::Healthcheck
-                | Command::MigrateDb { .. },
+                | Command::MigrateDb { .. }
+                | Command::GenerateKey { .. },
             ) => Ok(()),
         }
     });
@@ -260,6 +268,28 @@ async fn reset_password(
     let user_id = result.map_err(|e| format!("{} ({})", e, e.errcode()))?;
     println!("password changed for {user_id}{}", if keep_devices { "" } else { "; all devices logged out" });
     Ok(())
+}
+
+/// `generate-key`: created with mode 0600 from the start, so the key is never readable by others.
+fn generate_key(path: &std::path::Path) -> ExitCode {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(path).and_then(|mut file| {
+        writeln!(file, "{}", homeserver::at_rest::generate_key_text())?;
+        file.sync_all()
+    });
+    match written {
+        Ok(()) => {
+            println!("wrote a new key to {}; keep a copy apart from the database backups", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot create {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `migrate-db`: needs no configuration, only the two URLs.
@@ -379,6 +409,7 @@ async fn audit_migrate_db(from: &str, to: &str) -> Result<(), String> {
         max_connections: 1,
         acquire_timeout: Duration::from_secs(30),
         statement_timeout: Duration::ZERO,
+        codec: homeserver::storage::Codec::plain(),
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
 //! The media repository: uploads streamed to the store, downloads streamed back, thumbnails
 //! made once and reused.
 
+pub mod encrypted_store;
 pub mod headers;
 pub mod store;
 pub mod thumbnail;

@@ -210,7 +210,7 @@ impl Storage {
         for row in &pdu_rows {
             let event_id: String = row.try_get("event_id")?;
             let bytes: Vec<u8> = row.try_get("json")?;
-            batch.pdus.push((row.try_get("stream_ordering")?, super::decode_record(&event_id, &bytes)?));
+            batch.pdus.push((row.try_get("stream_ordering")?, self.codec.decode(&event_id, &bytes)?));
         }
         let edu_rows = sqlx::query(
             "SELECT position, edu FROM federation_outbox_edus WHERE destination = $1 ORDER BY position LIMIT $2",

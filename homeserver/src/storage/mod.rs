@@ -16,6 +16,7 @@ mod event_writer;
 mod federation;
 mod filters;
 mod key_backup;
+mod key_check;
 mod media;
 mod memberships;
 mod notifications;
@@ -44,7 +45,7 @@ pub use account_data::AccountDataRow;
 pub use accounts::{DeviceRow, NewAccount, NewDevice, ProfileField, ProfileRow, RegisterOutcome, UserRow};
 pub use admin::{AdminUserRow, UserOrder, UserQuery};
 pub use audit_log::{AuditEntry, AuditHead, AuditQuery, AuditRow};
-pub use codec::{decode_record, encode_record};
+pub use codec::Codec;
 pub use content_reports::{ContentReportRow, NewContentReport, ReportQuery};
 pub use copy::{TABLES, copy_database};
 pub use e2ee_keys::{CrossSigningKeyRow, DeviceKeysRow, KeySignatureRow};
@@ -93,6 +94,9 @@ pub enum StorageError {
     UnsupportedUrl,
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// Encryption at rest: the configured key does not match the database, or is missing.
+    #[error("{0}")]
+    Key(String),
 }
 
 impl StorageError {
@@ -111,6 +115,8 @@ pub struct StorageOptions {
     pub acquire_timeout: Duration,
     /// PostgreSQL's `statement_timeout`; zero means none.
     pub statement_timeout: Duration,
+    /// How records are stored: plain, or encrypted at rest.
+    pub codec: Codec,
 }
 
 /// Handle to the database. Cheap to clone.
@@ -127,6 +133,7 @@ pub struct Storage {
     event_order: std::sync::Arc<tokio::sync::Mutex<()>>,
     event_writer: event_writer::EventWriter,
     event_commit_latency: std::sync::Arc<crate::metrics::SharedHistogram>,
+    codec: Codec,
 }
 
 impl Storage {
@@ -168,15 +175,25 @@ impl Storage {
                 let read = pool_options(options.max_connections).connect_with(connect_options).await?;
                 let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
                 let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
-                let event_writer =
-                    event_writer::EventWriter::spawn(write.clone(), event_order.clone(), latency.clone());
-                Self { read, write, engine, event_order, event_writer, event_commit_latency: latency }
+                let event_writer = event_writer::EventWriter::spawn(
+                    write.clone(),
+                    options.codec.clone(),
+                    event_order.clone(),
+                    latency.clone(),
+                );
+                let codec = options.codec.clone();
+                Self { read, write, engine, event_order, event_writer, event_commit_latency: latency, codec }
             }
             Engine::Postgres => {
                 let pool = pool_options(options.max_connections).connect_with(connect_options).await?;
                 let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
                 let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
-                let event_writer = event_writer::EventWriter::spawn(pool.clone(), event_order.clone(), latency.clone());
+                let event_writer = event_writer::EventWriter::spawn(
+                    pool.clone(),
+                    options.codec.clone(),
+                    event_order.clone(),
+                    latency.clone(),
+                );
                 Self {
                     read: pool.clone(),
                     write: pool,
@@ -184,6 +201,7 @@ impl Storage {
                     event_order,
                     event_writer,
                     event_commit_latency: latency,
+                    codec: options.codec.clone(),
                 }
             }
         };
@@ -208,6 +226,16 @@ impl Storage {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Whether records are encrypted at rest.
+    pub fn encrypts_at_rest(&self) -> bool {
+        self.codec.encrypts()
+    }
+
+    /// The at-rest keys, when encrypting (media is sealed with the same ones).
+    pub fn at_rest_keys(&self) -> Option<&std::sync::Arc<crate::at_rest::Keyring>> {
+        self.codec.keys()
     }
 
     /// Cheap liveness check of the database.
@@ -378,6 +406,7 @@ pub(crate) mod test_support {
             max_connections: 4,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::ZERO,
+            codec: Codec::plain(),
         }
     }
 
@@ -400,6 +429,7 @@ mod tests {
             max_connections: 1,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_millis(200),
+            codec: Codec::plain(),
         };
         let storage = Storage::connect(&options).await.unwrap();
         let slow = sqlx::query("SELECT pg_sleep(2)").execute(&storage.read).await;

@@ -42,7 +42,7 @@ impl Storage {
         if known.is_empty() {
             let mut outlier = invite.event.clone();
             outlier.outlier = true;
-            let persisted = insert_event(&mut tx, &outlier).await?;
+            let persisted = insert_event(&self.codec, &mut tx, &outlier).await?;
             let (room_id, user_id, event_id) = (invite.room_id, invite.user_id, &invite.event.event_id);
             upsert_membership(&mut tx, room_id, user_id, "invite", event_id, persisted.stream_ordering).await?;
         }
@@ -79,7 +79,7 @@ impl Storage {
                 None => {
                     let mut row = event.clone();
                     row.outlier = true;
-                    insert_event(&mut tx, &row).await?;
+                    insert_event(&self.codec, &mut tx, &row).await?;
                     true
                 }
             };
@@ -137,7 +137,7 @@ impl Storage {
         let mut tx = self.write.begin().await?;
         let mut outlier = event.clone();
         outlier.outlier = true;
-        let persisted = insert_event(&mut tx, &outlier).await?;
+        let persisted = insert_event(&self.codec, &mut tx, &outlier).await?;
         sqlx::query(
             "UPDATE memberships SET membership = 'leave', event_id = $3, stream_ordering = $4 \
              WHERE room_id = $1 AND user_id = $2",
@@ -194,7 +194,7 @@ impl Storage {
             let mut outlier = event.clone();
             outlier.outlier = true;
             outlier.state_group_before = group;
-            let persisted = insert_event(&mut tx, &outlier).await?;
+            let persisted = insert_event(&self.codec, &mut tx, &outlier).await?;
             let in_state = event
                 .state_key
                 .as_ref()

@@ -1,0 +1,6 @@
+-- Encryption at rest: one known record sealed with the database's key, checked at start so a
+-- wrong or missing key refuses to start instead of failing on the first read.
+CREATE TABLE at_rest_key_check (
+    id     BIGINT PRIMARY KEY,
+    record BLOB NOT NULL
+);
