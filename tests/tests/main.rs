@@ -7,6 +7,7 @@ mod account;
 mod account_data;
 mod admin_rooms;
 mod admin_users;
+mod at_rest;
 mod audit_log;
 mod bench_smoke;
 mod devices;
