@@ -13,6 +13,7 @@ pub mod config;
 pub mod e2ee;
 pub mod error;
 pub mod federation_sender;
+pub mod key_rotation;
 pub mod media;
 pub mod metrics;
 pub mod notifications;

@@ -85,6 +85,17 @@ enum Command {
         /// Where to write the key, e.g. /etc/myelin/storage.key
         path: PathBuf,
     },
+    /// Seal every stored record and media file under a new encryption-at-rest key, in batches,
+    /// reading with the configured keys. The server may keep running if it already has the new
+    /// key as `storage.encryption_key_file` and the old one in `storage.decryption_key_files`.
+    RotateKey {
+        /// The new key (from `myelin generate-key`).
+        #[arg(long)]
+        new_key_file: PathBuf,
+        /// Rows (and media files) per batch; each batch of rows is one transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
     /// Print the version.
     Version,
     /// Check that the server at this configuration's listen address answers `/health` (for
@@ -173,6 +184,7 @@ fn main() -> ExitCode {
             }
             Some(Command::Migrate) => migrate(config).await,
             Some(Command::Audit { action: AuditAction::Verify }) => audit_verify(config).await,
+            Some(Command::RotateKey { new_key_file, batch }) => rotate_key(config, new_key_file, batch).await,
             Some(
                 Command::GenerateConfig
                 | Command::Version
@@ -267,6 +279,23 @@ async fn reset_password(
     state.storage.close().await;
     let user_id = result.map_err(|e| format!("{} ({})", e, e.errcode()))?;
     println!("password changed for {user_id}{}", if keep_devices { "" } else { "; all devices logged out" });
+    Ok(())
+}
+
+/// `rotate-key`: reseals everything, then says how to finish.
+async fn rotate_key(config: Config, new_key_file: PathBuf, batch: i64) -> Result<(), String> {
+    if batch < 1 {
+        return Err("--batch must be at least 1".into());
+    }
+    let new_key = homeserver::at_rest::Key::from_file(&new_key_file).map_err(|e| e.to_string())?;
+    let rotated = homeserver::key_rotation::rotate(&config, new_key, batch).await?;
+    println!(
+        "resealed {} records and {} media files under {}; set storage.encryption_key_file to it and restart; \
+         keep the old key in storage.decryption_key_files until no process uses it",
+        rotated.records,
+        rotated.media_files,
+        new_key_file.display()
+    );
     Ok(())
 }
 

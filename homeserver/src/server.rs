@@ -82,6 +82,11 @@ pub async fn open_storage(config: &Config) -> Result<Storage, StartupError> {
         Some(keys) => Codec::encrypted(Arc::new(keys)),
         None => Codec::plain(),
     };
+    open_storage_with(config, codec).await
+}
+
+/// [`open_storage`] with the given record codec (key rotation brings its own keys).
+pub async fn open_storage_with(config: &Config, codec: Codec) -> Result<Storage, StartupError> {
     let storage = Storage::connect(&StorageOptions {
         url: config.effective_database_url(),
         max_connections: config.database.max_connections,

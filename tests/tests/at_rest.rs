@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 
 use crate::common::{Engine, Session, TestServer, assert_error, engine_tests, random_suffix, temp_dir};
 
-engine_tests!(nothing_readable_at_rest, wrong_key_refuses_to_start_and_damage_is_reported);
+engine_tests!(
+    nothing_readable_at_rest,
+    wrong_key_refuses_to_start_and_damage_is_reported,
+    rotation_keeps_everything_readable
+);
 
 const PASSWORD: &str = "correct-horse";
 
@@ -220,4 +224,61 @@ async fn wrong_key_refuses_to_start_and_damage_is_reported(engine: Engine) {
     assert_error(answer, StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN");
     let (status, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{second}"), alice.token()).await;
     assert_eq!((status, event["content"]["body"].as_str()), (StatusCode::OK, Some("second")));
+}
+
+async fn rotation_keeps_everything_readable(engine: Engine) {
+    let (old_key, new_key) = (key_file(), key_file());
+    let server = encrypted_server(engine, &old_key).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let room = server.create_room(&alice, json!({})).await;
+    let mut events = Vec::new();
+    for n in 0..5 {
+        events.push((server.send_text(&alice, &room, &format!("before {n}")).await, format!("before {n}")));
+    }
+    let account_data = format!("/_matrix/client/v3/user/{}/account_data/org.example.settings", alice.user_id);
+    assert_eq!(server.put(&account_data, alice.token(), json!({"n": 1})).await.0, StatusCode::OK);
+    let file: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
+    let media_id = upload(&server, &alice, "application/octet-stream", file.clone()).await;
+    let image_id = upload(&server, &alice, "image/png", png()).await;
+    let thumbnail = format!("/_matrix/client/v1/media/thumbnail/{}/{image_id}?width=32&height=32", server.server_name);
+    let (status, thumbnail_bytes) = download(&server, &alice, &thumbnail).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The documented online procedure: the server runs with the new key, the old one for reading…
+    let (old, new) = (old_key.display().to_string(), new_key.display().to_string());
+    let server = server
+        .restart_with(|config| {
+            config.storage.encryption_key_file = new.clone();
+            config.storage.decryption_key_files = vec![old.clone()];
+        })
+        .await;
+    events.push((server.send_text(&alice, &room, "during").await, "during".to_owned()));
+    // …while `rotate-key` reseals everything in small batches.
+    let key = homeserver::at_rest::Key::from_file(&new_key).unwrap();
+    let rotated = homeserver::key_rotation::rotate(&server.state.config, key, 2).await.unwrap();
+    assert!(rotated.records >= 6, "{rotated:?}");
+    assert_eq!(rotated.media_files, 3, "two uploads and a thumbnail");
+    let key = homeserver::at_rest::Key::from_file(&new_key).unwrap();
+    let again = homeserver::key_rotation::rotate(&server.state.config, key, 2).await.unwrap();
+    assert_eq!(again, homeserver::key_rotation::Rotated::default(), "nothing left under the old key");
+
+    // The old key is no longer needed, nor accepted.
+    let server = server.restart_with(|config| config.storage.decryption_key_files.clear()).await;
+    let mut old_only = server.state.config.clone();
+    old_only.storage.encryption_key_file = old;
+    let error = homeserver::server::open_storage(&old_only).await.expect_err("the old key is refused").to_string();
+    assert!(error.contains("does not match"), "{error}");
+    for (event_id, body) in &events {
+        let (status, event) =
+            server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"), alice.token()).await;
+        assert_eq!(status, StatusCode::OK, "{event}");
+        assert_eq!(event["content"]["body"], body.as_str());
+    }
+    assert_eq!(server.get(&account_data, alice.token()).await.1, json!({"n": 1}));
+    let download_path = format!("/_matrix/client/v1/media/download/{}/{media_id}", server.server_name);
+    assert_eq!(download(&server, &alice, &download_path).await, (StatusCode::OK, file));
+    assert_eq!(download(&server, &alice, &thumbnail).await, (StatusCode::OK, thumbnail_bytes));
+    let (status, sync) = (StatusCode::OK, server.sync(&alice, "").await);
+    assert_eq!(status, StatusCode::OK);
+    assert!(sync["rooms"]["join"][&room].is_object(), "{sync}");
 }

@@ -96,6 +96,16 @@ where
     })))
 }
 
+/// The key a stored file is sealed with; `None` for a legacy plain file.
+pub async fn sealed_key_id<R: AsyncRead + Unpin>(mut stored: R) -> io::Result<Option<KeyId>> {
+    let mut header = [0u8; HEADER];
+    let filled = read_up_to(&mut stored, &mut header).await?;
+    if filled < HEADER || &header[..MAGIC.len()] != MAGIC {
+        return Ok(None);
+    }
+    Ok(header[MAGIC.len()..].try_into().ok())
+}
+
 fn header(key_id: KeyId) -> [u8; HEADER] {
     let mut header = [0u8; HEADER];
     header[..MAGIC.len()].copy_from_slice(MAGIC);

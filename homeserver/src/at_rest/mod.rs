@@ -111,6 +111,14 @@ impl Keyring {
         Self { current, older }
     }
 
+    /// `new` becomes the current key; every key here is still accepted for reading.
+    pub fn rotated_to(self, new: Key) -> Self {
+        let mut older = vec![self.current];
+        older.extend(self.older.into_iter().filter(|key| key.id != new.id));
+        older.retain(|key| key.id != new.id);
+        Self { current: new, older }
+    }
+
     pub fn current(&self) -> &Key {
         &self.current
     }

@@ -37,6 +37,21 @@ impl EncryptedStore {
     }
 }
 
+impl EncryptedStore {
+    /// Seals the content under `key` again with the current key, unless it already is (key
+    /// rotation; also seals legacy plain files). Returns whether it changed. The new file replaces
+    /// the old by a rename, so a download already reading the old one finishes it.
+    pub async fn reseal(&self, key: &str) -> io::Result<bool> {
+        let Some(stored) = self.inner.open(key).await? else { return Ok(false) };
+        if media::sealed_key_id(stored).await? == Some(self.keys.current().id()) {
+            return Ok(false);
+        }
+        let Some(plain) = self.open(key).await? else { return Ok(false) };
+        self.put_sealed(key, plain).await?;
+        Ok(true)
+    }
+}
+
 impl MediaStore for EncryptedStore {
     fn put_file<'a>(&'a self, key: &'a str, temp: &'a Path) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {

@@ -59,6 +59,14 @@ impl LocalFileStore {
         Ok(Self { root: root.join("content"), temp })
     }
 
+    /// The same store, for a tool running beside the server: leaves the temporary directory alone
+    /// (its files may be uploads in progress).
+    pub fn beside_running_server(root: PathBuf) -> io::Result<Self> {
+        let temp = root.join("tmp");
+        std::fs::create_dir_all(&temp)?;
+        Ok(Self { root: root.join("content"), temp })
+    }
+
     fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }

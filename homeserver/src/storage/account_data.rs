@@ -13,7 +13,7 @@ pub struct AccountDataRow {
     pub stream_id: i64,
 }
 
-fn record_id(user_id: &str, room_id: &str, data_type: &str) -> String {
+pub(super) fn record_id(user_id: &str, room_id: &str, data_type: &str) -> String {
     format!("{user_id}/{room_id}/{data_type}")
 }
 

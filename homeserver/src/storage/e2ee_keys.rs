@@ -38,15 +38,15 @@ pub struct KeySignatureRow {
     pub signature: String,
 }
 
-fn device_record_id(user_id: &str, device_id: &str) -> String {
+pub(super) fn device_record_id(user_id: &str, device_id: &str) -> String {
     format!("device_keys/{user_id}/{device_id}")
 }
 
-fn one_time_record_id(user_id: &str, device_id: &str, key_id: &str) -> String {
+pub(super) fn one_time_record_id(user_id: &str, device_id: &str, key_id: &str) -> String {
     format!("one_time_key/{user_id}/{device_id}/{key_id}")
 }
 
-fn cross_signing_record_id(user_id: &str, key_type: &str) -> String {
+pub(super) fn cross_signing_record_id(user_id: &str, key_type: &str) -> String {
     format!("cross_signing_key/{user_id}/{key_type}")
 }
 

@@ -39,11 +39,11 @@ impl BackupKeyRow {
     }
 }
 
-fn version_record_id(user_id: &str, version: i64) -> String {
+pub(super) fn version_record_id(user_id: &str, version: i64) -> String {
     format!("backup_version/{user_id}/{version}")
 }
 
-fn key_record_id(user_id: &str, version: i64, room_id: &str, session_id: &str) -> String {
+pub(super) fn key_record_id(user_id: &str, version: i64, room_id: &str, session_id: &str) -> String {
     format!("backup_key/{user_id}/{version}/{room_id}/{session_id}")
 }
 

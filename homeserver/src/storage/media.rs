@@ -177,6 +177,39 @@ impl Storage {
         .transpose()
     }
 
+    /// A page of every media item's (origin, media ID), for walking the whole store.
+    pub async fn media_page(&self, limit: i64, offset: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT origin, media_id FROM media ORDER BY origin, media_id LIMIT $1 OFFSET $2")
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("origin")?, row.try_get("media_id")?))).collect()
+    }
+
+    /// A page of every stored thumbnail: (origin, media ID, width, height, method).
+    pub async fn thumbnail_page(&self, limit: i64, offset: i64) -> Result<Vec<(String, String, i64, i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT origin, media_id, width, height, method FROM media_thumbnails \
+             ORDER BY origin, media_id, width, height, method LIMIT $1 OFFSET $2",
+        )
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("origin")?,
+                    row.try_get("media_id")?,
+                    row.try_get("width")?,
+                    row.try_get("height")?,
+                    row.try_get("method")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Records a generated thumbnail; a concurrent request storing the same one is fine.
     pub async fn insert_thumbnail(&self, origin: &str, media_id: &str, thumbnail: &ThumbnailRow) -> Result<()> {
         sqlx::query(

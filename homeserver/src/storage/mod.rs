@@ -27,6 +27,7 @@ mod registration_tokens;
 mod relations;
 mod remote_rooms;
 mod rooms;
+mod rotation;
 mod search;
 mod to_device;
 mod tokens;

@@ -22,7 +22,7 @@ pub struct ToDeviceRow {
     pub content: serde_json::Value,
 }
 
-fn record_id(stream_id: i64) -> String {
+pub(super) fn record_id(stream_id: i64) -> String {
     format!("to_device/{stream_id}")
 }
 

@@ -168,7 +168,13 @@ impl TestServer {
     }
 
     /// Starts a stopped server again on the same address, database and signing key.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Restarts after `adjust` has changed the configuration (same database and address).
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
+        adjust(&mut self.config);
         self.stop().await;
         let addr = self.base_url.rsplit('/').next().unwrap().to_owned();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
