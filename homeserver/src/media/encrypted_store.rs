@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 
-use super::store::{BoxFuture, MediaStore, Reader};
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::store::{BoxFuture, MediaStore, Reader, TempWriter};
 use crate::at_rest::{Keyring, media};
 
 pub struct EncryptedStore {
@@ -55,7 +59,11 @@ impl EncryptedStore {
 impl MediaStore for EncryptedStore {
     fn put_file<'a>(&'a self, key: &'a str, temp: &'a Path) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
-            let plain = tokio::fs::File::open(temp).await?;
+            // Sealed by `create_temp` under the temporary file's identity: resealed under the key's
+            // while streaming, so the plaintext never touches the disk.
+            let stored = tokio::fs::File::open(temp).await?;
+            let plain = media::decrypt(self.keys.clone(), temp_identity(temp), stored).await?;
+            let plain = tokio_util::io::StreamReader::new(plain);
             let result = self.put_sealed(key, plain).await;
             // The plaintext upload is gone either way (the caller expects the file to be consumed).
             let _ = tokio::fs::remove_file(temp).await;
@@ -98,15 +106,63 @@ impl MediaStore for EncryptedStore {
     fn temp_dir(&self) -> &Path {
         self.inner.temp_dir()
     }
+
+    fn create_temp<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, io::Result<TempWriter>> {
+        Box::pin(async move {
+            let file = tokio::fs::File::create(path).await?;
+            let (pipe, plain) = tokio::io::duplex(media::CHUNK);
+            let (keys, identity) = (self.keys.clone(), temp_identity(path));
+            let task = tokio::spawn(async move {
+                let mut file = file;
+                media::encrypt(&keys, &identity, plain, &mut file).await?;
+                file.sync_all().await
+            });
+            Ok(Box::pin(SealingWriter { pipe, task: Some(task) }) as TempWriter)
+        })
+    }
+}
+
+/// The associated-data identity of an upload's temporary file.
+fn temp_identity(path: &Path) -> String {
+    format!("upload-temp/{}", path.file_name().unwrap_or_default().to_string_lossy())
+}
+
+/// Writes into a pipe that a task seals into the temporary file; shutting down waits for the
+/// task, so the file is complete (and synced) when `shutdown` returns.
+struct SealingWriter {
+    pipe: tokio::io::DuplexStream,
+    task: Option<tokio::task::JoinHandle<io::Result<()>>>,
+}
+
+impl tokio::io::AsyncWrite for SealingWriter {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.pipe).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(Pin::new(&mut self.pipe).poll_shutdown(cx))?;
+        let Some(task) = self.task.as_mut() else { return Poll::Ready(Ok(())) };
+        let finished = std::task::ready!(Pin::new(task).poll(cx));
+        self.task = None;
+        Poll::Ready(finished.unwrap_or_else(|e| Err(io::Error::other(e))))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncReadExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::super::store::{LocalFileStore, media_key};
     use super::*;
     use crate::at_rest::{Key, generate_key_text};
+
+    fn contains_marker(bytes: &[u8]) -> bool {
+        bytes.windows(6).any(|w| w == b"MARKER")
+    }
 
     #[tokio::test]
     async fn stores_sealed_and_reads_back_plain() {
@@ -116,7 +172,10 @@ mod tests {
         let (key, moved) = (media_key("example.org", "AbCdEf"), media_key("example.org", "GhIjKl"));
         let plain = b"MARKER-plain-media".repeat(10_000);
         let temp = store.temp_dir().join("upload");
-        std::fs::write(&temp, &plain).unwrap();
+        let mut writer = store.create_temp(&temp).await.unwrap();
+        writer.write_all(&plain).await.unwrap();
+        writer.shutdown().await.unwrap();
+        assert!(!contains_marker(&std::fs::read(&temp).unwrap()), "the upload is sealed as it arrives");
         store.put_file(&key, &temp).await.unwrap();
         assert!(!temp.exists(), "the plaintext upload is removed");
         store.rename(&key, &moved).await.unwrap();
@@ -125,7 +184,7 @@ mod tests {
         store.open(&moved).await.unwrap().unwrap().read_to_end(&mut read).await.unwrap();
         assert_eq!(read, plain);
         let on_disk = std::fs::read(root.join("content").join(&moved)).unwrap();
-        assert!(!on_disk.windows(6).any(|w| w == b"MARKER"));
+        assert!(!contains_marker(&on_disk));
         let _ = std::fs::remove_dir_all(root);
     }
 }

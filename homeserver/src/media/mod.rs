@@ -162,7 +162,7 @@ async fn receive(state: &AppState, meta: &UploadMeta<'_>, body: axum::body::Body
     }
     let temp = state.media.store.temp_dir().join(format!("upload-{}", new_media_id()));
     let result = async {
-        let mut file = tokio::fs::File::create(&temp).await.map_err(io_error)?;
+        let mut file = state.media.store.create_temp(&temp).await.map_err(io_error)?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut stream = body.into_data_stream();
@@ -175,8 +175,7 @@ async fn receive(state: &AppState, meta: &UploadMeta<'_>, body: axum::body::Body
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io_error)?;
         }
-        file.flush().await.map_err(io_error)?;
-        file.sync_all().await.map_err(io_error)?;
+        file.shutdown().await.map_err(io_error)?;
         let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok((i64::try_from(size).unwrap_or(i64::MAX), sha256))
     }
