@@ -10,12 +10,13 @@ use image::{DynamicImage, ImageFormat};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Engine, Session, TestServer, assert_error, engine_tests, random_suffix, temp_dir};
+use crate::common::{Engine, Session, TestServer, assert_error, engine_tests, message_bodies, random_suffix, temp_dir};
 
 engine_tests!(
     nothing_readable_at_rest,
     wrong_key_refuses_to_start_and_damage_is_reported,
-    rotation_keeps_everything_readable
+    rotation_keeps_everything_readable,
+    federated_rooms_and_invites_are_sealed_on_both_servers,
 );
 
 const PASSWORD: &str = "correct-horse";
@@ -69,7 +70,8 @@ async fn download(server: &TestServer, session: &Session, path: &str) -> (Status
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+    let Ok(entries) = std::fs::read_dir(dir) else { return files };
+    for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
             files.extend(files_under(&path));
@@ -281,4 +283,55 @@ async fn rotation_keeps_everything_readable(engine: Engine) {
     let (status, sync) = (StatusCode::OK, server.sync(&alice, "").await);
     assert_eq!(status, StatusCode::OK);
     assert!(sync["rooms"]["join"][&room].is_object(), "{sync}");
+}
+
+async fn sync_until(server: &TestServer, session: &Session, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut since: Option<String> = None;
+    loop {
+        let query = since.as_ref().map_or("timeout=0".to_owned(), |token| format!("timeout=1000&since={token}"));
+        let response = server.sync(session, &query).await;
+        if done(&response) {
+            return response;
+        }
+        since = response["next_batch"].as_str().map(str::to_owned);
+        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
+    }
+}
+
+async fn federated_rooms_and_invites_are_sealed_on_both_servers(engine: Engine) {
+    let (key_a, key_b) = (key_file().display().to_string(), key_file().display().to_string());
+    let encrypt = |key: String| {
+        move |config: &mut homeserver::config::Config| {
+            config.storage.encryption = true;
+            config.storage.encryption_key_file = key;
+        }
+    };
+    let a = TestServer::start_federating_with(engine, encrypt(key_a)).await;
+    let b = TestServer::start_federating_with(engine, encrypt(key_b)).await;
+    let alice = a.register("alice", PASSWORD).await;
+    let bob = b.register("bob", PASSWORD).await;
+    let suffix = random_suffix();
+    let (name, message) = (format!("ROOMNAMEMARKER{suffix}"), format!("FEDMSGMARKER{suffix}"));
+    let room = a.create_room(&alice, json!({"preset": "private_chat", "name": name})).await;
+    let invite = json!({"user_id": bob.user_id});
+    assert_eq!(
+        a.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), alice.token(), invite).await.0,
+        StatusCode::OK
+    );
+
+    // B keeps the invite's stripped state (the room name) sealed, and still shows it.
+    let sync = sync_until(&b, &bob, "the invite on B", |s| s["rooms"]["invite"][&room].is_object()).await;
+    let state = sync["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap().clone();
+    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == name.as_str()));
+    assert_no_marker_at_rest(&b, engine, &[&name]).await;
+
+    assert_eq!(b.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await.0, StatusCode::OK);
+    a.send_text(&alice, &room, &message).await;
+    sync_until(&b, &bob, "alice's message on B", |s| {
+        message_bodies(&s["rooms"]["join"][&room]["timeline"]["events"]).contains(&message)
+    })
+    .await;
+    assert_no_marker_at_rest(&a, engine, &[&name, &message]).await;
+    assert_no_marker_at_rest(&b, engine, &[&name, &message]).await;
 }

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+
 use super::StorageError;
 use crate::at_rest::{Keyring, hex, record};
 
@@ -63,6 +65,27 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// [`Codec::encode`] for a `TEXT` column: plain JSON, or a sealed record in base64 (which
+    /// never starts with `{` or `[`, so legacy plain rows stay recognisable).
+    pub fn encode_text(&self, record_id: &str, json: &serde_json::Value) -> String {
+        match self.keys {
+            Some(_) => base64::engine::general_purpose::STANDARD.encode(self.encode(record_id, json)),
+            None => json.to_string(),
+        }
+    }
+
+    pub fn decode_text(&self, record_id: &str, text: &str) -> Result<serde_json::Value, StorageError> {
+        if text.starts_with(['{', '[']) {
+            return self.decode(record_id, text.as_bytes());
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| StorageError::Corrupt(format!("record {record_id}: {e}")))?;
+        self.decode(record_id, &bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +113,10 @@ mod tests {
         assert!(Codec::plain().decode("$event", &bytes).is_err(), "no key, no content");
         let legacy = Codec::plain().encode("$event", &value);
         assert_eq!(codec.decode("$event", &legacy).unwrap(), value);
+        let text = codec.encode_text("edu/1", &value);
+        assert!(!text.contains("MARKER"));
+        assert_eq!(codec.decode_text("edu/1", &text).unwrap(), value);
+        assert_eq!(codec.decode_text("edu/1", &value.to_string()).unwrap(), value, "legacy text");
+        assert!(codec.decode_text("edu/2", &text).is_err());
     }
 }

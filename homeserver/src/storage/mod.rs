@@ -394,6 +394,20 @@ pub(crate) mod test_support {
         Some(format!("{base}{separator}options[search_path]={schema}"))
     }
 
+    /// Fresh database URLs for both engines that are available here.
+    pub async fn engine_urls() -> Vec<String> {
+        let dir = std::env::temp_dir().join(format!("myelin-unit-{}", random_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.join("test.db").display())];
+        urls.extend(postgres_url().await);
+        urls
+    }
+
+    /// Opens `url` storing records with `codec`.
+    pub async fn connect_with(url: &str, codec: Codec) -> Storage {
+        Storage::connect(&StorageOptions { codec, ..options(url.to_owned()) }).await.unwrap()
+    }
+
     /// Both engines that are available here.
     pub async fn engines() -> Vec<Storage> {
         let mut all = vec![sqlite().await];

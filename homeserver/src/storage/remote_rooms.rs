@@ -31,6 +31,11 @@ pub struct RemoteInvite<'a> {
     pub stripped_state: &'a serde_json::Value,
 }
 
+/// The identity of a remote invite's stripped state (its associated data when sealed).
+pub(super) fn invite_record_id(room_id: &str, user_id: &str) -> String {
+    format!("remote_invite/{room_id}/{user_id}")
+}
+
 impl Storage {
     /// Records an invite into a room we are not in: a placeholder room row, the invite event as
     /// an outlier, the user's `invite` membership and the stripped state to show with it.
@@ -54,7 +59,7 @@ impl Storage {
         .bind(invite.room_id)
         .bind(invite.user_id)
         .bind(&invite.event.event_id)
-        .bind(invite.stripped_state.to_string())
+        .bind(self.codec.encode_text(&invite_record_id(invite.room_id, invite.user_id), invite.stripped_state))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -174,7 +179,7 @@ impl Storage {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let text: String = sqlx::Row::try_get(&row, "stripped_state")?;
-        Ok(serde_json::from_str(&text).ok())
+        Ok(Some(self.codec.decode_text(&invite_record_id(room_id, user_id), &text)?))
     }
 
     /// Stores a remote room's state (rooms row, outlier events, a snapshot state group and the

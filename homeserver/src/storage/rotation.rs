@@ -16,6 +16,8 @@ struct SealedColumn {
     /// The primary key, in order; `BIGINT` ones are marked.
     key: &'static [(&'static str, KeyKind)],
     column: &'static str,
+    /// A `TEXT` column (base64 when sealed, see `Codec::encode_text`) rather than bytes.
+    text: bool,
     /// The record's identity (its associated data), from its key values.
     record_id: fn(&[KeyValue]) -> String,
 }
@@ -52,60 +54,89 @@ use KeyKind::{Int, Text};
 
 /// Every column the codec writes. A new sealed column must be added here to be rotated.
 const SEALED: &[SealedColumn] = &[
-    SealedColumn { table: "events", key: &[("event_id", Text)], column: "json", record_id: |k| k[0].text().to_owned() },
+    SealedColumn {
+        table: "events",
+        key: &[("event_id", Text)],
+        column: "json",
+        text: false,
+        record_id: |k| k[0].text().to_owned(),
+    },
     SealedColumn {
         table: "to_device_messages",
         key: &[("stream_id", Int)],
         column: "content",
+        text: false,
         record_id: |k| super::to_device::record_id(k[0].int()),
     },
     SealedColumn {
         table: "account_data",
         key: &[("user_id", Text), ("room_id", Text), ("data_type", Text)],
         column: "content",
+        text: false,
         record_id: |k| super::account_data::record_id(k[0].text(), k[1].text(), k[2].text()),
     },
     SealedColumn {
         table: "key_backup_versions",
         key: &[("user_id", Text), ("version", Int)],
         column: "auth_data",
+        text: false,
         record_id: |k| super::key_backup::version_record_id(k[0].text(), k[1].int()),
     },
     SealedColumn {
         table: "key_backup_keys",
         key: &[("user_id", Text), ("version", Int), ("room_id", Text), ("session_id", Text)],
         column: "session_data",
+        text: false,
         record_id: |k| super::key_backup::key_record_id(k[0].text(), k[1].int(), k[2].text(), k[3].text()),
     },
     SealedColumn {
         table: "uiaa_sessions",
         key: &[("session_id", Text)],
         column: "completed",
+        text: false,
         record_id: |k| k[0].text().to_owned(),
     },
     SealedColumn {
         table: "device_keys",
         key: &[("user_id", Text), ("device_id", Text)],
         column: "key_json",
+        text: false,
         record_id: |k| super::e2ee_keys::device_record_id(k[0].text(), k[1].text()),
     },
     SealedColumn {
         table: "one_time_keys",
         key: &[("user_id", Text), ("device_id", Text), ("algorithm", Text), ("key_id", Text)],
         column: "key_json",
+        text: false,
         record_id: |k| super::e2ee_keys::one_time_record_id(k[0].text(), k[1].text(), k[3].text()),
     },
     SealedColumn {
         table: "fallback_keys",
         key: &[("user_id", Text), ("device_id", Text), ("algorithm", Text), ("key_id", Text)],
         column: "key_json",
+        text: false,
         record_id: |k| super::e2ee_keys::one_time_record_id(k[0].text(), k[1].text(), k[3].text()),
     },
     SealedColumn {
         table: "cross_signing_keys",
         key: &[("user_id", Text), ("key_type", Text)],
         column: "key_json",
+        text: false,
         record_id: |k| super::e2ee_keys::cross_signing_record_id(k[0].text(), k[1].text()),
+    },
+    SealedColumn {
+        table: "federation_outbox_edus",
+        key: &[("destination", Text), ("position", Int)],
+        column: "edu",
+        text: true,
+        record_id: |k| super::federation::edu_record_id(k[0].text(), k[1].int()),
+    },
+    SealedColumn {
+        table: "remote_invites",
+        key: &[("room_id", Text), ("user_id", Text)],
+        column: "stripped_state",
+        text: true,
+        record_id: |k| super::remote_rooms::invite_record_id(k[0].text(), k[1].text()),
     },
 ];
 
@@ -154,21 +185,30 @@ impl Storage {
             let rows = sqlx::query(&select).bind(batch).bind(offset).fetch_all(&self.read).await?;
             let mut tx = self.write.begin().await?;
             for row in &rows {
-                let bytes: Vec<u8> = row.try_get(sealed.column)?;
-                if record::is_sealed(&bytes) && record::key_id(&bytes) == Some(current) {
+                let stored = Stored::read(row, sealed)?;
+                if stored.key_id() == Some(current) {
                     continue;
                 }
                 let key = key_values(row, sealed)?;
                 let record_id = (sealed.record_id)(&key);
-                let json = self.codec.decode(&record_id, &bytes)?;
-                let mut query = sqlx::query(&update).bind(self.codec.encode(&record_id, &json));
+                let mut query = match &stored {
+                    Stored::Bytes(bytes) => {
+                        sqlx::query(&update).bind(self.codec.encode(&record_id, &self.codec.decode(&record_id, bytes)?))
+                    }
+                    Stored::Text(text) => sqlx::query(&update)
+                        .bind(self.codec.encode_text(&record_id, &self.codec.decode_text(&record_id, text)?)),
+                };
                 for value in &key {
                     query = match value {
                         KeyValue::Text(text) => query.bind(text.clone()),
                         KeyValue::Int(n) => query.bind(*n),
                     };
                 }
-                resealed += query.bind(bytes).execute(&mut *tx).await?.rows_affected();
+                query = match stored {
+                    Stored::Bytes(bytes) => query.bind(bytes),
+                    Stored::Text(text) => query.bind(text),
+                };
+                resealed += query.execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await?;
             if i64::try_from(rows.len()).unwrap_or(i64::MAX) < batch {
@@ -176,6 +216,30 @@ impl Storage {
             }
             offset += batch;
         }
+    }
+}
+
+/// A sealed column's value as read.
+enum Stored {
+    Bytes(Vec<u8>),
+    Text(String),
+}
+
+impl Stored {
+    fn read(row: &AnyRow, sealed: &SealedColumn) -> Result<Self> {
+        Ok(if sealed.text { Self::Text(row.try_get(sealed.column)?) } else { Self::Bytes(row.try_get(sealed.column)?) })
+    }
+
+    /// The key it is sealed with; `None` when plain.
+    fn key_id(&self) -> Option<crate::at_rest::KeyId> {
+        let bytes = match self {
+            Self::Bytes(bytes) => std::borrow::Cow::Borrowed(bytes.as_slice()),
+            Self::Text(text) if text.starts_with(['{', '[']) => return None,
+            Self::Text(text) => {
+                std::borrow::Cow::Owned(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text).ok()?)
+            }
+        };
+        if record::is_sealed(&bytes) { record::key_id(&bytes) } else { None }
     }
 }
 
@@ -190,4 +254,46 @@ fn key_values(row: &AnyRow, sealed: &SealedColumn) -> Result<Vec<KeyValue>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::Codec;
+    use super::super::test_support::{connect_with, engine_urls};
+    use crate::at_rest::{Key, Keyring};
+
+    fn codec(current: u8, older: &[u8]) -> Codec {
+        let older = older.iter().map(|b| Key::from_bytes(&[*b; 32])).collect();
+        Codec::encrypted(Arc::new(Keyring::new(Key::from_bytes(&[current; 32]), older)))
+    }
+
+    #[tokio::test]
+    async fn outbox_edus_are_sealed_and_rotated() {
+        for url in engine_urls().await {
+            let old = connect_with(&url, codec(1, &[])).await;
+            old.check_key().await.unwrap();
+            let edu = serde_json::json!({"edu_type": "m.direct_to_device", "content": {"body": "EDUMARKER"}});
+            old.queue_edu(&["remote.example".to_owned()], &edu).await.unwrap();
+            let raw: String =
+                sqlx::query_scalar("SELECT edu FROM federation_outbox_edus").fetch_one(&old.read).await.unwrap();
+            assert!(!raw.contains("EDUMARKER"), "{raw}");
+            old.close().await;
+
+            let rotating = connect_with(&url, codec(2, &[1])).await;
+            rotating.check_key().await.unwrap();
+            assert!(rotating.reseal_records(1).await.unwrap() >= 1);
+            rotating.close().await;
+
+            let new = connect_with(&url, codec(2, &[])).await;
+            new.check_key().await.unwrap();
+            let batch = new.outbox_batch("remote.example", 10, 10).await.unwrap();
+            assert_eq!(batch.edus[0].1, edu);
+            new.close().await;
+            let stale = connect_with(&url, codec(1, &[])).await;
+            assert!(stale.check_key().await.is_err(), "the old key is refused after rotation");
+            stale.close().await;
+        }
+    }
 }

@@ -56,7 +56,7 @@ impl Storage {
         }
         // Messages for other servers' users leave as EDUs, queued in the same transaction.
         for (destination, edu) in remote {
-            super::federation::insert_edu(&mut tx, destination, edu).await?;
+            super::federation::insert_edu(&self.codec, &mut tx, destination, edu).await?;
         }
         let delivered = deliver(&self.codec, &mut tx, sender, event_type, messages).await?;
         tx.commit().await?;
