@@ -335,3 +335,43 @@ async fn federated_rooms_and_invites_are_sealed_on_both_servers(engine: Engine) 
     assert_no_marker_at_rest(&a, engine, &[&name, &message]).await;
     assert_no_marker_at_rest(&b, engine, &[&name, &message]).await;
 }
+
+/// `migrate-db` copies sealed records as opaque bytes: the moved server reads them with the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_installation_moves_to_postgres() {
+    if crate::common::postgres_url().is_none() {
+        eprintln!("skipped: MYELIN_TEST_POSTGRES is not set");
+        return;
+    }
+    let key = key_file();
+    let old = encrypted_server(Engine::Sqlite, &key).await;
+    let alice = old.register("alice", PASSWORD).await;
+    let room = old.create_room(&alice, json!({})).await;
+    let event_id = old.send_text(&alice, &room, "sealed on SQLite").await;
+    let file = b"sealed media".repeat(1000);
+    let media_id = upload(&old, &alice, "application/octet-stream", file.clone()).await;
+    let (sqlite_url, data_dir) = (old.state.config.effective_database_url(), old.state.config.data_dir.clone());
+    drop(old);
+
+    let postgres = crate::common::fresh_database_url(Engine::Postgres, &data_dir).await;
+    homeserver::storage::copy_database(&sqlite_url, &postgres).await.expect("copy");
+    let key_path = key.display().to_string();
+    let new = TestServer::start_with(Engine::Postgres, |config| {
+        config.database_url = postgres.clone();
+        config.data_dir = data_dir.clone();
+        config.storage.encryption = true;
+        config.storage.encryption_key_file = key_path;
+    })
+    .await;
+    let (status, event) = new.get(&format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(event["content"]["body"], "sealed on SQLite");
+    let path = format!("/_matrix/client/v1/media/download/{}/{media_id}", new.server_name);
+    assert_eq!(download(&new, &alice, &path).await, (StatusCode::OK, file));
+    let (raw,): (Vec<u8>,) = sqlx::query_as("SELECT json FROM events WHERE event_id = $1")
+        .bind(&event_id)
+        .fetch_one(&sqlx::PgPool::connect(&postgres).await.unwrap())
+        .await
+        .unwrap();
+    assert!(!contains(&raw, b"sealed on SQLite"), "still sealed after the copy");
+}
