@@ -270,6 +270,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rotating_to_the_current_key_seals_records_from_before_encryption() {
+        for url in engine_urls().await {
+            let plain = connect_with(&url, Codec::plain()).await;
+            let edu = serde_json::json!({"edu_type": "m.receipt", "content": {"note": "LEGACYMARKER"}});
+            plain.queue_edu(&["remote.example".to_owned()], &edu).await.unwrap();
+            plain.close().await;
+            let sealing = connect_with(&url, codec(1, &[])).await;
+            sealing.check_key().await.unwrap();
+            assert_eq!(sealing.reseal_records(10).await.unwrap(), 1);
+            let raw: String =
+                sqlx::query_scalar("SELECT edu FROM federation_outbox_edus").fetch_one(&sealing.read).await.unwrap();
+            assert!(!raw.contains("LEGACYMARKER"), "{raw}");
+            assert_eq!(sealing.outbox_batch("remote.example", 10, 10).await.unwrap().edus[0].1, edu);
+            sealing.close().await;
+        }
+    }
+
+    #[tokio::test]
     async fn outbox_edus_are_sealed_and_rotated() {
         for url in engine_urls().await {
             let old = connect_with(&url, codec(1, &[])).await;
