@@ -44,8 +44,18 @@ fn png() -> Vec<u8> {
 }
 
 async fn upload(server: &TestServer, session: &Session, content_type: &str, bytes: Vec<u8>) -> String {
+    upload_named(server, session, content_type, "", bytes).await
+}
+
+async fn upload_named(
+    server: &TestServer,
+    session: &Session,
+    content_type: &str,
+    query: &str,
+    bytes: Vec<u8>,
+) -> String {
     let response = reqwest::Client::new()
-        .post(format!("{}/_matrix/media/v3/upload", server.base_url))
+        .post(format!("{}/_matrix/media/v3/upload{query}", server.base_url))
         .bearer_auth(&session.access_token)
         .header("content-type", content_type)
         .body(bytes)
@@ -135,11 +145,12 @@ async fn nothing_readable_at_rest(engine: Engine) {
     let alice = server.register("alice", PASSWORD).await;
     let bob = server.register("bob", PASSWORD).await;
     let suffix = random_suffix();
-    let (message, to_device, settings, media) = (
+    let (message, to_device, settings, media, filename) = (
         format!("MSGMARKER{suffix}"),
         format!("TODEVICEMARKER{suffix}"),
         format!("ACCOUNTDATAMARKER{suffix}"),
         format!("MEDIAMARKER{suffix}"),
+        format!("FILENAMEMARKER{suffix}"),
     );
 
     let room = server.create_room(&alice, json!({"preset": "private_chat", "invite": [bob.user_id]})).await;
@@ -152,7 +163,8 @@ async fn nothing_readable_at_rest(engine: Engine) {
     assert_eq!(server.put(&account_data, alice.token(), json!({"note": settings})).await.0, StatusCode::OK);
     // Several chunks, the last one partial.
     let file: Vec<u8> = media.as_bytes().iter().copied().cycle().take(200_000).collect();
-    let media_id = upload(&server, &alice, "application/octet-stream", file.clone()).await;
+    let query = format!("?filename={filename}");
+    let media_id = upload_named(&server, &alice, "application/octet-stream", &query, file.clone()).await;
     let image = png();
     let image_id = upload(&server, &alice, "image/png", image.clone()).await;
     let thumbnail = format!("/_matrix/client/v1/media/thumbnail/{}/{image_id}?width=32&height=32", server.server_name);
@@ -160,7 +172,7 @@ async fn nothing_readable_at_rest(engine: Engine) {
     assert_eq!(status, StatusCode::OK);
     assert!(image::load_from_memory(&thumbnail_bytes).is_ok(), "a thumbnail is served decrypted");
 
-    assert_no_marker_at_rest(&server, engine, &[&message, &to_device, &settings, &media]).await;
+    assert_no_marker_at_rest(&server, engine, &[&message, &to_device, &settings, &media, &filename]).await;
 
     // Clients get everything back intact.
     let (status, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"), bob.token()).await;
@@ -173,6 +185,14 @@ async fn nothing_readable_at_rest(engine: Engine) {
     assert_eq!(server.get(&account_data, alice.token()).await.1, json!({"note": settings}));
     let download_path = format!("/_matrix/client/v1/media/download/{}/{media_id}", server.server_name);
     assert_eq!(download(&server, &bob, &download_path).await, (StatusCode::OK, file));
+    let response = reqwest::Client::new()
+        .get(format!("{}{download_path}", server.base_url))
+        .bearer_auth(&bob.access_token)
+        .send()
+        .await
+        .unwrap();
+    let disposition = response.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(disposition.contains(&filename), "{disposition}");
     let image_path = format!("/_matrix/client/v1/media/download/{}/{image_id}", server.server_name);
     assert_eq!(download(&server, &bob, &image_path).await, (StatusCode::OK, image));
 

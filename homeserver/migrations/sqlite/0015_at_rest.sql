@@ -4,3 +4,6 @@ CREATE TABLE at_rest_key_check (
     id     BIGINT PRIMARY KEY,
     record BLOB NOT NULL
 );
+
+-- A media item's file name, sealed, when encryption at rest is on (`filename` is then NULL).
+ALTER TABLE media ADD COLUMN sealed_filename BLOB;

@@ -36,7 +36,23 @@ pub struct UploadedContent<'a> {
     pub sha256: &'a str,
 }
 
+/// The identity of a media item's sealed file name.
+pub(super) fn filename_record_id(origin: &str, media_id: &str) -> String {
+    format!("media_filename/{origin}/{media_id}")
+}
+
 impl Storage {
+    /// The file name for the plain `filename` column: none when encrypting at rest.
+    fn plain_filename<'a>(&self, filename: Option<&'a str>) -> Option<&'a str> {
+        filename.filter(|_| !self.codec.encrypts())
+    }
+
+    /// The file name sealed, when encrypting at rest.
+    fn sealed_filename(&self, origin: &str, media_id: &str, filename: Option<&str>) -> Option<Vec<u8>> {
+        let name = filename.filter(|_| self.codec.encrypts())?;
+        Some(self.codec.encode(&filename_record_id(origin, media_id), &serde_json::Value::from(name)))
+    }
+
     /// Records a completed upload.
     pub async fn insert_media(
         &self,
@@ -47,14 +63,15 @@ impl Storage {
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO media (origin, media_id, uploader, content_type, filename, size, sha256, created_ts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO media (origin, media_id, uploader, content_type, filename, sealed_filename, size, sha256, \
+             created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(origin)
         .bind(media_id)
         .bind(uploader)
         .bind(content.content_type)
-        .bind(content.filename)
+        .bind(self.plain_filename(content.filename))
+        .bind(self.sealed_filename(origin, media_id, content.filename))
         .bind(content.size)
         .bind(content.sha256)
         .bind(now)
@@ -108,15 +125,16 @@ impl Storage {
         content: &UploadedContent<'_>,
     ) -> Result<bool> {
         let result = sqlx::query(
-            "UPDATE media SET content_type = $3, filename = $4, size = $5, sha256 = $6, unused_expires_ts = NULL \
-             WHERE origin = $1 AND media_id = $2 AND size IS NULL",
+            "UPDATE media SET content_type = $3, filename = $4, sealed_filename = $7, size = $5, sha256 = $6, \
+             unused_expires_ts = NULL WHERE origin = $1 AND media_id = $2 AND size IS NULL",
         )
         .bind(origin)
         .bind(media_id)
         .bind(content.content_type)
-        .bind(content.filename)
+        .bind(self.plain_filename(content.filename))
         .bind(content.size)
         .bind(content.sha256)
+        .bind(self.sealed_filename(origin, media_id, content.filename))
         .execute(&self.write)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -124,20 +142,28 @@ impl Storage {
 
     pub async fn media(&self, origin: &str, media_id: &str) -> Result<Option<MediaRow>> {
         let row = sqlx::query(
-            "SELECT origin, media_id, uploader, content_type, filename, size, created_ts, unused_expires_ts \
-             FROM media WHERE origin = $1 AND media_id = $2",
+            "SELECT origin, media_id, uploader, content_type, filename, sealed_filename, size, created_ts, \
+             unused_expires_ts FROM media WHERE origin = $1 AND media_id = $2",
         )
         .bind(origin)
         .bind(media_id)
         .fetch_optional(&self.read)
         .await?;
         row.map(|row| {
+            let sealed: Option<Vec<u8>> = row.try_get("sealed_filename")?;
+            let filename = match sealed {
+                Some(bytes) => match self.codec.decode(&filename_record_id(origin, media_id), &bytes)? {
+                    serde_json::Value::String(name) => Some(name),
+                    _ => return Err(super::StorageError::Corrupt(format!("file name of {origin}/{media_id}"))),
+                },
+                None => row.try_get("filename")?,
+            };
             Ok(MediaRow {
                 origin: row.try_get("origin")?,
                 media_id: row.try_get("media_id")?,
                 uploader: row.try_get("uploader")?,
                 content_type: row.try_get("content_type")?,
-                filename: row.try_get("filename")?,
+                filename,
                 size: row.try_get("size")?,
                 created_ts: row.try_get("created_ts")?,
                 unused_expires_ts: row.try_get("unused_expires_ts")?,

@@ -125,6 +125,13 @@ const SEALED: &[SealedColumn] = &[
         record_id: |k| super::e2ee_keys::cross_signing_record_id(k[0].text(), k[1].text()),
     },
     SealedColumn {
+        table: "media",
+        key: &[("origin", Text), ("media_id", Text)],
+        column: "sealed_filename",
+        text: false,
+        record_id: |k| super::media::filename_record_id(k[0].text(), k[1].text()),
+    },
+    SealedColumn {
         table: "federation_outbox_edus",
         key: &[("destination", Text), ("position", Int)],
         column: "edu",
@@ -165,7 +172,7 @@ impl Storage {
     async fn reseal_column(&self, sealed: &SealedColumn, current: crate::at_rest::KeyId, batch: i64) -> Result<u64> {
         let key_columns: Vec<&str> = sealed.key.iter().map(|(name, _)| *name).collect();
         let select = format!(
-            "SELECT {keys}, {column} FROM {table} ORDER BY {keys} LIMIT $1 OFFSET $2",
+            "SELECT {keys}, {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {keys} LIMIT $1 OFFSET $2",
             keys = key_columns.join(", "),
             column = sealed.column,
             table = sealed.table,
