@@ -113,9 +113,7 @@ impl Keyring {
 
     /// `new` becomes the current key; every key here is still accepted for reading.
     pub fn rotated_to(self, new: Key) -> Self {
-        let mut older = vec![self.current];
-        older.extend(self.older.into_iter().filter(|key| key.id != new.id));
-        older.retain(|key| key.id != new.id);
+        let older = std::iter::once(self.current).chain(self.older).filter(|key| key.id != new.id).collect();
         Self { current: new, older }
     }
 
