@@ -63,6 +63,7 @@ pub struct Config {
     pub audit_log: AuditLogConfig,
     pub federation: FederationConfig,
     pub presence: PresenceConfig,
+    pub storage: StorageConfig,
     pub log: LogConfig,
 }
 
@@ -140,6 +141,30 @@ pub struct PresenceConfig {
 impl Default for PresenceConfig {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// Encryption at rest (see `at_rest`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    pub encryption: bool,
+    /// A file holding the key as base64 (`myelin generate-key`).
+    pub encryption_key_file: String,
+    /// The key as base64, normally from `MYELIN_STORAGE__ENCRYPTION_KEY`.
+    pub encryption_key: Secret,
+    /// Older keys still accepted for reading (during and after a rotation).
+    pub decryption_key_files: Vec<String>,
+}
+
+/// A configuration value that must never be printed.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "<redacted>" })
     }
 }
 
@@ -259,6 +284,7 @@ impl Default for Config {
             audit_log: AuditLogConfig::default(),
             federation: FederationConfig::default(),
             presence: PresenceConfig::default(),
+            storage: StorageConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -458,6 +484,16 @@ impl Config {
                 errors.push(error("access_log.trusted_proxies", format!("`{proxy}` is not an IP address")));
             }
         }
+        let (key_file, key) = (&self.storage.encryption_key_file, &self.storage.encryption_key.0);
+        if self.storage.encryption && key_file.is_empty() && key.is_empty() {
+            errors.push(error(
+                "storage.encryption",
+                "needs a key: storage.encryption_key_file or MYELIN_STORAGE__ENCRYPTION_KEY (`myelin generate-key`)",
+            ));
+        }
+        if !key_file.is_empty() && !key.is_empty() {
+            errors.push(error("storage.encryption_key", "give the key in a file or in the environment, not both"));
+        }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             errors.push(error("log.level", "not a valid level or filter (e.g. info, debug, homeserver=debug)"));
         }
@@ -645,6 +681,18 @@ mod tests {
         let errors = Config::from_sources(Some("registration = \"sometimes\"\n"), &[]).unwrap_err().0;
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].key, "registration");
+    }
+
+    #[test]
+    fn encryption_needs_exactly_one_key_source_and_hides_it() {
+        let errors = Config::from_sources(Some("[storage]\nencryption = true\n"), &[]).unwrap_err().0;
+        assert_eq!(errors[0].key, "storage.encryption");
+        let vars = env(&[("MYELIN_STORAGE__ENCRYPTION", "true"), ("MYELIN_STORAGE__ENCRYPTION_KEY", "c2VjcmV0")]);
+        let config = Config::from_sources(None, &vars).unwrap();
+        assert!(config.storage.encryption);
+        assert!(!format!("{config:?}").contains("c2VjcmV0"), "keys are never printed");
+        let both = "[storage]\nencryption_key_file = \"k\"\n";
+        assert!(Config::from_sources(Some(both), &vars).is_err());
     }
 
     #[test]

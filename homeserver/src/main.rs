@@ -79,6 +79,23 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Write a new random encryption-at-rest key (base64) to a file readable only by its owner.
+    /// Point `storage.encryption_key_file` at it. It refuses to overwrite an existing file.
+    GenerateKey {
+        /// Where to write the key, e.g. /etc/myelin/storage.key
+        path: PathBuf,
+    },
+    /// Seal every stored record and media file under a new encryption-at-rest key, in batches,
+    /// reading with the configured keys. The server may keep running if it already has the new
+    /// key as `storage.encryption_key_file` and the old one in `storage.decryption_key_files`.
+    RotateKey {
+        /// The new key (from `myelin generate-key`).
+        #[arg(long)]
+        new_key_file: PathBuf,
+        /// Rows (and media files) per batch; each batch of rows is one transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
     /// Print the version.
     Version,
     /// Check that the server at this configuration's listen address answers `/health` (for
@@ -124,6 +141,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(Command::MigrateDb { from, to }) => return migrate_db(&from, &to),
+        Some(Command::GenerateKey { path }) => return generate_key(&path),
         _ => {}
     }
     let explicit = cli.config.is_some();
@@ -166,12 +184,14 @@ fn main() -> ExitCode {
             }
             Some(Command::Migrate) => migrate(config).await,
             Some(Command::Audit { action: AuditAction::Verify }) => audit_verify(config).await,
+            Some(Command::RotateKey { new_key_file, batch }) => rotate_key(config, new_key_file, batch).await,
             Some(
                 Command::GenerateConfig
                 | Command::Version
                 | Command::CheckConfig
                 | Command::Healthcheck
-                | Command::MigrateDb { .. },
+                | Command::MigrateDb { .. }
+                | Command::GenerateKey { .. },
             ) => Ok(()),
         }
     });
@@ -260,6 +280,45 @@ async fn reset_password(
     let user_id = result.map_err(|e| format!("{} ({})", e, e.errcode()))?;
     println!("password changed for {user_id}{}", if keep_devices { "" } else { "; all devices logged out" });
     Ok(())
+}
+
+/// `rotate-key`: reseals everything, then says how to finish.
+async fn rotate_key(config: Config, new_key_file: PathBuf, batch: i64) -> Result<(), String> {
+    if batch < 1 {
+        return Err("--batch must be at least 1".into());
+    }
+    let new_key = homeserver::at_rest::Key::from_file(&new_key_file).map_err(|e| e.to_string())?;
+    let rotated = homeserver::key_rotation::rotate(&config, new_key, batch).await?;
+    println!(
+        "resealed {} records and {} media files under {}; set storage.encryption_key_file to it and restart; \
+         keep the old key in storage.decryption_key_files until no process uses it",
+        rotated.records,
+        rotated.media_files,
+        new_key_file.display()
+    );
+    Ok(())
+}
+
+/// `generate-key`: created with mode 0600 from the start, so the key is never readable by others.
+fn generate_key(path: &std::path::Path) -> ExitCode {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(path).and_then(|mut file| {
+        writeln!(file, "{}", homeserver::at_rest::generate_key_text())?;
+        file.sync_all()
+    });
+    match written {
+        Ok(()) => {
+            println!("wrote a new key to {}; keep a copy apart from the database backups", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot create {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `migrate-db`: needs no configuration, only the two URLs.
@@ -379,6 +438,7 @@ async fn audit_migrate_db(from: &str, to: &str) -> Result<(), String> {
         max_connections: 1,
         acquire_timeout: Duration::from_secs(30),
         statement_timeout: Duration::ZERO,
+        codec: homeserver::storage::Codec::plain(),
     })
     .await
     .map_err(|e| e.to_string())?;

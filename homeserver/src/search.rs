@@ -124,6 +124,14 @@ pub async fn search_room_events(
     criteria: &Criteria,
     next_batch: Option<&str>,
 ) -> Result<ResultRoomEvents> {
+    if state.storage.encrypts_at_rest() {
+        // A plaintext index would defeat encryption at rest, so there is none (README: threat model).
+        return Err(Error::matrix(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::Unknown,
+            "Server-side search is disabled: this server encrypts its data at rest",
+        ));
+    }
     let keys = search_keys(criteria.keys.as_deref())?;
     let order = search_order(criteria.order_by.as_ref())?;
     let groupings = grouping_keys(criteria)?;

@@ -7,10 +7,11 @@ use tokio::net::TcpListener;
 
 use crate::api::Surface;
 use crate::config::{Config, ConfigSource};
-use crate::media::store::LocalFileStore;
+use crate::media::encrypted_store::EncryptedStore;
+use crate::media::store::{LocalFileStore, MediaStore};
 use crate::signing_key;
 use crate::state::{AppState, SystemClock};
-use crate::storage::{Storage, StorageOptions};
+use crate::storage::{Codec, Storage, StorageOptions};
 use crate::tls::{Certificates, TlsListener};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum StartupError {
     Serve(std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("encryption at rest: {0}")]
+    AtRestKey(#[from] crate::at_rest::KeyError),
 }
 
 /// The client's address as the listener saw it (TCP or TLS), for `ConnectInfo`.
@@ -55,23 +58,48 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         tracing::info!(path = %key_path.display(), key_id = %key.key_id(), "generated a new signing key");
     }
     let storage = open_storage(&config).await?;
+    let media = open_media_store(&config, &storage)?;
+    Ok(AppState::new(config, storage, key, Arc::new(SystemClock), media))
+}
+
+/// The configured media store; sealed with the database's at-rest keys when those are on.
+pub fn open_media_store(config: &Config, storage: &Storage) -> Result<Box<dyn MediaStore>, StartupError> {
     let media_path = config.effective_media_path();
     let media = LocalFileStore::new(media_path.clone())
         .map_err(|source| StartupError::DataDir { path: media_path.display().to_string(), source })?;
-    Ok(AppState::new(config, storage, key, Arc::new(SystemClock), Box::new(media)))
+    Ok(match storage.at_rest_keys() {
+        Some(keys) => Box::new(EncryptedStore::new(Box::new(media), keys.clone())),
+        None => Box::new(media),
+    })
 }
 
-/// Connects to the configured database, applying pending migrations.
+/// Connects to the configured database, applying pending migrations, and checks the
+/// encryption-at-rest key against it (a wrong or missing key refuses to start).
 pub async fn open_storage(config: &Config) -> Result<Storage, StartupError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| StartupError::DataDir { path: config.data_dir.display().to_string(), source })?;
-    Ok(Storage::connect(&StorageOptions {
+    let codec = match crate::at_rest::keyring_from_config(&config.storage)? {
+        Some(keys) => Codec::encrypted(Arc::new(keys)),
+        None => Codec::plain(),
+    };
+    open_storage_with(config, codec).await
+}
+
+/// [`open_storage`] with the given record codec (key rotation brings its own keys).
+pub async fn open_storage_with(config: &Config, codec: Codec) -> Result<Storage, StartupError> {
+    let storage = Storage::connect(&StorageOptions {
         url: config.effective_database_url(),
         max_connections: config.database.max_connections,
         acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
         statement_timeout: Duration::from_secs(config.database.statement_timeout_secs),
+        codec,
     })
-    .await?)
+    .await?;
+    if let Err(e) = storage.check_key().await {
+        storage.close().await;
+        return Err(e.into());
+    }
+    Ok(storage)
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests and closes the database.

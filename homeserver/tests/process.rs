@@ -627,3 +627,46 @@ fn audit_verify_follows_migrate_db_and_reports_tampering() {
     assert!(String::from_utf8_lossy(&broken.stderr).contains("broken at entry 1"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn generated_key_encrypts_and_a_wrong_key_refuses_to_start() {
+    let dir = temp_dir("atrest");
+    let output = myelin(&dir, &["generate-key", "storage.key"], &[]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let key_file = dir.join("storage.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    let again = myelin(&dir, &["generate-key", "storage.key"], &[]).output().unwrap();
+    assert!(!again.status.success(), "an existing key is never overwritten");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let encrypted = [("MYELIN_LISTEN", listen.as_str()), ("MYELIN_STORAGE__ENCRYPTION", "true")];
+    let with_file = [encrypted[0], encrypted[1], ("MYELIN_STORAGE__ENCRYPTION_KEY_FILE", "storage.key")];
+    let mut child = myelin(&dir, &[], &with_file).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until_serving(port, &mut child);
+    let output = terminate(child);
+    assert!(output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(key.trim()), "the key is never logged");
+
+    // Another key from the environment: a clear error, non-zero exit, nothing served.
+    let other = myelin(&dir, &["generate-key", "other.key"], &[]).output().unwrap();
+    assert!(other.status.success());
+    let other_key = std::fs::read_to_string(dir.join("other.key")).unwrap();
+    let wrong = [encrypted[0], encrypted[1], ("MYELIN_STORAGE__ENCRYPTION_KEY", other_key.trim())];
+    let output = myelin(&dir, &[], &wrong).output().unwrap();
+    assert!(!output.status.success());
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(errors.contains("does not match"), "{errors}");
+    assert!(!errors.contains(other_key.trim()), "the key is never printed");
+    // Encryption off on an encrypted database: refused as well.
+    let output = myelin(&dir, &[], &[encrypted[0]]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("encrypted at rest"));
+    let _ = std::fs::remove_dir_all(dir);
+}

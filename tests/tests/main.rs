@@ -10,6 +10,7 @@ mod admin_purge_history;
 mod admin_room_deletion;
 mod admin_rooms;
 mod admin_users;
+mod at_rest;
 mod audit_log;
 mod bench_smoke;
 mod devices;

@@ -2,6 +2,7 @@
 //! made once and reused.
 
 pub mod admin;
+pub mod encrypted_store;
 pub mod headers;
 mod in_flight;
 pub mod opengraph;
@@ -197,7 +198,8 @@ async fn receive(state: &AppState, meta: &UploadMeta<'_>, body: axum::body::Body
 /// A temporary file being filled, hashed and bounded as it is written; removed unless finished.
 struct Sink {
     temp: PathBuf,
-    file: Option<tokio::fs::File>,
+    /// Plain, or sealing as it writes when encryption at rest is on.
+    file: Option<store::TempWriter>,
     hasher: Sha256,
     size: u64,
     limit: u64,
@@ -206,7 +208,7 @@ struct Sink {
 impl Sink {
     async fn create(state: &AppState, limit: u64) -> Result<Self> {
         let temp = state.media.store.temp_dir().join(format!("upload-{}", new_media_id()));
-        let file = tokio::fs::File::create(&temp).await.map_err(io_error)?;
+        let file = state.media.store.create_temp(&temp).await.map_err(io_error)?;
         Ok(Self { temp, file: Some(file), hasher: Sha256::new(), size: 0, limit })
     }
 
@@ -224,8 +226,7 @@ impl Sink {
 
     async fn finish(mut self) -> Result<Received> {
         let mut file = self.file.take().ok_or_else(|| Error::internal("media sink already finished"))?;
-        file.flush().await.map_err(io_error)?;
-        file.sync_all().await.map_err(io_error)?;
+        file.shutdown().await.map_err(io_error)?;
         let sha256 = std::mem::take(&mut self.hasher).finalize().iter().map(|b| format!("{b:02x}")).collect();
         let size = i64::try_from(self.size).unwrap_or(i64::MAX);
         // From here the caller owns the file.

@@ -6,10 +6,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
+/// Where an upload in progress is written; `shutdown` completes it.
+pub type TempWriter = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// Content addressed by a key made of safe path segments (see [`media_key`]).
 pub trait MediaStore: Send + Sync {
@@ -24,6 +26,11 @@ pub trait MediaStore: Send + Sync {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>>;
     /// A local directory for uploads in progress.
     fn temp_dir(&self) -> &Path;
+    /// Creates a temporary file (in [`MediaStore::temp_dir`]) for an upload in progress, for
+    /// [`MediaStore::put_file`] once complete. A store may transform what is written (seal it).
+    fn create_temp<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, io::Result<TempWriter>> {
+        Box::pin(async move { Ok(Box::pin(tokio::fs::File::create(path).await?) as TempWriter) })
+    }
 }
 
 /// The store key of a media item. Both parts are checked to be safe path segments first.
@@ -65,6 +72,14 @@ impl LocalFileStore {
         Ok(Self { root: root.join("content"), temp })
     }
 
+    /// The same store, for a tool running beside the server: leaves the temporary directory alone
+    /// (its files may be uploads in progress).
+    pub fn beside_running_server(root: PathBuf) -> io::Result<Self> {
+        let temp = root.join("tmp");
+        std::fs::create_dir_all(&temp)?;
+        Ok(Self { root: root.join("content"), temp })
+    }
+
     fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
@@ -77,6 +92,8 @@ impl MediaStore for LocalFileStore {
             if let Some(parent) = path.parent() {
                 tokio::fs::create_dir_all(parent).await?;
             }
+            // Durable before it is visible under its key.
+            tokio::fs::File::open(temp).await?.sync_all().await?;
             tokio::fs::rename(temp, path).await
         })
     }

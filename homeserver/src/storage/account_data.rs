@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream, decode_record, encode_record};
+use super::{Result, Storage, Stream, advance_stream};
 
 /// One changed account data entry; `room_id` is empty for global data.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,7 +13,7 @@ pub struct AccountDataRow {
     pub stream_id: i64,
 }
 
-fn record_id(user_id: &str, room_id: &str, data_type: &str) -> String {
+pub(super) fn record_id(user_id: &str, room_id: &str, data_type: &str) -> String {
     format!("{user_id}/{room_id}/{data_type}")
 }
 
@@ -36,7 +36,7 @@ impl Storage {
         .bind(room_id)
         .bind(data_type)
         .bind(stream_id)
-        .bind(encode_record(&record_id(user_id, room_id, data_type), content))
+        .bind(self.codec.encode(&record_id(user_id, room_id, data_type), content))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -58,7 +58,7 @@ impl Storage {
                 .await?;
         let Some(row) = row else { return Ok(None) };
         let bytes: Vec<u8> = row.try_get("content")?;
-        Ok(Some(decode_record(&record_id(user_id, room_id, data_type), &bytes)?))
+        Ok(Some(self.codec.decode(&record_id(user_id, room_id, data_type), &bytes)?))
     }
 
     /// The user's account data changed in `after < stream_id <= up_to`.
@@ -77,7 +77,7 @@ impl Storage {
                 let room_id: String = row.try_get("room_id")?;
                 let data_type: String = row.try_get("data_type")?;
                 let bytes: Vec<u8> = row.try_get("content")?;
-                let content = decode_record(&record_id(user_id, &room_id, &data_type), &bytes)?;
+                let content = self.codec.decode(&record_id(user_id, &room_id, &data_type), &bytes)?;
                 Ok(AccountDataRow { room_id, data_type, content, stream_id: row.try_get("stream_id")? })
             })
             .collect()

@@ -57,6 +57,7 @@ pub const TABLES: &[&str] = &[
     "openid_tokens",
     "blocked_rooms",
     "admin_tasks",
+    "at_rest_key_check",
 ];
 
 /// How a column's values are read and bound.
@@ -175,6 +176,8 @@ pub async fn copy_database(from: &str, to: &str) -> Result<Vec<(&'static str, i6
         acquire_timeout: std::time::Duration::from_secs(30),
         // A large copy runs long statements by design.
         statement_timeout: std::time::Duration::ZERO,
+        // Records are copied as opaque bytes: encrypted ones stay encrypted under the same key.
+        codec: super::Codec::plain(),
     };
     let source = Storage::connect(&options(from)).await?;
     let target = Storage::connect(&options(to)).await?;

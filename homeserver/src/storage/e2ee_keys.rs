@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, Stream, advance_stream, decode_record, encode_record, flag, placeholders};
+use super::{Result, Storage, Stream, advance_stream, flag, placeholders};
 
 /// A device's uploaded identity keys, with the device's display name.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,15 +38,15 @@ pub struct KeySignatureRow {
     pub signature: String,
 }
 
-fn device_record_id(user_id: &str, device_id: &str) -> String {
+pub(super) fn device_record_id(user_id: &str, device_id: &str) -> String {
     format!("device_keys/{user_id}/{device_id}")
 }
 
-fn one_time_record_id(user_id: &str, device_id: &str, key_id: &str) -> String {
+pub(super) fn one_time_record_id(user_id: &str, device_id: &str, key_id: &str) -> String {
     format!("one_time_key/{user_id}/{device_id}/{key_id}")
 }
 
-fn cross_signing_record_id(user_id: &str, key_type: &str) -> String {
+pub(super) fn cross_signing_record_id(user_id: &str, key_type: &str) -> String {
     format!("cross_signing_key/{user_id}/{key_type}")
 }
 
@@ -81,7 +81,7 @@ impl Storage {
             .await?;
         if let Some(row) = existing {
             let bytes: Vec<u8> = row.try_get("key_json")?;
-            if decode_record(&record_id, &bytes)? == *keys {
+            if self.codec.decode(&record_id, &bytes)? == *keys {
                 return Ok(false);
             }
         }
@@ -91,7 +91,7 @@ impl Storage {
         )
         .bind(user_id)
         .bind(device_id)
-        .bind(encode_record(&record_id, keys))
+        .bind(self.codec.encode(&record_id, keys))
         .execute(&mut *tx)
         .await?;
         mark_device_lists_changed(&mut tx, &[user_id]).await?;
@@ -120,7 +120,7 @@ impl Storage {
                 let user_id: String = row.try_get("user_id")?;
                 let device_id: String = row.try_get("device_id")?;
                 let bytes: Vec<u8> = row.try_get("key_json")?;
-                let keys = decode_record(&device_record_id(&user_id, &device_id), &bytes)?;
+                let keys = self.codec.decode(&device_record_id(&user_id, &device_id), &bytes)?;
                 Ok(DeviceKeysRow { user_id, device_id, keys, display_name: row.try_get("display_name")? })
             })
             .collect()
@@ -147,7 +147,7 @@ impl Storage {
         for row in &existing {
             let key_id: String = row.try_get("key_id")?;
             let bytes: Vec<u8> = row.try_get("key_json")?;
-            let key = decode_record(&one_time_record_id(user_id, device_id, &key_id), &bytes)?;
+            let key = self.codec.decode(&one_time_record_id(user_id, device_id, &key_id), &bytes)?;
             stored.insert(key_id, key);
         }
         let mut conflicts = Vec::new();
@@ -177,7 +177,7 @@ impl Storage {
                     .bind(device_id)
                     .bind(algorithm.as_str())
                     .bind(full_id.as_str())
-                    .bind(encode_record(&one_time_record_id(user_id, device_id, full_id), key));
+                    .bind(self.codec.encode(&one_time_record_id(user_id, device_id, full_id), key));
             }
             query.execute(&mut *tx).await?;
         }
@@ -209,7 +209,7 @@ impl Storage {
         key: &serde_json::Value,
     ) -> Result<()> {
         let full_id = format!("{algorithm}:{key_id}");
-        let encoded = encode_record(&one_time_record_id(user_id, device_id, &full_id), key);
+        let encoded = self.codec.encode(&one_time_record_id(user_id, device_id, &full_id), key);
         let mut tx = self.write.begin().await?;
         let existing = sqlx::query(
             "SELECT key_id, key_json FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3",
@@ -222,7 +222,8 @@ impl Storage {
         if let Some(row) = existing {
             let old_id: String = row.try_get("key_id")?;
             let bytes: Vec<u8> = row.try_get("key_json")?;
-            if old_id == full_id && decode_record(&one_time_record_id(user_id, device_id, &old_id), &bytes)? == *key {
+            if old_id == full_id && self.codec.decode(&one_time_record_id(user_id, device_id, &old_id), &bytes)? == *key
+            {
                 return Ok(());
             }
         }
@@ -279,7 +280,7 @@ impl Storage {
             if let Some(row) = row {
                 let key_id: String = row.try_get("key_id")?;
                 let bytes: Vec<u8> = row.try_get("key_json")?;
-                let key = decode_record(&one_time_record_id(user_id, device_id, &key_id), &bytes)?;
+                let key = self.codec.decode(&one_time_record_id(user_id, device_id, &key_id), &bytes)?;
                 return Ok(Some((key_id, key)));
             }
             if self.one_time_key_counts(user_id, device_id).await?.get(algorithm).copied().unwrap_or(0) == 0 {
@@ -299,7 +300,7 @@ impl Storage {
         let Some(row) = row else { return Ok(None) };
         let key_id: String = row.try_get("key_id")?;
         let bytes: Vec<u8> = row.try_get("key_json")?;
-        let key = decode_record(&one_time_record_id(user_id, device_id, &key_id), &bytes)?;
+        let key = self.codec.decode(&one_time_record_id(user_id, device_id, &key_id), &bytes)?;
         Ok(Some((key_id, key)))
     }
 
@@ -319,7 +320,7 @@ impl Storage {
             .bind(user_id)
             .bind(key_type.as_str())
             .bind(public_key.as_str())
-            .bind(encode_record(&cross_signing_record_id(user_id, key_type), key))
+            .bind(self.codec.encode(&cross_signing_record_id(user_id, key_type), key))
             .execute(&mut *tx)
             .await?;
         }
@@ -346,7 +347,7 @@ impl Storage {
                 let user_id: String = row.try_get("user_id")?;
                 let key_type: String = row.try_get("key_type")?;
                 let bytes: Vec<u8> = row.try_get("key_json")?;
-                let key = decode_record(&cross_signing_record_id(&user_id, &key_type), &bytes)?;
+                let key = self.codec.decode(&cross_signing_record_id(&user_id, &key_type), &bytes)?;
                 Ok(CrossSigningKeyRow { user_id, key_type, public_key: row.try_get("public_key")?, key })
             })
             .collect()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::codec::Codec;
 use super::rooms::{NewEvent, Persisted, insert_event};
 use super::{Result, StorageError};
 use crate::metrics::SharedHistogram;
@@ -35,9 +36,9 @@ impl std::fmt::Debug for Job {
 impl EventWriter {
     /// Starts the writer task on the current runtime. `order` is held while writing so other
     /// writers of the same counters (state groups) do not interleave.
-    pub(super) fn spawn(pool: AnyPool, order: Arc<Mutex<()>>, latency: Arc<SharedHistogram>) -> Self {
+    pub(super) fn spawn(pool: AnyPool, codec: Codec, order: Arc<Mutex<()>>, latency: Arc<SharedHistogram>) -> Self {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(pool, order, receiver, latency));
+        tokio::spawn(run(pool, codec, order, receiver, latency));
         Self { jobs }
     }
 
@@ -52,12 +53,18 @@ fn writer_gone() -> StorageError {
     StorageError::Corrupt("the event writer has stopped".into())
 }
 
-async fn run(pool: AnyPool, order: Arc<Mutex<()>>, mut receiver: mpsc::Receiver<Job>, latency: Arc<SharedHistogram>) {
+async fn run(
+    pool: AnyPool,
+    codec: Codec,
+    order: Arc<Mutex<()>>,
+    mut receiver: mpsc::Receiver<Job>,
+    latency: Arc<SharedHistogram>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let _order = order.lock().await;
         let started = std::time::Instant::now();
-        let written = write_batch(&pool, &batch).await;
+        let written = write_batch(&pool, &codec, &batch).await;
         latency.observe(started.elapsed());
         match written {
             Ok(results) => {
@@ -68,7 +75,7 @@ async fn run(pool: AnyPool, order: Arc<Mutex<()>>, mut receiver: mpsc::Receiver<
             // One bad event must not fail its neighbours: retry each on its own.
             Err(_) => {
                 for job in batch.drain(..) {
-                    let result = write_batch(&pool, std::slice::from_ref(&job)).await.map(|mut r| r.remove(0));
+                    let result = write_batch(&pool, &codec, std::slice::from_ref(&job)).await.map(|mut r| r.remove(0));
                     let _ = job.reply.send(result);
                 }
             }
@@ -76,16 +83,19 @@ async fn run(pool: AnyPool, order: Arc<Mutex<()>>, mut receiver: mpsc::Receiver<
     }
 }
 
-async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Persisted>> {
+async fn write_batch(pool: &AnyPool, codec: &Codec, jobs: &[Job]) -> Result<Vec<Persisted>> {
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        results.push(insert_event(&mut tx, &job.event).await?);
+        results.push(insert_event(codec, &mut tx, &job.event).await?);
     }
-    // The whole batch's search rows in as few statements as possible.
-    let indexed: Vec<(&NewEvent, i64)> =
-        jobs.iter().zip(&results).map(|(job, persisted)| (&job.event, persisted.stream_ordering)).collect();
-    super::search::index_events(&mut tx, &indexed).await?;
+    // The whole batch's search rows in as few statements as possible. With encryption at rest
+    // there is no index: it would hold message text in the clear.
+    if !codec.encrypts() {
+        let indexed: Vec<(&NewEvent, i64)> =
+            jobs.iter().zip(&results).map(|(job, persisted)| (&job.event, persisted.stream_ordering)).collect();
+        super::search::index_events(&mut tx, &indexed).await?;
+    }
     tx.commit().await?;
     Ok(results)
 }

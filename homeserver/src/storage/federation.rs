@@ -44,12 +44,22 @@ pub(super) async fn queue_pdu(tx: &mut AnyConnection, destinations: &[String], s
 }
 
 /// Queues an EDU for one destination inside a transaction.
-pub(super) async fn insert_edu(tx: &mut AnyConnection, destination: &str, edu: &serde_json::Value) -> Result<()> {
+/// The identity of a queued EDU (its associated data when sealed).
+pub(super) fn edu_record_id(destination: &str, position: i64) -> String {
+    format!("outbox_edu/{destination}/{position}")
+}
+
+pub(super) async fn insert_edu(
+    codec: &super::Codec,
+    tx: &mut AnyConnection,
+    destination: &str,
+    edu: &serde_json::Value,
+) -> Result<()> {
     let position = advance_stream(tx, Stream::FederationEdus).await?;
     sqlx::query("INSERT INTO federation_outbox_edus (destination, position, edu) VALUES ($1, $2, $3)")
         .bind(destination)
         .bind(position)
-        .bind(edu.to_string())
+        .bind(codec.encode_text(&edu_record_id(destination, position), edu))
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -179,7 +189,7 @@ impl Storage {
         }
         let mut tx = self.write.begin().await?;
         for destination in destinations {
-            insert_edu(&mut tx, destination, edu).await?;
+            insert_edu(&self.codec, &mut tx, destination, edu).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -210,7 +220,7 @@ impl Storage {
         for row in &pdu_rows {
             let event_id: String = row.try_get("event_id")?;
             let bytes: Vec<u8> = row.try_get("json")?;
-            batch.pdus.push((row.try_get("stream_ordering")?, super::decode_record(&event_id, &bytes)?));
+            batch.pdus.push((row.try_get("stream_ordering")?, self.codec.decode(&event_id, &bytes)?));
         }
         let edu_rows = sqlx::query(
             "SELECT position, edu FROM federation_outbox_edus WHERE destination = $1 ORDER BY position LIMIT $2",
@@ -220,9 +230,8 @@ impl Storage {
         .fetch_all(&self.read)
         .await?;
         for row in &edu_rows {
-            let text: String = row.try_get("edu")?;
-            let edu = serde_json::from_str(&text).map_err(|e| super::StorageError::Corrupt(e.to_string()))?;
-            batch.edus.push((row.try_get("position")?, edu));
+            let (position, text): (i64, String) = (row.try_get("position")?, row.try_get("edu")?);
+            batch.edus.push((position, self.codec.decode_text(&edu_record_id(destination, position), &text)?));
         }
         Ok(batch)
     }

@@ -3,7 +3,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, decode_record, encode_record, flag};
+use super::{Result, Storage, flag};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackupVersionRow {
@@ -39,11 +39,11 @@ impl BackupKeyRow {
     }
 }
 
-fn version_record_id(user_id: &str, version: i64) -> String {
+pub(super) fn version_record_id(user_id: &str, version: i64) -> String {
     format!("backup_version/{user_id}/{version}")
 }
 
-fn key_record_id(user_id: &str, version: i64, room_id: &str, session_id: &str) -> String {
+pub(super) fn key_record_id(user_id: &str, version: i64, room_id: &str, session_id: &str) -> String {
     format!("backup_key/{user_id}/{version}/{room_id}/{session_id}")
 }
 
@@ -75,7 +75,7 @@ impl Storage {
             .bind(user_id)
             .bind(version)
             .bind(algorithm_name)
-            .bind(encode_record(&version_record_id(user_id, version), algorithm))
+            .bind(self.codec.encode(&version_record_id(user_id, version), algorithm))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -99,7 +99,7 @@ impl Storage {
         let bytes: Vec<u8> = row.try_get("auth_data")?;
         Ok(Some(BackupVersionRow {
             version,
-            algorithm: decode_record(&version_record_id(user_id, version), &bytes)?,
+            algorithm: self.codec.decode(&version_record_id(user_id, version), &bytes)?,
             etag: row.try_get("etag")?,
             count: row.try_get("n")?,
         }))
@@ -117,7 +117,7 @@ impl Storage {
         )
         .bind(user_id)
         .bind(version)
-        .bind(encode_record(&version_record_id(user_id, version), algorithm))
+        .bind(self.codec.encode(&version_record_id(user_id, version), algorithm))
         .execute(&self.write)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -174,7 +174,7 @@ impl Storage {
                     continue;
                 }
             }
-            upsert_backup_key(&mut tx, user_id, version, key).await?;
+            upsert_backup_key(&self.codec, &mut tx, user_id, version, key).await?;
             changed = true;
         }
         if changed {
@@ -206,7 +206,7 @@ impl Storage {
                 let room_id: String = row.try_get("room_id")?;
                 let session_id: String = row.try_get("session_id")?;
                 let bytes: Vec<u8> = row.try_get("session_data")?;
-                let data = decode_record(&key_record_id(user_id, version, &room_id, &session_id), &bytes)?;
+                let data = self.codec.decode(&key_record_id(user_id, version, &room_id, &session_id), &bytes)?;
                 Ok(BackupKeyRow {
                     first_message_index: row.try_get("first_message_index")?,
                     forwarded_count: row.try_get("forwarded_count")?,
@@ -249,7 +249,13 @@ impl Storage {
     }
 }
 
-async fn upsert_backup_key(conn: &mut AnyConnection, user_id: &str, version: i64, key: &BackupKeyRow) -> Result<()> {
+async fn upsert_backup_key(
+    codec: &super::Codec,
+    conn: &mut AnyConnection,
+    user_id: &str,
+    version: i64,
+    key: &BackupKeyRow,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO key_backup_keys (user_id, version, room_id, session_id, first_message_index, forwarded_count, \
          is_verified, session_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -264,7 +270,7 @@ async fn upsert_backup_key(conn: &mut AnyConnection, user_id: &str, version: i64
     .bind(key.first_message_index)
     .bind(key.forwarded_count)
     .bind(flag(key.is_verified))
-    .bind(encode_record(&key_record_id(user_id, version, &key.room_id, &key.session_id), &key.data))
+    .bind(codec.encode(&key_record_id(user_id, version, &key.room_id, &key.session_id), &key.data))
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -38,24 +38,52 @@ pub struct UploadedContent<'a> {
     pub sha256: &'a str,
 }
 
-pub(super) const MEDIA_COLUMNS: &str = "origin, media_id, uploader, content_type, filename, size, created_ts, \
-     unused_expires_ts, quarantined_by";
+pub(super) const MEDIA_COLUMNS: &str = "origin, media_id, uploader, content_type, filename, sealed_filename, size, \
+     created_ts, unused_expires_ts, quarantined_by";
 
-pub(super) fn media_from_row(row: &sqlx::any::AnyRow) -> Result<MediaRow> {
-    Ok(MediaRow {
-        origin: row.try_get("origin")?,
-        media_id: row.try_get("media_id")?,
-        uploader: row.try_get("uploader")?,
-        content_type: row.try_get("content_type")?,
-        filename: row.try_get("filename")?,
-        size: row.try_get("size")?,
-        created_ts: row.try_get("created_ts")?,
-        unused_expires_ts: row.try_get("unused_expires_ts")?,
-        quarantined_by: row.try_get("quarantined_by")?,
-    })
+/// The identity of a media item's sealed file name.
+pub(super) fn filename_record_id(origin: &str, media_id: &str) -> String {
+    format!("media_filename/{origin}/{media_id}")
 }
 
 impl Storage {
+    /// A `media` row read with [`MEDIA_COLUMNS`]; the file name is unsealed when it was stored
+    /// encrypted.
+    pub(super) fn media_from_row(&self, row: &sqlx::any::AnyRow) -> Result<MediaRow> {
+        let origin: String = row.try_get("origin")?;
+        let media_id: String = row.try_get("media_id")?;
+        let sealed: Option<Vec<u8>> = row.try_get("sealed_filename")?;
+        let filename = match sealed {
+            Some(bytes) => match self.codec.decode(&filename_record_id(&origin, &media_id), &bytes)? {
+                serde_json::Value::String(name) => Some(name),
+                _ => return Err(super::StorageError::Corrupt(format!("file name of {origin}/{media_id}"))),
+            },
+            None => row.try_get("filename")?,
+        };
+        Ok(MediaRow {
+            origin,
+            media_id,
+            uploader: row.try_get("uploader")?,
+            content_type: row.try_get("content_type")?,
+            filename,
+            size: row.try_get("size")?,
+            created_ts: row.try_get("created_ts")?,
+            unused_expires_ts: row.try_get("unused_expires_ts")?,
+            quarantined_by: row.try_get("quarantined_by")?,
+        })
+    }
+
+    /// The file name for the plain `filename` column: none when encrypting at rest.
+    fn plain_filename<'a>(&self, filename: Option<&'a str>) -> Option<&'a str> {
+        filename.filter(|_| !self.codec.encrypts())
+    }
+
+    /// The file name sealed, when encrypting at rest.
+    fn sealed_filename(&self, origin: &str, media_id: &str, filename: Option<&str>) -> Option<Vec<u8>> {
+        let name = filename.filter(|_| self.codec.encrypts())?;
+        Some(self.codec.encode(&filename_record_id(origin, media_id), &serde_json::Value::from(name)))
+    }
+
     /// Records a completed upload.
     pub async fn insert_media(
         &self,
@@ -66,14 +94,15 @@ impl Storage {
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO media (origin, media_id, uploader, content_type, filename, size, sha256, created_ts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO media (origin, media_id, uploader, content_type, filename, sealed_filename, size, sha256, \
+             created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(origin)
         .bind(media_id)
         .bind(uploader)
         .bind(content.content_type)
-        .bind(content.filename)
+        .bind(self.plain_filename(content.filename))
+        .bind(self.sealed_filename(origin, media_id, content.filename))
         .bind(content.size)
         .bind(content.sha256)
         .bind(now)
@@ -91,16 +120,17 @@ impl Storage {
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO media (origin, media_id, content_type, filename, size, sha256, created_ts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (origin, media_id) DO NOTHING",
+            "INSERT INTO media (origin, media_id, content_type, filename, sealed_filename, size, sha256, created_ts) \
+             VALUES ($1, $2, $3, $4, $8, $5, $6, $7) ON CONFLICT (origin, media_id) DO NOTHING",
         )
         .bind(origin)
         .bind(media_id)
         .bind(content.content_type)
-        .bind(content.filename)
+        .bind(self.plain_filename(content.filename))
         .bind(content.size)
         .bind(content.sha256)
         .bind(now)
+        .bind(self.sealed_filename(origin, media_id, content.filename))
         .execute(&self.write)
         .await?;
         Ok(())
@@ -151,15 +181,16 @@ impl Storage {
         content: &UploadedContent<'_>,
     ) -> Result<bool> {
         let result = sqlx::query(
-            "UPDATE media SET content_type = $3, filename = $4, size = $5, sha256 = $6, unused_expires_ts = NULL \
-             WHERE origin = $1 AND media_id = $2 AND size IS NULL",
+            "UPDATE media SET content_type = $3, filename = $4, sealed_filename = $7, size = $5, sha256 = $6, \
+             unused_expires_ts = NULL WHERE origin = $1 AND media_id = $2 AND size IS NULL",
         )
         .bind(origin)
         .bind(media_id)
         .bind(content.content_type)
-        .bind(content.filename)
+        .bind(self.plain_filename(content.filename))
         .bind(content.size)
         .bind(content.sha256)
+        .bind(self.sealed_filename(origin, media_id, content.filename))
         .execute(&self.write)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -171,7 +202,7 @@ impl Storage {
             .bind(media_id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(media_from_row).transpose()
+        row.as_ref().map(|row| self.media_from_row(row)).transpose()
     }
 
     pub async fn thumbnail(
@@ -203,6 +234,39 @@ impl Storage {
             })
         })
         .transpose()
+    }
+
+    /// A page of every media item's (origin, media ID), for walking the whole store.
+    pub async fn media_page(&self, limit: i64, offset: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT origin, media_id FROM media ORDER BY origin, media_id LIMIT $1 OFFSET $2")
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("origin")?, row.try_get("media_id")?))).collect()
+    }
+
+    /// A page of every stored thumbnail: (origin, media ID, width, height, method).
+    pub async fn thumbnail_page(&self, limit: i64, offset: i64) -> Result<Vec<(String, String, i64, i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT origin, media_id, width, height, method FROM media_thumbnails \
+             ORDER BY origin, media_id, width, height, method LIMIT $1 OFFSET $2",
+        )
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("origin")?,
+                    row.try_get("media_id")?,
+                    row.try_get("width")?,
+                    row.try_get("height")?,
+                    row.try_get("method")?,
+                ))
+            })
+            .collect()
     }
 
     /// Records a generated thumbnail; a concurrent request storing the same one is fine.

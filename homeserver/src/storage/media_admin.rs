@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::media::{MEDIA_COLUMNS, media_from_row};
+use super::media::MEDIA_COLUMNS;
 use super::rooms::EVENT_COLUMNS;
 use super::{EventRow, MediaRow, Result, Storage};
 
@@ -58,7 +58,7 @@ impl Storage {
             order.column()
         );
         let rows = sqlx::query(&sql).bind(uploader).bind(limit).bind(offset).fetch_all(&self.read).await?;
-        let media = rows.iter().map(media_from_row).collect::<Result<Vec<_>>>()?;
+        let media = rows.iter().map(|row| self.media_from_row(row)).collect::<Result<Vec<_>>>()?;
         let total = sqlx::query("SELECT COUNT(*) AS n FROM media WHERE uploader = $1")
             .bind(uploader)
             .fetch_one(&self.read)
@@ -106,7 +106,7 @@ impl Storage {
         .await?;
         let mut urls = Vec::new();
         for row in &rows {
-            let event = EventRow::from_row(row)?;
+            let event = EventRow::from_row(&self.codec, row)?;
             if let Some(url) = event.json["content"]["url"].as_str() {
                 urls.push(url.to_owned());
             }

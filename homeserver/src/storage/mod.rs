@@ -17,6 +17,7 @@ mod event_writer;
 mod federation;
 mod filters;
 mod key_backup;
+mod key_check;
 mod media;
 mod media_admin;
 mod memberships;
@@ -29,6 +30,7 @@ mod relations;
 mod remote_rooms;
 mod room_purge;
 mod rooms;
+mod rotation;
 mod search;
 mod to_device;
 mod tokens;
@@ -48,7 +50,7 @@ pub use accounts::{DeviceRow, NewAccount, NewDevice, ProfileField, ProfileRow, R
 pub use admin::{AdminUserRow, UserOrder, UserQuery};
 pub use admin_tasks::AdminTaskRow;
 pub use audit_log::{AuditEntry, AuditHead, AuditQuery, AuditRow};
-pub use codec::{decode_record, encode_record};
+pub use codec::Codec;
 pub use content_reports::{ContentReportRow, NewContentReport, ReportQuery};
 pub use copy::{TABLES, copy_database};
 pub use e2ee_keys::{CrossSigningKeyRow, DeviceKeysRow, KeySignatureRow};
@@ -99,6 +101,9 @@ pub enum StorageError {
     UnsupportedUrl,
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// Encryption at rest: the configured key does not match the database, or is missing.
+    #[error("{0}")]
+    Key(String),
 }
 
 impl StorageError {
@@ -117,6 +122,8 @@ pub struct StorageOptions {
     pub acquire_timeout: Duration,
     /// PostgreSQL's `statement_timeout`; zero means none.
     pub statement_timeout: Duration,
+    /// How records are stored: plain, or encrypted at rest.
+    pub codec: Codec,
 }
 
 /// Handle to the database. Cheap to clone.
@@ -133,6 +140,7 @@ pub struct Storage {
     event_order: std::sync::Arc<tokio::sync::Mutex<()>>,
     event_writer: event_writer::EventWriter,
     event_commit_latency: std::sync::Arc<crate::metrics::SharedHistogram>,
+    codec: Codec,
 }
 
 impl Storage {
@@ -174,15 +182,25 @@ impl Storage {
                 let read = pool_options(options.max_connections).connect_with(connect_options).await?;
                 let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
                 let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
-                let event_writer =
-                    event_writer::EventWriter::spawn(write.clone(), event_order.clone(), latency.clone());
-                Self { read, write, engine, event_order, event_writer, event_commit_latency: latency }
+                let event_writer = event_writer::EventWriter::spawn(
+                    write.clone(),
+                    options.codec.clone(),
+                    event_order.clone(),
+                    latency.clone(),
+                );
+                let codec = options.codec.clone();
+                Self { read, write, engine, event_order, event_writer, event_commit_latency: latency, codec }
             }
             Engine::Postgres => {
                 let pool = pool_options(options.max_connections).connect_with(connect_options).await?;
                 let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
                 let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
-                let event_writer = event_writer::EventWriter::spawn(pool.clone(), event_order.clone(), latency.clone());
+                let event_writer = event_writer::EventWriter::spawn(
+                    pool.clone(),
+                    options.codec.clone(),
+                    event_order.clone(),
+                    latency.clone(),
+                );
                 Self {
                     read: pool.clone(),
                     write: pool,
@@ -190,6 +208,7 @@ impl Storage {
                     event_order,
                     event_writer,
                     event_commit_latency: latency,
+                    codec: options.codec.clone(),
                 }
             }
         };
@@ -214,6 +233,16 @@ impl Storage {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Whether records are encrypted at rest.
+    pub fn encrypts_at_rest(&self) -> bool {
+        self.codec.encrypts()
+    }
+
+    /// The at-rest keys, when encrypting (media is sealed with the same ones).
+    pub fn at_rest_keys(&self) -> Option<&std::sync::Arc<crate::at_rest::Keyring>> {
+        self.codec.keys()
     }
 
     /// Cheap liveness check of the database.
@@ -371,6 +400,20 @@ pub(crate) mod test_support {
         Some(format!("{base}{separator}options[search_path]={schema}"))
     }
 
+    /// Fresh database URLs for both engines that are available here.
+    pub async fn engine_urls() -> Vec<String> {
+        let dir = std::env::temp_dir().join(format!("myelin-unit-{}", random_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.join("test.db").display())];
+        urls.extend(postgres_url().await);
+        urls
+    }
+
+    /// Opens `url` storing records with `codec`.
+    pub async fn connect_with(url: &str, codec: Codec) -> Storage {
+        Storage::connect(&StorageOptions { codec, ..options(url.to_owned()) }).await.unwrap()
+    }
+
     /// Both engines that are available here.
     pub async fn engines() -> Vec<Storage> {
         let mut all = vec![sqlite().await];
@@ -384,6 +427,7 @@ pub(crate) mod test_support {
             max_connections: 4,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::ZERO,
+            codec: Codec::plain(),
         }
     }
 
@@ -406,6 +450,7 @@ mod tests {
             max_connections: 1,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_millis(200),
+            codec: Codec::plain(),
         };
         let storage = Storage::connect(&options).await.unwrap();
         let slow = sqlx::query("SELECT pg_sleep(2)").execute(&storage.read).await;

@@ -33,6 +33,11 @@ pub struct RemoteInvite<'a> {
     pub stripped_state: &'a serde_json::Value,
 }
 
+/// The identity of a remote invite's stripped state (its associated data when sealed).
+pub(super) fn invite_record_id(room_id: &str, user_id: &str) -> String {
+    format!("remote_invite/{room_id}/{user_id}")
+}
+
 impl Storage {
     /// Records an invite into a room we are not in: a placeholder room row, the invite event as
     /// an outlier, the user's `invite` membership and the stripped state to show with it.
@@ -44,7 +49,7 @@ impl Storage {
         if known.is_empty() {
             let mut outlier = invite.event.clone();
             outlier.outlier = true;
-            let persisted = insert_event(&mut tx, &outlier).await?;
+            let persisted = insert_event(&self.codec, &mut tx, &outlier).await?;
             let (room_id, user_id, event_id) = (invite.room_id, invite.user_id, &invite.event.event_id);
             upsert_membership(&mut tx, room_id, user_id, invite.membership, event_id, persisted.stream_ordering)
                 .await?;
@@ -57,7 +62,7 @@ impl Storage {
         .bind(invite.room_id)
         .bind(invite.user_id)
         .bind(&invite.event.event_id)
-        .bind(invite.stripped_state.to_string())
+        .bind(self.codec.encode_text(&invite_record_id(invite.room_id, invite.user_id), invite.stripped_state))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -82,7 +87,7 @@ impl Storage {
                 None => {
                     let mut row = event.clone();
                     row.outlier = true;
-                    insert_event(&mut tx, &row).await?;
+                    insert_event(&self.codec, &mut tx, &row).await?;
                     true
                 }
             };
@@ -140,7 +145,7 @@ impl Storage {
         let mut tx = self.write.begin().await?;
         let mut outlier = event.clone();
         outlier.outlier = true;
-        let persisted = insert_event(&mut tx, &outlier).await?;
+        let persisted = insert_event(&self.codec, &mut tx, &outlier).await?;
         sqlx::query(
             "UPDATE memberships SET membership = 'leave', event_id = $3, stream_ordering = $4 \
              WHERE room_id = $1 AND user_id = $2",
@@ -177,7 +182,7 @@ impl Storage {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let text: String = sqlx::Row::try_get(&row, "stripped_state")?;
-        Ok(serde_json::from_str(&text).ok())
+        Ok(Some(self.codec.decode_text(&invite_record_id(room_id, user_id), &text)?))
     }
 
     /// Stores a remote room's state (rooms row, outlier events, a snapshot state group and the
@@ -197,7 +202,7 @@ impl Storage {
             let mut outlier = event.clone();
             outlier.outlier = true;
             outlier.state_group_before = group;
-            let persisted = insert_event(&mut tx, &outlier).await?;
+            let persisted = insert_event(&self.codec, &mut tx, &outlier).await?;
             let in_state = event
                 .state_key
                 .as_ref()

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, StorageError, decode_record, encode_record, flag, placeholders};
+use super::{Result, Storage, StorageError, flag, placeholders};
 
 /// A state map: `(event type, state key)` → event ID.
 pub type StateMap = HashMap<(String, String), String>;
@@ -43,10 +43,10 @@ pub(super) const EVENT_COLUMNS: &str = "e.stream_ordering, e.event_id, e.room_id
      e.origin_server_ts, e.state_group_before, e.state_group_after, e.rejected_reason, e.json";
 
 impl EventRow {
-    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(super) fn from_row(codec: &super::codec::Codec, row: &AnyRow) -> Result<Self> {
         let event_id: String = row.try_get("event_id")?;
         let bytes: Vec<u8> = row.try_get("json")?;
-        let json = decode_record(&event_id, &bytes)?;
+        let json = codec.decode(&event_id, &bytes)?;
         Ok(Self {
             stream_ordering: row.try_get("stream_ordering")?,
             event_id,
@@ -266,7 +266,7 @@ impl Storage {
             .bind(event_id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(EventRow::from_row).transpose()
+        row.as_ref().map(|row| EventRow::from_row(&self.codec, row)).transpose()
     }
 
     /// Events by ID, in one query; missing IDs are simply absent.
@@ -281,7 +281,7 @@ impl Storage {
             query = query.bind(id);
         }
         let rows = query.fetch_all(&self.read).await?;
-        rows.iter().map(EventRow::from_row).collect()
+        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
     }
 
     /// Accepted events of a room with `after < stream_ordering <= up_to`, at most `limit`, from
@@ -308,7 +308,7 @@ impl Storage {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(EventRow::from_row).collect()
+        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
     }
 
     /// For several rooms at once: the newest accepted events with `after < stream_ordering <=
@@ -334,7 +334,7 @@ impl Storage {
             query = query.bind(room_id);
         }
         let rows = query.fetch_all(&self.read).await?;
-        rows.iter().map(EventRow::from_row).collect()
+        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
     }
 
     /// The newest stream position (0 for an empty server).
@@ -363,7 +363,7 @@ impl Storage {
         .bind(ts)
         .fetch_optional(&self.read)
         .await?;
-        row.as_ref().map(EventRow::from_row).transpose()
+        row.as_ref().map(|row| EventRow::from_row(&self.codec, row)).transpose()
     }
 
     /// The first event after `after` that set the same state entry.
@@ -384,14 +384,14 @@ impl Storage {
         .bind(after)
         .fetch_optional(&self.read)
         .await?;
-        row.as_ref().map(EventRow::from_row).transpose()
+        row.as_ref().map(|row| EventRow::from_row(&self.codec, row)).transpose()
     }
 
     /// Replaces an event's stored JSON (with its redacted form); the original is not kept.
     pub async fn replace_event_json(&self, event_id: &str, json: &serde_json::Value) -> Result<()> {
         sqlx::query("UPDATE events SET json = $2 WHERE event_id = $1")
             .bind(event_id)
-            .bind(encode_record(event_id, json))
+            .bind(self.codec.encode(event_id, json))
             .execute(&self.write)
             .await?;
         Ok(())
@@ -437,7 +437,11 @@ const HIGHEST_ORDERINGS: &str = "SELECT COALESCE(MAX(stream_ordering), 0) AS n F
 
 /// Writes one event and everything that follows from it (state group, forward extremities,
 /// current state, membership, transaction ID) on `tx`, with the next stream ordering.
-pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Result<Persisted> {
+pub(super) async fn insert_event(
+    codec: &super::codec::Codec,
+    tx: &mut AnyConnection,
+    event: &NewEvent,
+) -> Result<Persisted> {
     let stream_ordering: i64 = sqlx::query(&format!("SELECT MAX(n) + 1 AS next FROM ({HIGHEST_ORDERINGS}) AS highest"))
         .fetch_one(&mut *tx)
         .await?
@@ -470,7 +474,7 @@ pub(super) async fn insert_event(tx: &mut AnyConnection, event: &NewEvent) -> Re
     .bind(event.state_group_before)
     .bind(state_group_after)
     .bind(event.rejected_reason.as_deref())
-    .bind(encode_record(&event.event_id, &event.json))
+    .bind(codec.encode(&event.event_id, &event.json))
     .bind(flag(event.outlier))
     .execute(&mut *tx)
     .await?;

@@ -83,6 +83,10 @@ impl Storage {
     /// Indexes events persisted before the index existed, `batch` at a time from where the last
     /// call stopped, up to `up_to`. Returns how many events were looked at (0 when done).
     pub async fn backfill_search_index(&self, up_to: i64, batch: i64) -> Result<usize> {
+        if self.codec.encrypts() {
+            // No plaintext index with encryption at rest.
+            return Ok(0);
+        }
         let after = self.stream_position(Stream::SearchBackfill).await?;
         let events = self.searchable_events(after, up_to, batch).await?;
         let Some(last) = events.last().map(|e| e.stream_ordering) else {
@@ -145,7 +149,7 @@ impl Storage {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(super::EventRow::from_row).collect()
+        rows.iter().map(|row| super::EventRow::from_row(&self.codec, row)).collect()
     }
 }
 

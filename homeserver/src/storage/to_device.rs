@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream_by, decode_record, encode_record, placeholders};
+use super::{Result, Storage, Stream, advance_stream_by, placeholders};
 
 /// A message for one device, or for all of the user's devices when `device_id` is `None`.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +22,7 @@ pub struct ToDeviceRow {
     pub content: serde_json::Value,
 }
 
-fn record_id(stream_id: i64) -> String {
+pub(super) fn record_id(stream_id: i64) -> String {
     format!("to_device/{stream_id}")
 }
 
@@ -56,9 +56,9 @@ impl Storage {
         }
         // Messages for other servers' users leave as EDUs, queued in the same transaction.
         for (destination, edu) in remote {
-            super::federation::insert_edu(&mut tx, destination, edu).await?;
+            super::federation::insert_edu(&self.codec, &mut tx, destination, edu).await?;
         }
-        let delivered = deliver(&mut tx, sender, event_type, messages).await?;
+        let delivered = deliver(&self.codec, &mut tx, sender, event_type, messages).await?;
         tx.commit().await?;
         Ok(Some(delivered))
     }
@@ -71,7 +71,7 @@ impl Storage {
         messages: &[NewToDeviceMessage],
     ) -> Result<usize> {
         let mut tx = self.write.begin().await?;
-        let delivered = deliver(&mut tx, sender, event_type, messages).await?;
+        let delivered = deliver(&self.codec, &mut tx, sender, event_type, messages).await?;
         tx.commit().await?;
         Ok(delivered)
     }
@@ -105,7 +105,7 @@ impl Storage {
                     stream_id,
                     sender: row.try_get("sender")?,
                     event_type: row.try_get("event_type")?,
-                    content: decode_record(&record_id(stream_id), &bytes)?,
+                    content: self.codec.decode(&record_id(stream_id), &bytes)?,
                 })
             })
             .collect()
@@ -140,6 +140,7 @@ impl Storage {
 /// Queues messages for the recipients' devices: one device, or all of a user's devices for
 /// `device_id: None`; devices that do not exist get nothing. Returns how many were queued.
 async fn deliver(
+    codec: &super::Codec,
     conn: &mut sqlx::AnyConnection,
     sender: &str,
     event_type: &str,
@@ -195,7 +196,7 @@ async fn deliver(
                 .bind(device_id.as_str())
                 .bind(sender)
                 .bind(event_type)
-                .bind(encode_record(&record_id(stream_id), content));
+                .bind(codec.encode(&record_id(stream_id), content));
         }
         query.execute(&mut *conn).await?;
     }

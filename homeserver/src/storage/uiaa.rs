@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, decode_record, encode_record};
+use super::{Result, Storage};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UiaaSessionRow {
@@ -23,7 +23,7 @@ impl Storage {
         progress: &serde_json::Value,
         now: i64,
     ) -> Result<()> {
-        let completed = encode_record(session_id, progress);
+        let completed = self.codec.encode(session_id, progress);
         sqlx::query(
             "INSERT INTO uiaa_sessions (session_id, user_id, purpose, completed, created_ts) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -46,7 +46,7 @@ impl Storage {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let completed_bytes: Vec<u8> = row.try_get("completed")?;
-        let progress = decode_record(session_id, &completed_bytes)?;
+        let progress = self.codec.decode(session_id, &completed_bytes)?;
         Ok(Some(UiaaSessionRow {
             session_id: row.try_get("session_id")?,
             user_id: row.try_get("user_id")?,
@@ -57,7 +57,7 @@ impl Storage {
     }
 
     pub async fn set_uiaa_progress(&self, session_id: &str, progress: &serde_json::Value) -> Result<()> {
-        let bytes = encode_record(session_id, progress);
+        let bytes = self.codec.encode(session_id, progress);
         sqlx::query("UPDATE uiaa_sessions SET completed = $2 WHERE session_id = $1")
             .bind(session_id)
             .bind(bytes)

@@ -168,7 +168,13 @@ impl TestServer {
     }
 
     /// Starts a stopped server again on the same address, database and signing key.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Restarts after `adjust` has changed the configuration (same database and address).
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
+        adjust(&mut self.config);
         self.stop().await;
         let addr = self.base_url.rsplit('/').next().unwrap().to_owned();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -192,20 +198,13 @@ impl TestServer {
         listener: tokio::net::TcpListener,
         tls: bool,
     ) -> Self {
-        let storage = homeserver::storage::Storage::connect(&homeserver::storage::StorageOptions {
-            url: config.effective_database_url(),
-            max_connections: config.database.max_connections,
-            acquire_timeout: std::time::Duration::from_secs(30),
-            statement_timeout: std::time::Duration::from_secs(60),
-        })
-        .await
-        .expect("database");
+        let storage = homeserver::server::open_storage(&config).await.expect("database");
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
         let clock = Arc::new(TestClock(AtomicI64::new(now)));
         let server_name = config.server_name.clone();
         let key_file = key.to_key_file();
-        let media = homeserver::media::store::LocalFileStore::new(config.effective_media_path()).expect("media dir");
-        let state = homeserver::AppState::new(config.clone(), storage, key, clock.clone(), Box::new(media));
+        let media = homeserver::server::open_media_store(&config, &storage).expect("media dir");
+        let state = homeserver::AppState::new(config.clone(), storage, key, clock.clone(), media);
         state.outbox.resume(&state).await;
         homeserver::admin_tasks::fail_interrupted(&state).await;
 
