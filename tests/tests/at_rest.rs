@@ -354,6 +354,31 @@ async fn federated_rooms_and_invites_are_sealed_on_both_servers(engine: Engine) 
     .await;
     assert_no_marker_at_rest(&a, engine, &[&name, &message]).await;
     assert_no_marker_at_rest(&b, engine, &[&name, &message]).await;
+
+    // Media fetched from another server is sealed in our cache like our own.
+    let media_marker = format!("FEDMEDIAMARKER{suffix}");
+    let insecure = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let uploaded: Value = insecure
+        .post(format!("{}/_matrix/media/v3/upload", a.base_url))
+        .bearer_auth(&alice.access_token)
+        .header("content-type", "text/plain")
+        .body(media_marker.clone().into_bytes())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let media_id = uploaded["content_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let fetched = insecure
+        .get(format!("{}/_matrix/client/v1/media/download/{}/{media_id}", b.base_url, a.server_name))
+        .bearer_auth(&bob.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(fetched.bytes().await.unwrap().to_vec(), media_marker.as_bytes());
+    assert_no_marker_at_rest(&b, engine, &[&media_marker]).await;
 }
 
 /// `migrate-db` copies sealed records as opaque bytes: the moved server reads them with the same key.
