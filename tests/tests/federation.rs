@@ -20,7 +20,8 @@ engine_tests!(
     remote_profiles_and_aliases_are_asked_of_their_server,
     directory_state_and_auth_reads_over_federation,
     a_remote_user_knocks_and_is_let_in,
-    history_a_server_may_not_see_arrives_redacted
+    history_a_server_may_not_see_arrives_redacted,
+    federation_can_be_turned_off
 );
 
 /// Two federating servers: Alice on A made a room with `create`, and Bob on B joined it.
@@ -639,4 +640,28 @@ async fn history_a_server_may_not_see_arrives_redacted(engine: Engine) {
     let stored = b.state.storage.event(&secret).await.unwrap().expect("backfilled, as a DAG link");
     assert!(stored.json["content"].get("body").is_none(), "{}", stored.json);
     assert_eq!(stored.json["sender"], alice.user_id.as_str());
+}
+
+async fn federation_can_be_turned_off(engine: Engine) {
+    let a = TestServer::start_federating_with(engine, |c| c.federation.enabled = false).await;
+    let b = TestServer::start_federating(engine).await;
+    // Signed requests are not even looked at.
+    let request = ruma::api::federation::transactions::send_transaction_message::v1::Request::new(
+        "off-1".into(),
+        b.server_name.as_str().try_into().unwrap(),
+        ruma::MilliSecondsSinceUnixEpoch::now(),
+    );
+    let refused =
+        b.state.federation.send(a.server_name.as_str().try_into().unwrap(), &b.state.signing_key, request).await;
+    assert!(
+        matches!(&refused, Err(federation::client::FederationError::Remote { status: 404, errcode, .. }) if errcode == "M_UNRECOGNIZED"),
+        "{refused:?}"
+    );
+    // And local users cannot reach other servers' rooms.
+    let alice = a.register("alice", "password-alice").await;
+    let bob = b.register("bob", "password-bob").await;
+    let room_id = b.create_room(&bob, json!({"preset": "public_chat"})).await;
+    let join =
+        a.post(&format!("/_matrix/client/v3/join/{room_id}?via={}", b.server_name), alice.token(), json!({})).await;
+    assert_error(join, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 }
