@@ -1,4 +1,5 @@
-//! `m.ignored_user_list`: an ignored user's messages and invites are hidden; state stays.
+//! `m.ignored_user_list`: an ignored user's messages (also around `/context`), to-device
+//! messages and invites are hidden; state stays.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -39,6 +40,25 @@ async fn ignored_users_messages_and_invites_are_hidden(engine: Engine) {
     let (_, page) =
         server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), alice.token()).await;
     assert_eq!(message_bodies(&page["chunk"]), ["from carol"]);
+    // Nor around another event with /context.
+    let carols = page["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let (_, context) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{carols}?limit=10"), alice.token()).await;
+    let list = |field: &str| context[field].as_array().cloned().unwrap_or_default();
+    let around: Vec<Value> = list("events_before").into_iter().chain(list("events_after")).collect();
+    assert!(!around.is_empty(), "{context}");
+    assert!(around.iter().all(|e| e["sender"] != bob.user_id.as_str() || e["type"] != "m.room.message"), "{context}");
+    assert!(around.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str()), "{context}");
+    // And his to-device messages do not reach her; carol's do.
+    for (sender, txn, secret) in [(&bob, "t-bob", "from bob"), (&carol, "t-carol", "from carol")] {
+        let body = json!({"messages": {&alice.user_id: {&alice.device_id: {"note": secret}}}});
+        let path = format!("/_matrix/client/v3/sendToDevice/m.test/{txn}");
+        assert_eq!(server.put(&path, sender.token(), body).await.0, StatusCode::OK);
+    }
+    let sync = server.sync(&alice, "").await;
+    let notes: Vec<&str> =
+        sync["to_device"]["events"].as_array().unwrap().iter().filter_map(|e| e["content"]["note"].as_str()).collect();
+    assert_eq!(notes, ["from carol"]);
     // Others still see bob.
     let (_, page) =
         server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), carol.token()).await;

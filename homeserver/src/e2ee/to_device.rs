@@ -91,8 +91,15 @@ pub async fn for_sync<T>(state: &AppState, authed: &Authed, after: i64, up_to: i
         Some(last) if i64::try_from(rows.len()).unwrap_or(i64::MAX) >= MAX_PER_SYNC => last.stream_id,
         _ => up_to,
     };
+    // Messages from ignored users are acknowledged with the rest but never shown.
+    let ignored = if rows.is_empty() {
+        Default::default()
+    } else {
+        crate::account_data::ignored_users(state, &authed.user_id).await?
+    };
     let events = rows
         .into_iter()
+        .filter(|row| !ignored.contains(&row.sender))
         .map(|row| to_raw(&json!({"type": row.event_type, "sender": row.sender, "content": row.content})))
         .collect::<Result<_>>()?;
     Ok((events, next))

@@ -276,10 +276,12 @@ pub async fn context(
     let start = format_token(before_rows.last().map_or(row.stream_ordering - 1, |r| r.stream_ordering - 1));
     let end = format_token(after_rows.last().map_or(row.stream_ordering, |r| r.stream_ordering));
     let state_group = after_rows.last().map_or(row.state_group_after, |r| r.state_group_after);
+    let ignored = crate::account_data::ignored_users(state, user_id).await?;
+    let shown = |r: &EventRow| matches_filter(filter, r) && crate::account_data::not_ignored(&ignored, r);
     let visible_before: Vec<EventRow> =
-        filter_visible(state, user_id, before_rows).await?.into_iter().filter(|r| matches_filter(filter, r)).collect();
+        filter_visible(state, user_id, before_rows).await?.into_iter().filter(|r| shown(r)).collect();
     let visible_after: Vec<EventRow> =
-        filter_visible(state, user_id, after_rows).await?.into_iter().filter(|r| matches_filter(filter, r)).collect();
+        filter_visible(state, user_id, after_rows).await?.into_iter().filter(|r| shown(r)).collect();
     let lazy = matches!(filter.lazy_load_options, ruma::api::client::filter::LazyLoadOptions::Enabled { .. });
     let senders: std::collections::HashSet<&str> =
         visible_before.iter().chain(&visible_after).map(|r| r.sender.as_str()).chain([row.sender.as_str()]).collect();
