@@ -14,15 +14,18 @@ use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::storage::ServerKeyRow;
 
-/// How long a failed fetch keeps us from asking the same server again.
-const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(30);
+/// The shortest time between two fetches of one server's keys, whatever the last one found:
+/// requests naming unknown keys must not make us hammer a server (ours or a victim's).
+const MIN_REFETCH: Duration = Duration::from_secs(30);
+/// The longest we trust a fetched key object, whatever its `valid_until_ts` says (the spec's cap).
+const MAX_VALIDITY_MS: i64 = 7 * 24 * 3600 * 1000;
 
 #[derive(Default)]
 pub struct Keyring {
     known: Mutex<HashMap<String, Vec<ServerKeyRow>>>,
     /// One fetch per server at a time; concurrent lookups wait for it.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    failed: Mutex<HashMap<String, Instant>>,
+    last_fetch: Mutex<HashMap<String, Instant>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -42,7 +45,7 @@ impl Keyring {
     /// `at_ts`; `None` when the server does not have (or no longer vouches for) that key.
     pub async fn key(&self, state: &AppState, server: &str, key_id: &str, at_ts: i64) -> Result<Option<String>> {
         if server == state.server_name.as_str() {
-            return Ok(own_key(state, key_id));
+            return Ok(own_key(state, key_id, at_ts));
         }
         if let Some(key) = self.cached(server, key_id, at_ts) {
             return Ok(Some(key));
@@ -85,32 +88,31 @@ impl Keyring {
         Some(key.public_key.clone())
     }
 
-    /// Fetches a server's keys from the server itself; failures are logged and remembered for
-    /// a short while.
+    /// Fetches a server's keys from the server itself, at most once per [`MIN_REFETCH`];
+    /// failures are logged.
     async fn fetch(&self, state: &AppState, server: &str) {
         let gate = lock(&self.fetching).entry(server.to_owned()).or_default().clone();
         let _one_at_a_time = gate.lock().await;
-        if lock(&self.failed).get(server).is_some_and(|at| at.elapsed() < FAILED_FETCH_BACKOFF) {
+        if lock(&self.last_fetch).get(server).is_some_and(|at| at.elapsed() < MIN_REFETCH) {
             return;
         }
+        lock(&self.last_fetch).insert(server.to_owned(), Instant::now());
         match fetch_and_store(state, server).await {
             Ok(keys) => {
-                lock(&self.failed).remove(server);
                 lock(&self.known).insert(server.to_owned(), keys);
             }
-            Err(e) => {
-                tracing::warn!(server, error = %e, "could not fetch the server's signing keys");
-                lock(&self.failed).insert(server.to_owned(), Instant::now());
-            }
+            Err(e) => tracing::warn!(server, error = %e, "could not fetch the server's signing keys"),
         }
     }
 }
 
-fn own_key(state: &AppState, key_id: &str) -> Option<String> {
+fn own_key(state: &AppState, key_id: &str, at_ts: i64) -> Option<String> {
     if key_id == state.signing_key.key_id() {
         return Some(state.signing_key.public_key_base64());
     }
-    state.config.keys.old_verify_keys.get(key_id).map(|old| old.key.clone())
+    // A retired key only vouches for what it signed before it was retired.
+    let old = state.config.keys.old_verify_keys.get(key_id)?;
+    (at_ts < i64::try_from(old.expired_ts).unwrap_or(i64::MAX)).then(|| old.key.clone())
 }
 
 async fn fetch_and_store(state: &AppState, server: &str) -> Result<Vec<ServerKeyRow>> {
@@ -122,7 +124,12 @@ async fn fetch_and_store(state: &AppState, server: &str) -> Result<Vec<ServerKey
         .map_err(|e| Error::internal(e.to_string()))?;
     let object: ruma::CanonicalJsonObject =
         serde_json::from_str(response.server_key.json().get()).map_err(|e| Error::internal(e.to_string()))?;
-    let verified = verify_server_keys(object, server).map_err(|e| Error::internal(e.to_string()))?;
+    let mut verified = verify_server_keys(object, server).map_err(|e| Error::internal(e.to_string()))?;
+    // Only the server's own signatures are kept: others' (a notary's) are not ours to vouch for.
+    if let Some(ruma::CanonicalJsonValue::Object(signatures)) = verified.object.get_mut("signatures") {
+        signatures.retain(|signer, _| signer == server);
+    }
+    verified.valid_until_ts = verified.valid_until_ts.min(state.now_ms().saturating_add(MAX_VALIDITY_MS));
     let rows: Vec<ServerKeyRow> = verified
         .keys
         .iter()

@@ -13,7 +13,11 @@ use serde_json::{Value, json};
 
 use crate::common::{Engine, Session, TestServer, engine_tests, message_bodies};
 
-engine_tests!(forks_are_resolved_and_stale_permissions_soft_fail, gaps_are_filled_from_the_sender);
+engine_tests!(
+    forks_are_resolved_and_stale_permissions_soft_fail,
+    gaps_are_filled_from_the_sender,
+    events_citing_no_prev_events_are_refused
+);
 
 /// Two servers with Alice on A (the room's creator, a v10 room) and Bob on B joined.
 async fn two_servers(engine: Engine) -> (TestServer, TestServer, Session, Session, String) {
@@ -221,4 +225,28 @@ async fn gaps_are_filled_from_the_sender(engine: Engine) {
     let bodies = message_bodies(&page["chunk"]);
     assert_eq!(bodies[..2], ["second of two".to_owned(), "first of two".to_owned()], "{bodies:?}");
     let _ = bob;
+}
+
+async fn events_citing_no_prev_events_are_refused(engine: Engine) {
+    let (a, b, alice, _bob, room_id) = two_servers(engine).await;
+    let latest = extremities(&a, &room_id).await.remove(0);
+    let mut orphan = bobs_event(&a, &b, &alice, &room_id, &latest, message("from nowhere")).await;
+    // The same message rebuilt with no prev events: it would otherwise pass as extending the
+    // room's current state.
+    let position = DagPosition { prev_events: vec![], auth_events: orphan.auth_events.clone(), depth: orphan.depth };
+    orphan = build_pdu(
+        &b.server_name,
+        &b.state.signing_key,
+        &RoomVersionId::V10,
+        <&RoomId>::try_from(room_id.as_str()).unwrap(),
+        &UserId::parse(b.user_id("bob")).unwrap(),
+        &message("from nowhere"),
+        &position,
+        orphan.origin_server_ts,
+    )
+    .unwrap();
+    let answer = push_to_a(&a, &b, &[&orphan], "orphan-1").await;
+    assert!(answer[orphan.event_id.as_str()].as_str().is_some_and(|e| e.contains("prev_events")), "{answer}");
+    assert!(a.state.storage.event(orphan.event_id.as_str()).await.unwrap().is_none());
+    assert_eq!(extremities(&a, &room_id).await, [latest]);
 }

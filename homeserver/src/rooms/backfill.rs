@@ -30,7 +30,11 @@ pub async fn fetch_older(state: &AppState, room_id: &RoomId) -> Result<usize> {
         return Ok(0);
     }
     let Ok(oldest) = OwnedEventId::try_from(oldest) else { return Ok(0) };
-    for server in super::edus::remote_servers_in_room(state, room_id).await? {
+    // In a turning order: no one server (the first by name, say) gets to write all our history.
+    let mut servers = super::edus::remote_servers_in_room(state, room_id).await?;
+    let start = usize::try_from(state.now_ms().unsigned_abs() % 1_000_003).unwrap_or(0) % servers.len().max(1);
+    servers.rotate_left(start);
+    for server in servers {
         let Ok(server) = OwnedServerName::try_from(server) else { continue };
         let request = get_backfill::v1::Request::new(room_id.to_owned(), vec![oldest.clone()], UInt::from(BATCH));
         match state.federation.send(&server, &state.signing_key, request).await {

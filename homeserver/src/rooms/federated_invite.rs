@@ -61,7 +61,18 @@ pub async fn invite_remote(
     let signers = signer_keys(&returned, server);
     let keys = state.keyring.key_map(state, &signers, i64::from(pdu.origin_server_ts.0)).await?;
     check_signed_by(&returned, &rules, server.as_str(), &keys).map_err(|_| Error::remote_invalid(server))?;
-    let signed = federation::Pdu::from_parts(pdu.event_id.clone(), returned, false).map_err(super::send::pdu_error)?;
+    // Only the invitee's signature is taken from the answer: the rest of what it sent back may
+    // differ from our event outside what signatures cover (its content, for one).
+    let theirs = match returned.get("signatures") {
+        Some(ruma::CanonicalJsonValue::Object(all)) => all.get(server.as_str()).cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| Error::remote_invalid(server))?;
+    let mut ours = pdu.json.clone();
+    if let Some(ruma::CanonicalJsonValue::Object(all)) = ours.get_mut("signatures") {
+        all.insert(server.to_string(), theirs);
+    }
+    let signed = federation::Pdu::from_parts(pdu.event_id.clone(), ours, false).map_err(super::send::pdu_error)?;
     accept_pdu(state, head, signed, None, Relay::AllServers).await?;
     drop(guard);
     state.notifier.settled().await;

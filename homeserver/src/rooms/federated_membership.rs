@@ -76,6 +76,10 @@ pub async fn accept_membership(
     if membership != "leave" {
         super::blocking::refuse_if_blocked(state, room_id.as_str()).await?;
     }
+    // As in `make_membership`: only a server in the room can take a membership change into it.
+    if !super::membership::is_resident(state, room_id).await? {
+        return Err(Error::not_found("This server has no members in the room"));
+    }
     let object: CanonicalJsonObject = serde_json::from_str(event.get()).map_err(|e| Error::bad_json(e.to_string()))?;
     let pdu = verify_received(state, room_id, object).await?;
     if pdu.event_id.as_str() != event_id || pdu.room_id != room_id {

@@ -73,8 +73,13 @@ pub async fn accept_received(state: &AppState, pdu: Pdu, relay: Relay<'_>) -> Re
     Ok(event_id)
 }
 
-/// The event's prev events, which must all be known.
+/// The event's prev events, which must all be known. Only a room's create event has none, and
+/// a room we hold already has one: an event citing nothing (a second create event among them)
+/// would otherwise pass as extending the current state.
 async fn known_prev_events(state: &AppState, pdu: &Pdu) -> Result<Vec<EventRow>> {
+    if pdu.prev_events.is_empty() {
+        return Err(Error::forbidden("Only a room's create event has no prev_events"));
+    }
     let ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
     let rows = state.storage.events_by_id(&ids).await?;
     if rows.len() < ids.len() {

@@ -16,12 +16,12 @@ pub async fn filter_for_server(state: &AppState, server: &str, rows: Vec<EventRo
     let states = state.storage.states_at_groups(&groups).await?;
 
     // The history visibility and this server's member events of every state involved.
-    let suffix = format!(":{server}");
+    let theirs = |user_id: &str| super::head::server_of(user_id) == server;
     let mut wanted: HashSet<String> = HashSet::new();
     for map in states.values() {
         for ((event_type, state_key), event_id) in map {
-            let theirs = event_type == "m.room.member" && state_key.ends_with(&suffix);
-            if theirs || event_type == "m.room.history_visibility" {
+            let member_of_theirs = event_type == "m.room.member" && theirs(state_key);
+            if member_of_theirs || event_type == "m.room.history_visibility" {
                 wanted.insert(event_id.clone());
             }
         }
@@ -36,7 +36,8 @@ pub async fn filter_for_server(state: &AppState, server: &str, rows: Vec<EventRo
         .collect();
 
     let visible_at = |group: i64| -> bool {
-        let Some(map) = states.get(&group) else { return true };
+        // Where we do not know the state (an outlier's placeholder), nothing is shown in full.
+        let Some(map) = states.get(&group) else { return false };
         let visibility = map
             .get(&("m.room.history_visibility".to_owned(), String::new()))
             .and_then(|id| contents.get(id))
@@ -44,7 +45,7 @@ pub async fn filter_for_server(state: &AppState, server: &str, rows: Vec<EventRo
             .unwrap_or("shared");
         let memberships = map
             .iter()
-            .filter(|((t, k), _)| t == "m.room.member" && k.ends_with(&suffix))
+            .filter(|((t, k), _)| t == "m.room.member" && theirs(k))
             .filter_map(|(_, id)| contents.get(id).and_then(|c| c["membership"].as_str()));
         match visibility {
             "world_readable" | "shared" => true,
@@ -56,8 +57,7 @@ pub async fn filter_for_server(state: &AppState, server: &str, rows: Vec<EventRo
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         // The event that makes a server's user a member is always theirs to see.
-        let about_them =
-            row.event_type == "m.room.member" && row.state_key.as_deref().is_some_and(|k| k.ends_with(&suffix));
+        let about_them = row.event_type == "m.room.member" && row.state_key.as_deref().is_some_and(theirs);
         if about_them || visible_at(row.state_group_before) {
             out.push(row.json);
         } else {

@@ -95,6 +95,18 @@ impl Storage {
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
+        // Keys the server no longer publishes (not even as retired ones) are not trusted again.
+        if !keys.is_empty() {
+            let sql = format!(
+                "DELETE FROM server_keys WHERE server_name = $1 AND key_id NOT IN ({})",
+                placeholders(2, keys.len())
+            );
+            let mut forget = sqlx::query(&sql).bind(server_name);
+            for key in keys {
+                forget = forget.bind(&key.key_id);
+            }
+            forget.execute(&mut *tx).await?;
+        }
         for key in keys {
             sqlx::query(
                 "INSERT INTO server_keys (server_name, key_id, public_key, valid_until_ts, expired_ts) \

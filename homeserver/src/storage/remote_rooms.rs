@@ -230,7 +230,9 @@ impl Storage {
     }
 }
 
-/// The row of a room first seen through federation (an invite, a join); kept if it exists.
+/// The row of a room first seen through federation. A placeholder made from an invite's or
+/// knock's claims (no state yet) takes the version and creator of a later, verified join; a room
+/// with state keeps its row.
 async fn insert_room_row(
     tx: &mut sqlx::AnyConnection,
     room_id: &str,
@@ -240,7 +242,8 @@ async fn insert_room_row(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public) VALUES ($1, $2, $3, $4, 0) \
-         ON CONFLICT (room_id) DO NOTHING",
+         ON CONFLICT (room_id) DO UPDATE SET room_version = excluded.room_version, creator = excluded.creator \
+         WHERE rooms.current_state_group IS NULL",
     )
     .bind(room_id)
     .bind(room_version)
