@@ -118,6 +118,13 @@ async fn expired_messages_and_media_are_erased(engine: Engine) {
 
     let first_id = server.send_text(&alice, &room, &first).await;
     server.send_text(&bob, &room, &second).await;
+    // An avatar shown in a message outlives the message.
+    let avatar = upload(&server, &alice, b"avatar".to_vec()).await;
+    let profile = format!("/_matrix/client/v3/profile/{}/avatar_url", encode(&alice.user_id));
+    assert_eq!(server.put(&profile, alice.token(), json!({"avatar_url": avatar})).await.0, StatusCode::OK);
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/avatar{suffix}");
+    let shown = json!({"msgtype": "m.image", "body": "my new avatar", "url": avatar});
+    assert_eq!(server.put(&path, alice.token(), shown).await.0, StatusCode::OK);
     let file: Vec<u8> = media.as_bytes().iter().copied().cycle().take(100_000).collect();
     let mxc = upload(&server, &alice, file).await;
     let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/img{suffix}");
@@ -130,7 +137,10 @@ async fn expired_messages_and_media_are_erased(engine: Engine) {
     assert_eq!(server.post(&receipt, bob.token(), json!({})).await.0, StatusCode::OK);
     let download = format!("/_matrix/client/v1/media/download/{}", mxc.trim_start_matches("mxc://"));
     assert_eq!(server.get(&download, alice.token()).await.0, StatusCode::OK);
-    assert_eq!(visible_bodies(&server, &bob, &room_id).await, vec![first.clone(), second.clone(), caption.clone()]);
+    assert_eq!(
+        visible_bodies(&server, &bob, &room_id).await,
+        vec![first.clone(), second.clone(), "my new avatar".to_owned(), caption.clone()]
+    );
     assert_eq!(search_hits(&server, &bob, &first).await, 1);
     // The scan can see them before the purge.
     assert!(!markers_at_rest(&server, engine, &markers).await.is_empty(), "the markers are stored at first");
@@ -138,11 +148,11 @@ async fn expired_messages_and_media_are_erased(engine: Engine) {
     // Not yet expired: nothing goes.
     server.clock.advance_secs(30);
     assert_eq!(purge(&server, &admin).await["purged_events"], 0);
-    assert_eq!(visible_bodies(&server, &bob, &room_id).await.len(), 3);
+    assert_eq!(visible_bodies(&server, &bob, &room_id).await.len(), 4);
 
     server.clock.advance_secs(60);
     let summary = purge(&server, &admin).await;
-    assert_eq!(summary["purged_events"], 2, "{summary}");
+    assert_eq!(summary["purged_events"], 3, "{summary}");
     assert_eq!(summary["redacted_events"], 1, "{summary}");
     assert_eq!(summary["deleted_media"], 1, "{summary}");
     assert!(!server.audit_entries_for(&admin, "retention_purge").await.is_empty(), "the purge is audited");
@@ -171,6 +181,8 @@ async fn expired_messages_and_media_are_erased(engine: Engine) {
         assert!(!seen.contains(marker), "{marker} is served: {seen}");
     }
     assert_eq!(server.get(&download, alice.token()).await.0, StatusCode::NOT_FOUND);
+    let avatar_download = format!("/_matrix/client/v1/media/download/{}", avatar.trim_start_matches("mxc://"));
+    assert_eq!(server.get(&avatar_download, alice.token()).await.0, StatusCode::OK, "avatars stay");
     let receipts = format!("SELECT COUNT(*) FROM receipts WHERE event_id = '{first_id}'");
     assert_eq!(server.count_rows(&receipts).await, 0, "receipts pointing at purged events go");
 

@@ -124,7 +124,8 @@ async fn purge_room(state: &AppState, room: &Room, before_ts: i64) -> Result<Pur
     }
     *head = None;
     drop(head);
-    let deleted_media = crate::media::admin::delete_local(state, &media.into_iter().collect::<Vec<_>>()).await?;
+    let media = without_avatars(state, media).await?;
+    let deleted_media = crate::media::admin::delete_local(state, &media).await?;
     Ok(PurgeSummary {
         rooms: 1,
         purged_events,
@@ -163,6 +164,21 @@ fn local_media_ids(state: &AppState, events: &[EventRow]) -> BTreeSet<String> {
         }
     }
     ids
+}
+
+/// Drops media that is a user's or a room's avatar (now or once): those outlive any message.
+async fn without_avatars(state: &AppState, mut media: BTreeSet<String>) -> Result<Vec<String>> {
+    if media.is_empty() {
+        return Ok(Vec::new());
+    }
+    let prefix = format!("mxc://{}/", state.server_name);
+    let avatars = state.storage.profile_avatar_urls().await?.into_iter().chain(state.storage.room_avatar_urls().await?);
+    for url in avatars {
+        if let Some(id) = url.strip_prefix(&prefix) {
+            media.remove(id);
+        }
+    }
+    Ok(media.into_iter().collect())
 }
 
 /// Runs the purge every `purge_interval_secs` while the server runs (when retention is on).

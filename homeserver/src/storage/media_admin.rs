@@ -114,6 +114,14 @@ impl Storage {
         Ok(urls)
     }
 
+    /// Every avatar URL a user profile names.
+    pub async fn profile_avatar_urls(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT avatar_url FROM profiles WHERE avatar_url IS NOT NULL")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|row| Ok(row.try_get("avatar_url")?)).collect()
+    }
+
     /// Quarantines (`by` = the admin) or releases (`None`) a media item; false if unknown.
     pub async fn set_media_quarantine(&self, origin: &str, media_id: &str, by: Option<&str>) -> Result<bool> {
         let done = sqlx::query("UPDATE media SET quarantined_by = $3 WHERE origin = $1 AND media_id = $2")
