@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 use crate::at_rest::{all_postgres_rows, contains, files_under};
 use crate::common::{Engine, Session, TestServer, assert_error, encode, engine_tests, message_bodies, random_suffix};
 
-engine_tests!(expired_messages_and_media_are_erased, min_lifetime_and_the_allowed_range_bound_a_room);
+engine_tests!(
+    expired_messages_and_media_are_erased,
+    min_lifetime_and_the_allowed_range_bound_a_room,
+    the_purge_job_runs_by_itself,
+);
 
 const PASSWORD: &str = "correct-horse";
 const PURGE: &str = "/_myelin/admin/v1/retention/purge";
@@ -244,4 +248,26 @@ async fn min_lifetime_and_the_allowed_range_bound_a_room(engine: Engine) {
     purge(&server, &admin).await;
     assert_eq!(visible_bodies(&server, &alice, &long).await, Vec::<String>::new());
     assert_eq!(visible_bodies(&server, &alice, &forever).await, vec!["old", "newest"]);
+}
+
+async fn the_purge_job_runs_by_itself(engine: Engine) {
+    let server = TestServer::start_with(engine, |config| {
+        config.retention.enabled = true;
+        config.retention.default_max_lifetime_ms = 60_000;
+        config.retention.purge_interval_secs = 1;
+    })
+    .await;
+    let alice = server.register("alice", PASSWORD).await;
+    let room_id = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+    server.send_text(&alice, &encode(&room_id), "old").await;
+    server.send_text(&alice, &encode(&room_id), "newest").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(visible_bodies(&server, &alice, &room_id).await, vec!["old", "newest"], "the default applies");
+
+    server.clock.advance_secs(61);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !visible_bodies(&server, &alice, &room_id).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the job purged within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
