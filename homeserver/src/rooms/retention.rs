@@ -127,11 +127,10 @@ async fn purge_room(state: &AppState, room: &Room, before_ts: i64) -> Result<Pur
     let media = without_avatars(state, media).await?;
     let deleted_media = crate::media::admin::delete_local(state, &media).await?;
     Ok(PurgeSummary {
-        rooms: 1,
         purged_events,
         redacted_events,
         deleted_media: deleted_media.len() as u64,
-        wal_checkpoint_busy: false,
+        ..PurgeSummary::default()
     })
 }
 
