@@ -129,6 +129,14 @@ async fn expired_messages_and_media_are_erased(engine: Engine) {
     let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/avatar{suffix}");
     let shown = json!({"msgtype": "m.image", "body": "my new avatar", "url": avatar});
     assert_eq!(server.put(&path, alice.token(), shown).await.0, StatusCode::OK);
+    // A file forwarded to a room that keeps it outlives the expired message.
+    let forwarded = upload(&server, &alice, b"forwarded".to_vec()).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/file{suffix}");
+    let file_message = json!({"msgtype": "m.file", "body": "a file", "url": forwarded});
+    assert_eq!(server.put(&path, alice.token(), file_message.clone()).await.0, StatusCode::OK);
+    let keeper = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/fwd{suffix}", encode(&keeper));
+    assert_eq!(server.put(&path, alice.token(), file_message).await.0, StatusCode::OK);
     let file: Vec<u8> = media.as_bytes().iter().copied().cycle().take(100_000).collect();
     let mxc = upload(&server, &alice, file).await;
     let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/img{suffix}");
@@ -143,7 +151,7 @@ async fn expired_messages_and_media_are_erased(engine: Engine) {
     assert_eq!(server.get(&download, alice.token()).await.0, StatusCode::OK);
     assert_eq!(
         visible_bodies(&server, &bob, &room_id).await,
-        vec![first.clone(), second.clone(), "my new avatar".to_owned(), caption.clone()]
+        vec![first.clone(), second.clone(), "my new avatar".to_owned(), "a file".to_owned(), caption.clone()]
     );
     assert_eq!(search_hits(&server, &bob, &first).await, 1);
     // The scan can see them before the purge.
@@ -152,11 +160,11 @@ async fn expired_messages_and_media_are_erased(engine: Engine) {
     // Not yet expired: nothing goes.
     server.clock.advance_secs(30);
     assert_eq!(purge(&server, &admin).await["purged_events"], 0);
-    assert_eq!(visible_bodies(&server, &bob, &room_id).await.len(), 4);
+    assert_eq!(visible_bodies(&server, &bob, &room_id).await.len(), 5);
 
     server.clock.advance_secs(60);
     let summary = purge(&server, &admin).await;
-    assert_eq!(summary["purged_events"], 3, "{summary}");
+    assert_eq!(summary["purged_events"], 4, "{summary}");
     assert_eq!(summary["redacted_events"], 1, "{summary}");
     assert_eq!(summary["deleted_media"], 1, "{summary}");
     assert!(!server.audit_entries_for(&admin, "retention_purge").await.is_empty(), "the purge is audited");
@@ -187,6 +195,8 @@ async fn expired_messages_and_media_are_erased(engine: Engine) {
     assert_eq!(server.get(&download, alice.token()).await.0, StatusCode::NOT_FOUND);
     let avatar_download = format!("/_matrix/client/v1/media/download/{}", avatar.trim_start_matches("mxc://"));
     assert_eq!(server.get(&avatar_download, alice.token()).await.0, StatusCode::OK, "avatars stay");
+    let forwarded_download = format!("/_matrix/client/v1/media/download/{}", forwarded.trim_start_matches("mxc://"));
+    assert_eq!(server.get(&forwarded_download, alice.token()).await.0, StatusCode::OK, "media still named stays");
     let receipts = format!("SELECT COUNT(*) FROM receipts WHERE event_id = '{first_id}'");
     assert_eq!(server.count_rows(&receipts).await, 0, "receipts pointing at purged events go");
 

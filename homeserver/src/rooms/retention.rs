@@ -124,7 +124,7 @@ async fn purge_room(state: &AppState, room: &Room, before_ts: i64) -> Result<Pur
     }
     *head = None;
     drop(head);
-    let media = without_avatars(state, media).await?;
+    let media = named_by_nothing_else(state, media).await?;
     let deleted_media = crate::media::admin::delete_local(state, &media).await?;
     Ok(PurgeSummary {
         purged_events,
@@ -165,14 +165,17 @@ fn local_media_ids(state: &AppState, events: &[EventRow]) -> BTreeSet<String> {
     ids
 }
 
-/// Drops media that is a user's or a room's avatar (now or once): those outlive any message.
-async fn without_avatars(state: &AppState, mut media: BTreeSet<String>) -> Result<Vec<String>> {
+/// Keeps only the media nothing else names: not a user's or a room's avatar (now or once), not in
+/// a message or sticker still stored (a forward of the file, say).
+async fn named_by_nothing_else(state: &AppState, mut media: BTreeSet<String>) -> Result<Vec<String>> {
     if media.is_empty() {
         return Ok(Vec::new());
     }
     let prefix = format!("mxc://{}/", state.server_name);
+    let urls: std::collections::HashSet<String> = media.iter().map(|id| format!("{prefix}{id}")).collect();
     let avatars = state.storage.profile_avatar_urls().await?.into_iter().chain(state.storage.room_avatar_urls().await?);
-    for url in avatars {
+    let named = state.storage.media_urls_still_named(&urls).await?;
+    for url in avatars.chain(named) {
         if let Some(id) = url.strip_prefix(&prefix) {
             media.remove(id);
         }
