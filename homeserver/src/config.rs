@@ -64,6 +64,7 @@ pub struct Config {
     pub federation: FederationConfig,
     pub presence: PresenceConfig,
     pub storage: StorageConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
 }
 
@@ -141,6 +142,34 @@ pub struct PresenceConfig {
 impl Default for PresenceConfig {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// Message retention (MSC1763): how long timeline events live (see `rooms::retention`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Purge expired events at all (rooms' `m.room.retention` events are ignored when off).
+    pub enabled: bool,
+    /// Lifetime of events in rooms without their own `max_lifetime`; 0 keeps them forever.
+    pub default_max_lifetime_ms: u64,
+    /// Rooms' `min_lifetime`/`max_lifetime` are raised to at least this.
+    pub allowed_min_lifetime_ms: u64,
+    /// Rooms' `min_lifetime`/`max_lifetime` are lowered to at most this; 0 sets no bound.
+    pub allowed_max_lifetime_ms: u64,
+    /// How often the purge job runs.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            default_max_lifetime_ms: 0,
+            allowed_min_lifetime_ms: 0,
+            allowed_max_lifetime_ms: 0,
+            purge_interval_secs: 3600,
+        }
     }
 }
 
@@ -285,6 +314,7 @@ impl Default for Config {
             federation: FederationConfig::default(),
             presence: PresenceConfig::default(),
             storage: StorageConfig::default(),
+            retention: RetentionConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -437,6 +467,18 @@ impl Config {
         }
         if !self.well_known.server.is_empty() && ruma::ServerName::parse(&self.well_known.server).is_err() {
             errors.push(error("well_known.server", "must be host[:port], e.g. matrix.example.org:443"));
+        }
+        let retention = &self.retention;
+        if retention.allowed_max_lifetime_ms != 0
+            && retention.allowed_max_lifetime_ms < retention.allowed_min_lifetime_ms
+        {
+            errors.push(error(
+                "retention.allowed_max_lifetime_ms",
+                "must be 0 (no bound) or at least allowed_min_lifetime_ms",
+            ));
+        }
+        if retention.purge_interval_secs == 0 {
+            errors.push(error("retention.purge_interval_secs", "must be at least 1"));
         }
         if !self.database_url.is_empty() && crate::storage::Engine::from_url(&self.database_url).is_none() {
             errors.push(error("database_url", "must start with sqlite:// or postgres:// (or postgresql://)"));

@@ -78,7 +78,7 @@ async fn download(server: &TestServer, session: &Session, path: &str) -> (Status
 }
 
 /// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return files };
     for entry in entries.flatten() {
@@ -92,12 +92,12 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 /// Every row of every table as text, read with raw SQL (PostgreSQL shows bytes as hex).
-async fn all_postgres_rows(server: &TestServer) -> String {
+pub(crate) async fn all_postgres_rows(server: &TestServer) -> String {
     let pool = sqlx::PgPool::connect(&server.state.config.effective_database_url()).await.unwrap();
     let mut text = String::new();
     for table in homeserver::storage::TABLES {

@@ -38,6 +38,7 @@ mod registration;
 mod relations;
 mod remote_media;
 mod reports;
+mod retention;
 mod rooms;
 mod search;
 mod shared_secret;

@@ -23,6 +23,7 @@ pub mod profile;
 pub mod redaction;
 pub mod relations;
 pub mod report;
+pub mod retention;
 pub mod send;
 pub mod server_visibility;
 pub mod shutdown;

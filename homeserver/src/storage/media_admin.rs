@@ -114,6 +114,39 @@ impl Storage {
         Ok(urls)
     }
 
+    /// Which of `urls` a stored message or sticker (`content.url`, `content.info.thumbnail_url`)
+    /// names. Reads every such event, streamed: for the rare runs that have candidates.
+    pub async fn media_urls_still_named(
+        &self,
+        urls: &std::collections::HashSet<String>,
+    ) -> Result<std::collections::HashSet<String>> {
+        use futures_util::TryStreamExt as _;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_type IN ('m.room.message', 'm.sticker') \
+             AND e.outlier = 0"
+        );
+        let mut rows = sqlx::query(&sql).fetch(&self.read);
+        let mut named = std::collections::HashSet::new();
+        while let Some(row) = rows.try_next().await? {
+            let event = EventRow::from_row(&self.codec, &row)?;
+            let content = &event.json["content"];
+            for url in [&content["url"], &content["info"]["thumbnail_url"]] {
+                if let Some(url) = url.as_str().filter(|url| urls.contains(*url)) {
+                    named.insert(url.to_owned());
+                }
+            }
+        }
+        Ok(named)
+    }
+
+    /// Every avatar URL a user profile names.
+    pub async fn profile_avatar_urls(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT avatar_url FROM profiles WHERE avatar_url IS NOT NULL")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|row| Ok(row.try_get("avatar_url")?)).collect()
+    }
+
     /// Quarantines (`by` = the admin) or releases (`None`) a media item; false if unknown.
     pub async fn set_media_quarantine(&self, origin: &str, media_id: &str, by: Option<&str>) -> Result<bool> {
         let done = sqlx::query("UPDATE media SET quarantined_by = $3 WHERE origin = $1 AND media_id = $2")

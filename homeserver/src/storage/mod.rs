@@ -25,6 +25,7 @@ mod notifications;
 mod openid;
 mod presence;
 mod receipts;
+mod reclaim;
 mod registration_tokens;
 mod relations;
 mod remote_rooms;
@@ -62,6 +63,7 @@ pub use memberships::{MemberSummary, MembershipRow};
 pub use notifications::{NotificationRow, UnreadCount};
 pub use presence::PresenceRow;
 pub use receipts::{NewReceipt, ReceiptRow};
+pub use reclaim::Reclaimed;
 pub use registration_tokens::RegistrationTokenRow;
 pub use relations::{Aggregation, RelationQuery, RelationRow};
 pub use remote_rooms::{AdoptedRoom, RemoteInvite};
@@ -161,7 +163,7 @@ impl Storage {
                                 conn.execute(
                                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                                     PRAGMA cache_size = -1024;",
+                                     PRAGMA cache_size = -1024; PRAGMA secure_delete = ON;",
                                 )
                                 .await?;
                             }

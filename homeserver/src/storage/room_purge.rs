@@ -1,5 +1,5 @@
 //! Removing a room's data from the database: all of it (room deletion) or the history before a
-//! point (history purges).
+//! point (history purges and retention).
 
 use sqlx::Row;
 
@@ -71,6 +71,21 @@ impl Storage {
         Ok(())
     }
 
+    /// The room's timeline events (not state, not outliers) sent before `before_ts`, oldest
+    /// first: what a retention purge removes, or redacts where the DAG needs the event.
+    pub async fn timeline_events_before_ts(&self, room_id: &str, before_ts: i64) -> Result<Vec<super::EventRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM events e WHERE e.room_id = $1 AND e.origin_server_ts < $2 \
+             AND e.state_key IS NULL AND e.outlier = 0 ORDER BY e.stream_ordering",
+            super::rooms::EVENT_COLUMNS
+        ))
+        .bind(room_id)
+        .bind(before_ts)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|row| super::EventRow::from_row(&self.codec, row)).collect()
+    }
+
     /// Deletes the room's timeline events before `point`: never state events (the DAG's state
     /// must stay resolvable), outliers or forward extremities (the next event's parents), and
     /// events of `local_server`'s users only when `delete_local`. Returns how many went.
@@ -102,6 +117,8 @@ impl Storage {
             "DELETE FROM event_push_actions WHERE room_id = $1 AND stream_ordering IN ({purged})",
             "DELETE FROM event_relations WHERE room_id = $1 AND stream_ordering IN ({purged})",
             "DELETE FROM event_search WHERE room_id = $1 AND stream_ordering IN ({purged})",
+            "DELETE FROM receipts WHERE room_id = $1 AND event_id IN \
+             (SELECT event_id FROM events WHERE stream_ordering IN ({purged}))",
             "DELETE FROM event_txns WHERE event_id IN \
              (SELECT event_id FROM events WHERE stream_ordering IN ({purged}))",
             "DELETE FROM events WHERE stream_ordering IN ({purged})",

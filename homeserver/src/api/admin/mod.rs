@@ -12,6 +12,7 @@ mod purge_history;
 mod register;
 mod registration_tokens;
 mod reports;
+mod retention;
 mod room_deletion;
 mod rooms;
 mod server;
@@ -45,6 +46,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = room_deletion::routes(router);
     let router = purge_history::routes(router);
     let router = audit_log::routes(router);
+    let router = retention::routes(router);
     access_log::routes(router)
 }
 

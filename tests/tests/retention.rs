@@ -1,0 +1,283 @@
+//! Retention (MSC1763): once their room's lifetime has passed (on the test clock), messages and the
+//! media they name are gone for clients (/messages, /context, /event, /sync, /search, media
+//! downloads) and from the raw bytes of the database files (SQLite main file and WAL; every
+//! PostgreSQL row read with raw SQL) and the media store. `min_lifetime` and the server's
+//! allowed range bound a room's policy.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::at_rest::{all_postgres_rows, contains, files_under};
+use crate::common::{Engine, Session, TestServer, assert_error, encode, engine_tests, message_bodies, random_suffix};
+
+engine_tests!(
+    expired_messages_and_media_are_erased,
+    min_lifetime_and_the_allowed_range_bound_a_room,
+    the_purge_job_runs_by_itself,
+);
+
+const PASSWORD: &str = "correct-horse";
+const PURGE: &str = "/_myelin/admin/v1/retention/purge";
+
+async fn retention_server(engine: Engine, allowed_min_ms: u64, allowed_max_ms: u64) -> TestServer {
+    TestServer::start_with(engine, |config| {
+        config.retention.enabled = true;
+        config.retention.allowed_min_lifetime_ms = allowed_min_ms;
+        config.retention.allowed_max_lifetime_ms = allowed_max_ms;
+    })
+    .await
+}
+
+async fn set_policy(server: &TestServer, session: &Session, room_id: &str, policy: Value) {
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.retention/", encode(room_id));
+    let (status, body) = server.put(&path, session.token(), policy).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn purge(server: &TestServer, admin: &Session) -> Value {
+    let (status, summary) = server.post(PURGE, admin.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    summary
+}
+
+async fn visible_bodies(server: &TestServer, session: &Session, room_id: &str) -> Vec<String> {
+    let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", encode(room_id));
+    let (status, page) = server.get(&path, session.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let mut bodies = message_bodies(&page["chunk"]);
+    bodies.reverse();
+    bodies
+}
+
+/// Whether any marker is in the raw database files, the media store or (PostgreSQL) any row.
+async fn markers_at_rest(server: &TestServer, engine: Engine, markers: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in files_under(&server.state.config.data_dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        for marker in markers {
+            if contains(&bytes, marker.as_bytes()) {
+                found.push(format!("{marker} in {}", file.display()));
+            }
+        }
+    }
+    if engine == Engine::Postgres {
+        let rows = all_postgres_rows(server).await;
+        for marker in markers {
+            let hex: String = marker.bytes().map(|b| format!("{b:02x}")).collect();
+            if rows.contains(marker) || rows.contains(&hex) {
+                found.push(format!("{marker} in a PostgreSQL row"));
+            }
+        }
+    }
+    found
+}
+
+async fn search_hits(server: &TestServer, session: &Session, term: &str) -> usize {
+    let search = json!({"search_categories": {"room_events": {"search_term": term}}});
+    let (status, found) = server.post("/_matrix/client/v3/search", session.token(), search).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    found["search_categories"]["room_events"]["results"].as_array().map_or(0, Vec::len)
+}
+
+async fn upload(server: &TestServer, session: &Session, bytes: Vec<u8>) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{}/_matrix/media/v3/upload", server.base_url))
+        .bearer_auth(&session.access_token)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["content_uri"].as_str().unwrap().to_owned()
+}
+
+async fn expired_messages_and_media_are_erased(engine: Engine) {
+    let server = retention_server(engine, 0, 0).await;
+    let admin = server.admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let suffix = random_suffix();
+    let (first, second, caption, media) = (
+        format!("FIRSTMARKER{suffix}"),
+        format!("SECONDMARKER{suffix}"),
+        format!("CAPTIONMARKER{suffix}"),
+        format!("MEDIAMARKER{suffix}"),
+    );
+    let markers = [first.as_str(), second.as_str(), caption.as_str(), media.as_str()];
+
+    let room_id = server.create_room(&alice, json!({"preset": "private_chat", "invite": [bob.user_id]})).await;
+    let room = encode(&room_id);
+    assert_eq!(server.join(&bob, &room_id).await.0, StatusCode::OK);
+    set_policy(&server, &alice, &room_id, json!({"max_lifetime": 60_000})).await;
+    let (status, policy) = server.get(&format!("/_myelin/admin/v1/rooms/{room}/retention"), admin.token()).await;
+    assert_eq!(status, StatusCode::OK, "{policy}");
+    assert_eq!((policy["enabled"].clone(), policy["max_lifetime"].clone()), (json!(true), json!(60_000)));
+    assert_error(
+        server.get(&format!("/_myelin/admin/v1/rooms/{room}/retention"), alice.token()).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+
+    let first_id = server.send_text(&alice, &room, &first).await;
+    server.send_text(&bob, &room, &second).await;
+    // An avatar shown in a message outlives the message.
+    let avatar = upload(&server, &alice, b"avatar".to_vec()).await;
+    let profile = format!("/_matrix/client/v3/profile/{}/avatar_url", encode(&alice.user_id));
+    assert_eq!(server.put(&profile, alice.token(), json!({"avatar_url": avatar})).await.0, StatusCode::OK);
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/avatar{suffix}");
+    let shown = json!({"msgtype": "m.image", "body": "my new avatar", "url": avatar});
+    assert_eq!(server.put(&path, alice.token(), shown).await.0, StatusCode::OK);
+    // A file forwarded to a room that keeps it outlives the expired message.
+    let forwarded = upload(&server, &alice, b"forwarded".to_vec()).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/file{suffix}");
+    let file_message = json!({"msgtype": "m.file", "body": "a file", "url": forwarded});
+    assert_eq!(server.put(&path, alice.token(), file_message.clone()).await.0, StatusCode::OK);
+    let keeper = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/fwd{suffix}", encode(&keeper));
+    assert_eq!(server.put(&path, alice.token(), file_message).await.0, StatusCode::OK);
+    let file: Vec<u8> = media.as_bytes().iter().copied().cycle().take(100_000).collect();
+    let mxc = upload(&server, &alice, file).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/img{suffix}");
+    let image = json!({"msgtype": "m.file", "body": caption, "url": mxc});
+    let (status, sent) = server.put(&path, alice.token(), image).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    // The newest event is a forward extremity: it stays for the DAG, without its content.
+    let last_id = sent["event_id"].as_str().unwrap().to_owned();
+    let receipt = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{}", encode(&first_id));
+    assert_eq!(server.post(&receipt, bob.token(), json!({})).await.0, StatusCode::OK);
+    let download = format!("/_matrix/client/v1/media/download/{}", mxc.trim_start_matches("mxc://"));
+    assert_eq!(server.get(&download, alice.token()).await.0, StatusCode::OK);
+    assert_eq!(
+        visible_bodies(&server, &bob, &room_id).await,
+        vec![first.clone(), second.clone(), "my new avatar".to_owned(), "a file".to_owned(), caption.clone()]
+    );
+    assert_eq!(search_hits(&server, &bob, &first).await, 1);
+    // The scan can see them before the purge.
+    assert!(!markers_at_rest(&server, engine, &markers).await.is_empty(), "the markers are stored at first");
+
+    // Not yet expired: nothing goes.
+    server.clock.advance_secs(30);
+    assert_eq!(purge(&server, &admin).await["purged_events"], 0);
+    assert_eq!(visible_bodies(&server, &bob, &room_id).await.len(), 5);
+
+    server.clock.advance_secs(60);
+    let summary = purge(&server, &admin).await;
+    assert_eq!(summary["purged_events"], 4, "{summary}");
+    assert_eq!(summary["redacted_events"], 1, "{summary}");
+    assert_eq!(summary["deleted_media"], 1, "{summary}");
+    assert!(!server.audit_entries_for(&admin, "retention_purge").await.is_empty(), "the purge is audited");
+
+    // Clients see none of it.
+    assert!(visible_bodies(&server, &bob, &room_id).await.is_empty());
+    let mut seen = String::new();
+    for path in [
+        format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"),
+        format!("/_matrix/client/v3/rooms/{room}/context/{}", encode(&first_id)),
+        format!("/_matrix/client/v3/rooms/{room}/event/{}", encode(&first_id)),
+        format!("/_matrix/client/v3/rooms/{room}/context/{}", encode(&last_id)),
+        format!("/_matrix/client/v3/rooms/{room}/event/{}", encode(&last_id)),
+    ] {
+        seen.push_str(&server.get(&path, bob.token()).await.1.to_string());
+    }
+    assert_eq!(
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", encode(&first_id)), bob.token()).await.0,
+        StatusCode::NOT_FOUND
+    );
+    seen.push_str(&server.sync(&bob, "").await.to_string());
+    for marker in [&first, &second, &caption] {
+        assert_eq!(search_hits(&server, &bob, marker).await, 0, "{marker} is not found");
+    }
+    for marker in markers {
+        assert!(!seen.contains(marker), "{marker} is served: {seen}");
+    }
+    assert_eq!(server.get(&download, alice.token()).await.0, StatusCode::NOT_FOUND);
+    let avatar_download = format!("/_matrix/client/v1/media/download/{}", avatar.trim_start_matches("mxc://"));
+    assert_eq!(server.get(&avatar_download, alice.token()).await.0, StatusCode::OK, "avatars stay");
+    let forwarded_download = format!("/_matrix/client/v1/media/download/{}", forwarded.trim_start_matches("mxc://"));
+    assert_eq!(server.get(&forwarded_download, alice.token()).await.0, StatusCode::OK, "media still named stays");
+    let receipts = format!("SELECT COUNT(*) FROM receipts WHERE event_id = '{first_id}'");
+    assert_eq!(server.count_rows(&receipts).await, 0, "receipts pointing at purged events go");
+
+    // Nor are they in the files.
+    let found = markers_at_rest(&server, engine, &markers).await;
+    assert!(found.is_empty(), "{found:?}");
+
+    // The room goes on: the kept extremity is the next event's parent.
+    server.send_text(&alice, &room, "after the purge").await;
+    assert_eq!(visible_bodies(&server, &bob, &room_id).await, vec!["after the purge"]);
+}
+
+async fn min_lifetime_and_the_allowed_range_bound_a_room(engine: Engine) {
+    // Rooms may not keep events less than 30 s nor more than 10 minutes.
+    let server = retention_server(engine, 30_000, 600_000).await;
+    let admin = server.admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let policy_of = |room_id: &str| format!("/_myelin/admin/v1/rooms/{}/retention", encode(room_id));
+
+    let short = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+    set_policy(&server, &alice, &short, json!({"max_lifetime": 1_000})).await;
+    let guarded = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+    set_policy(&server, &alice, &guarded, json!({"min_lifetime": 120_000, "max_lifetime": 40_000})).await;
+    let long = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+    set_policy(&server, &alice, &long, json!({"max_lifetime": 1_000_000_000_000u64})).await;
+    let forever = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+
+    let (_, policy) = server.get(&policy_of(&short), admin.token()).await;
+    assert_eq!(policy["max_lifetime"], 30_000, "raised to the allowed minimum: {policy}");
+    assert_eq!(policy["room_policy"], json!({"max_lifetime": 1_000}));
+    let (_, policy) = server.get(&policy_of(&guarded), admin.token()).await;
+    assert_eq!((policy["min_lifetime"].clone(), policy["max_lifetime"].clone()), (json!(120_000), json!(120_000)));
+    let (_, policy) = server.get(&policy_of(&long), admin.token()).await;
+    assert_eq!(policy["max_lifetime"], 600_000, "lowered to the allowed maximum: {policy}");
+    let (_, policy) = server.get(&policy_of(&forever), admin.token()).await;
+    assert_eq!(policy["max_lifetime"], Value::Null, "no policy and no default: kept forever");
+
+    for room in [&short, &guarded, &long, &forever] {
+        server.send_text(&alice, &encode(room), "old").await;
+        server.send_text(&alice, &encode(room), "newest").await;
+    }
+    // Past the room's own 1 s, within the clamped 30 s.
+    server.clock.advance_secs(10);
+    purge(&server, &admin).await;
+    assert_eq!(visible_bodies(&server, &alice, &short).await, vec!["old", "newest"]);
+
+    // Past 30 s and past the guarded room's max_lifetime, not its min_lifetime.
+    server.clock.advance_secs(50);
+    purge(&server, &admin).await;
+    assert_eq!(visible_bodies(&server, &alice, &short).await, Vec::<String>::new());
+    assert_eq!(visible_bodies(&server, &alice, &guarded).await, vec!["old", "newest"]);
+
+    // Past min_lifetime too; the long room lasts until 10 minutes, the last room forever.
+    server.clock.advance_secs(120);
+    purge(&server, &admin).await;
+    assert_eq!(visible_bodies(&server, &alice, &guarded).await, Vec::<String>::new());
+    assert_eq!(visible_bodies(&server, &alice, &long).await, vec!["old", "newest"]);
+    server.clock.advance_secs(600);
+    purge(&server, &admin).await;
+    assert_eq!(visible_bodies(&server, &alice, &long).await, Vec::<String>::new());
+    assert_eq!(visible_bodies(&server, &alice, &forever).await, vec!["old", "newest"]);
+}
+
+async fn the_purge_job_runs_by_itself(engine: Engine) {
+    let server = TestServer::start_with(engine, |config| {
+        config.retention.enabled = true;
+        config.retention.default_max_lifetime_ms = 60_000;
+        config.retention.purge_interval_secs = 1;
+    })
+    .await;
+    let alice = server.register("alice", PASSWORD).await;
+    let room_id = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+    server.send_text(&alice, &encode(&room_id), "old").await;
+    server.send_text(&alice, &encode(&room_id), "newest").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(visible_bodies(&server, &alice, &room_id).await, vec!["old", "newest"], "the default applies");
+
+    server.clock.advance_secs(61);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !visible_bodies(&server, &alice, &room_id).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the job purged within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
