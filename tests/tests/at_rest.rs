@@ -37,7 +37,7 @@ async fn encrypted_server(engine: Engine, key: &Path) -> TestServer {
     .await
 }
 
-fn png() -> Vec<u8> {
+pub(crate) fn png() -> Vec<u8> {
     let mut bytes = Vec::new();
     DynamicImage::new_rgba8(64, 64).write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png).unwrap();
     bytes
@@ -47,7 +47,7 @@ async fn upload(server: &TestServer, session: &Session, content_type: &str, byte
     upload_named(server, session, content_type, "", bytes).await
 }
 
-async fn upload_named(
+pub(crate) async fn upload_named(
     server: &TestServer,
     session: &Session,
     content_type: &str,
@@ -67,7 +67,7 @@ async fn upload_named(
     body["content_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
 }
 
-async fn download(server: &TestServer, session: &Session, path: &str) -> (StatusCode, Vec<u8>) {
+pub(crate) async fn download(server: &TestServer, session: &Session, path: &str) -> (StatusCode, Vec<u8>) {
     let response = reqwest::Client::new()
         .get(format!("{}{path}", server.base_url))
         .bearer_auth(&session.access_token)
@@ -78,7 +78,7 @@ async fn download(server: &TestServer, session: &Session, path: &str) -> (Status
 }
 
 /// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return files };
     for entry in entries.flatten() {
@@ -92,12 +92,12 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 /// Every row of every table as text, read with raw SQL (PostgreSQL shows bytes as hex).
-async fn all_postgres_rows(server: &TestServer) -> String {
+pub(crate) async fn all_postgres_rows(server: &TestServer) -> String {
     let pool = sqlx::PgPool::connect(&server.state.config.effective_database_url()).await.unwrap();
     let mut text = String::new();
     for table in homeserver::storage::TABLES {

@@ -18,7 +18,7 @@ pub async fn redact(
     sender: &UserId,
     target_id: &str,
     reason: Option<&str>,
-    txn: ClientTxn,
+    txn: Option<ClientTxn>,
 ) -> Result<OwnedEventId> {
     super::membership::require_joined(state, room_id, sender).await?;
     let target = state.storage.event(target_id).await?;
@@ -43,7 +43,7 @@ pub async fn redact(
         content,
         redacts: Some(target_event_id),
     };
-    let sent = send_event(state, room_id, sender, template, Some(txn)).await?;
+    let sent = send_event(state, room_id, sender, template, txn).await?;
 
     // Replace the target with its redacted form, carrying the redaction for clients.
     let redaction =

@@ -13,6 +13,7 @@ mod codec;
 mod content_reports;
 mod copy;
 mod e2ee_keys;
+mod erasure;
 mod event_writer;
 mod federation;
 mod filters;
@@ -160,7 +161,7 @@ impl Storage {
                             Engine::Sqlite => {
                                 conn.execute(
                                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
                                      PRAGMA cache_size = -1024;",
                                 )
                                 .await?;

@@ -1,0 +1,110 @@
+//! Erasure (deactivation with `erase`): the user's messages are redacted for everyone, they
+//! leave every room, their media, profile and the rest of their data are deleted.
+//!
+//! The work can be long (one redaction per message), so it runs as a background job after the
+//! deactivation: queued in `user_erasures` first, so a restart resumes it (every step is
+//! idempotent). Redactions are sent as the user while still joined, since the auth rules let
+//! anyone redact their own events.
+
+use ruma::{OwnedRoomId, OwnedUserId, UserId};
+
+use crate::error::Result;
+use crate::state::AppState;
+
+/// Messages redacted per page; the job yields between pages so it never holds the room for long.
+const PAGE: i64 = 100;
+
+/// Queues the erasure and starts it. The caller has already deactivated the account.
+pub async fn start(state: &AppState, user_id: &UserId) -> Result<()> {
+    state.storage.insert_erasure(user_id.as_str(), state.now_ms()).await?;
+    state.access_log.forget_user(user_id.as_str());
+    spawn(state, user_id.to_owned());
+    Ok(())
+}
+
+/// At start: resumes erasures a previous run left unfinished.
+pub async fn resume(state: &AppState) {
+    match state.storage.pending_erasures().await {
+        Ok(pending) => {
+            for user_id in pending {
+                match OwnedUserId::try_from(user_id.as_str()) {
+                    Ok(user_id) => {
+                        state.access_log.forget_user(user_id.as_str());
+                        spawn(state, user_id);
+                    }
+                    Err(e) => tracing::error!(%user_id, error = %e, "cannot resume the erasure of an invalid user ID"),
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not read the pending erasures"),
+    }
+}
+
+fn spawn(state: &AppState, user_id: OwnedUserId) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        match erase(&state, &user_id).await {
+            Ok(()) => tracing::info!(%user_id, "erased a deactivated user's data"),
+            Err(e) => tracing::error!(%user_id, error = %e, "erasure failed; it is retried at the next start"),
+        }
+    });
+}
+
+async fn erase(state: &AppState, user_id: &UserId) -> Result<()> {
+    let memberships = state.storage.memberships_of_user(user_id.as_str()).await?;
+    let mut rooms = Vec::new();
+    for membership in &memberships {
+        let Ok(room_id) = OwnedRoomId::try_from(membership.room_id.as_str()) else { continue };
+        if membership.membership == "join" {
+            redact_messages(state, &room_id, user_id).await?;
+        }
+        rooms.push((room_id, membership.membership.clone()));
+    }
+    // Cleared before leaving, so the leave events carry no name or avatar.
+    state.storage.purge_user_content(user_id.as_str()).await?;
+    for (room_id, membership) in rooms {
+        if !matches!(membership.as_str(), "join" | "invite" | "knock") {
+            continue;
+        }
+        if let Err(e) = crate::rooms::membership::leave(state, &room_id, user_id, None).await {
+            tracing::warn!(%user_id, %room_id, error = %e, "an erased user could not leave a room");
+        }
+    }
+    delete_media(state, user_id).await?;
+    // Entries written while the job ran (the deactivation request itself) go too.
+    state.access_log.flush().await;
+    state.storage.purge_user_content(user_id.as_str()).await?;
+    state.storage.compact_search_index().await?;
+    state.storage.delete_erasure(user_id.as_str()).await?;
+    state.rooms.notify_change();
+    Ok(())
+}
+
+/// Redacts the user's messages in one room, page by page. Messages already redacted are skipped;
+/// one that cannot be redacted is logged and the rest still are.
+async fn redact_messages(state: &AppState, room_id: &OwnedRoomId, user_id: &UserId) -> Result<()> {
+    let mut after = i64::MIN;
+    loop {
+        let page = state.storage.user_messages_page(user_id.as_str(), room_id.as_str(), after, PAGE).await?;
+        let Some((last, _)) = page.last() else { return Ok(()) };
+        after = *last;
+        for (_, event_id) in &page {
+            let Some(event) = state.storage.event(event_id).await? else { continue };
+            if event.json.pointer("/unsigned/redacted_because").is_some() {
+                continue;
+            }
+            let redacted = crate::rooms::redaction::redact(state, room_id, user_id, event_id, None, None).await;
+            if let Err(e) = redacted {
+                tracing::warn!(%user_id, %room_id, %event_id, error = %e, "could not redact an erased user's event");
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Deletes the user's uploads (content, thumbnails and metadata), as the admin media API does.
+async fn delete_media(state: &AppState, user_id: &UserId) -> Result<()> {
+    let ids = state.storage.user_media_ids(state.server_name.as_str(), user_id.as_str()).await?;
+    crate::media::admin::delete_local(state, &ids).await?;
+    Ok(())
+}
