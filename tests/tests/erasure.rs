@@ -11,7 +11,11 @@ use crate::common::{
     Engine, Session, TestServer, assert_error, engine_tests, password_auth, password_login, random_suffix,
 };
 
-engine_tests!(erasing_deactivation_leaves_nothing_behind, admin_erasure_leaves_nothing_behind);
+engine_tests!(
+    erasing_deactivation_leaves_nothing_behind,
+    admin_erasure_leaves_nothing_behind,
+    an_interrupted_erasure_resumes_at_start,
+);
 
 const PASSWORD: &str = "correct-horse";
 
@@ -201,4 +205,29 @@ async fn admin_erasure_leaves_nothing_behind(engine: Engine) {
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["target"], alice.user_id.as_str(), "{entries:?}");
     assert_eq!(entries[0]["params"]["erase"], true, "{entries:?}");
+}
+
+/// An erasure still queued when the server stopped is finished by the next start.
+async fn an_interrupted_erasure_resumes_at_start(engine: Engine) {
+    let mut server = TestServer::start(engine).await;
+    let admin = server.admin("admin", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let room = server.create_room(&bob, json!({"preset": "public_chat"})).await;
+    assert_eq!(server.join(&alice, &room).await.0, StatusCode::OK);
+    let message = server.send_text(&alice, &room, "to be erased").await;
+    // Deactivated, still joined, its erasure queued but not run (as if the server stopped).
+    let path = format!("/_synapse/admin/v1/deactivate/{}", alice.user_id);
+    assert_eq!(server.post(&path, admin.token(), json!({})).await.0, StatusCode::OK);
+    server.stop().await;
+    let queued = format!("INSERT INTO user_erasures (user_id, requested_ts) VALUES ('{}', 0)", alice.user_id);
+    assert_eq!(server.raw_sql(&queued).await, 1);
+
+    let server = server.restart().await;
+    wait_for_erasure(&server).await;
+    let (status, page) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_redacted(find(&page["chunk"], &message));
+    let member = server.state_content(&bob, &room, "m.room.member", &alice.user_id).await;
+    assert_eq!(member["membership"], "leave");
 }

@@ -14,11 +14,13 @@ use crate::state::AppState;
 /// Messages redacted per page; the job yields between pages so it never holds the room for long.
 const PAGE: i64 = 100;
 
-/// Queues the erasure and starts it. The caller has already deactivated the account.
+/// Queues the erasure and starts it. The caller has already deactivated the account. An
+/// erasure already queued is running (or resumes at the next start): it is not started twice.
 pub async fn start(state: &AppState, user_id: &UserId) -> Result<()> {
-    state.storage.insert_erasure(user_id.as_str(), state.now_ms()).await?;
     state.access_log.forget_user(user_id.as_str());
-    spawn(state, user_id.to_owned());
+    if state.storage.insert_erasure(user_id.as_str(), state.now_ms()).await? {
+        spawn(state, user_id.to_owned());
+    }
     Ok(())
 }
 

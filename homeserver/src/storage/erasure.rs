@@ -6,16 +6,16 @@ use sqlx::Row;
 use super::{Result, Storage};
 
 impl Storage {
-    /// Queues an erasure (idempotent: asking twice keeps the first request).
-    pub async fn insert_erasure(&self, user_id: &str, now: i64) -> Result<()> {
-        sqlx::query(
+    /// Queues an erasure; false when one is already queued (asking twice keeps the first).
+    pub async fn insert_erasure(&self, user_id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
             "INSERT INTO user_erasures (user_id, requested_ts) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
         )
         .bind(user_id)
         .bind(now)
         .execute(&self.write)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn pending_erasures(&self) -> Result<Vec<String>> {
