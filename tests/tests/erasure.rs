@@ -25,6 +25,8 @@ struct Traces {
     rooms: Vec<String>,
     messages: Vec<String>,
     media_ids: Vec<String>,
+    /// Bob's sync position before the erasure.
+    since: String,
 }
 
 /// Alice writes in two rooms shared with bob, sends bob a to-device message, stores account data
@@ -71,7 +73,8 @@ async fn leave_traces(server: &TestServer, alice: &Session, bob: &Session) -> Tr
     assert!(server.count_rows(&pushed).await > 0, "bob was notified of alice's messages");
     server.state.access_log.flush().await;
     assert!(server.count_rows(&access_log_rows(&alice.user_id)).await > 0);
-    Traces { markers, rooms: vec![public, direct], messages, media_ids: vec![file_id, image_id] }
+    let since = server.sync(bob, "").await["next_batch"].as_str().expect("next_batch").to_owned();
+    Traces { markers, rooms: vec![public, direct], messages, media_ids: vec![file_id, image_id], since }
 }
 
 fn access_log_rows(user_id: &str) -> String {
@@ -102,7 +105,14 @@ fn assert_redacted(event: &Value) {
 /// Everything others and the disk show after alice's erasure.
 async fn assert_erased(server: &TestServer, engine: Engine, bob: &Session, alice_id: &str, traces: &Traces) {
     let initial = server.sync(bob, "").await;
+    let incremental = server.sync(bob, &format!("since={}", traces.since)).await;
     for (room, event_id) in traces.rooms.iter().zip(&traces.messages) {
+        // Bob's next sync brings the redaction itself.
+        let timeline = incremental["rooms"]["join"][room]["timeline"]["events"].as_array().cloned().unwrap_or_default();
+        let redacts = |e: &&Value| e["type"] == "m.room.redaction" && e["sender"] == alice_id;
+        let redaction = timeline.iter().find(redacts).unwrap_or_else(|| panic!("no redaction in {timeline:?}"));
+        let target = redaction.get("redacts").unwrap_or(&redaction["content"]["redacts"]);
+        assert_eq!(target, event_id.as_str(), "{redaction}");
         let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50");
         let (status, page) = server.get(&path, bob.token()).await;
         assert_eq!(status, StatusCode::OK, "{page}");
