@@ -10,6 +10,7 @@ use ruma::{OwnedRoomId, OwnedUserId, UserId};
 
 use crate::error::Result;
 use crate::state::AppState;
+use crate::storage::ProfileField;
 
 /// Messages redacted per page; the job yields between pages so it never holds the room for long.
 const PAGE: i64 = 100;
@@ -18,6 +19,10 @@ const PAGE: i64 = 100;
 /// erasure already queued is running (or resumes at the next start): it is not started twice.
 pub async fn start(state: &AppState, user_id: &UserId) -> Result<()> {
     state.access_log.forget_user(user_id.as_str());
+    // The profile goes at once: it is public and cheap to clear.
+    for field in [ProfileField::DisplayName, ProfileField::AvatarUrl] {
+        state.storage.set_profile_field(user_id.as_str(), field, None).await?;
+    }
     if state.storage.insert_erasure(user_id.as_str(), state.now_ms()).await? {
         spawn(state, user_id.to_owned());
     }
