@@ -34,8 +34,10 @@ struct Traces {
 async fn leave_traces(server: &TestServer, alice: &Session, bob: &Session) -> Traces {
     // Lower case, ending in a digit: the search index keeps tokens as they are here.
     let marker = |what: &str| format!("{what}marker{}7", random_suffix());
-    let markers: Vec<String> =
-        ["first", "second", "todevice", "settings", "backup", "media", "filename"].into_iter().map(marker).collect();
+    let markers: Vec<String> = ["first", "second", "todevice", "settings", "backup", "media", "filename", "reason"]
+        .into_iter()
+        .map(marker)
+        .collect();
     let public = server.create_room(bob, json!({"preset": "public_chat"})).await;
     assert_eq!(server.join(alice, &public).await.0, StatusCode::OK);
     let direct = server.create_room(alice, json!({"preset": "private_chat", "invite": [bob.user_id]})).await;
@@ -44,6 +46,12 @@ async fn leave_traces(server: &TestServer, alice: &Session, bob: &Session) -> Tr
         server.send_text(alice, &public, &format!("hello {}", markers[0])).await,
         server.send_text(alice, &direct, &format!("hi {}", markers[1])).await,
     ];
+
+    // A redaction of her own with a reason: the reason is hers too.
+    let typo = server.send_text(alice, &public, "typo").await;
+    let path = format!("/_matrix/client/v3/rooms/{public}/redact/{typo}/{}", random_suffix());
+    let (status, body) = server.put(&path, alice.token(), json!({"reason": markers[7]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     let path = format!("/_matrix/client/v3/sendToDevice/m.test/{}", random_suffix());
     let body = json!({"messages": {bob.user_id.clone(): {"*": {"secret": markers[2]}}}});

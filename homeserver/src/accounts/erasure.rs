@@ -97,7 +97,7 @@ async fn redact_messages(state: &AppState, room_id: &OwnedRoomId, user_id: &User
         after = *last;
         for (_, event_id) in &page {
             let Some(event) = state.storage.event(event_id).await? else { continue };
-            if event.json.pointer("/unsigned/redacted_because").is_some() {
+            if event.json.pointer("/unsigned/redacted_because").is_some() || is_bare_redaction(&event) {
                 continue;
             }
             let redacted = crate::rooms::redaction::redact(state, room_id, user_id, event_id, None, None).await;
@@ -107,6 +107,12 @@ async fn redact_messages(state: &AppState, room_id: &OwnedRoomId, user_id: &User
         }
         tokio::task::yield_now().await;
     }
+}
+
+/// A redaction without a reason holds nothing of the user's (this job's own are such), so it is
+/// left alone; one with a reason is redacted in turn.
+fn is_bare_redaction(event: &crate::storage::EventRow) -> bool {
+    event.event_type == "m.room.redaction" && event.json.pointer("/content/reason").is_none()
 }
 
 /// Deletes the user's uploads (content, thumbnails and metadata), as the admin media API does.

@@ -28,8 +28,8 @@ impl Storage {
         Ok(())
     }
 
-    /// One page of the user's non-state, non-redaction events in a room after `after`:
-    /// `(stream_ordering, event_id)`, oldest first.
+    /// One page of the user's non-state events in a room after `after` (redactions included:
+    /// theirs can carry a reason): `(stream_ordering, event_id)`, oldest first.
     pub async fn user_messages_page(
         &self,
         user_id: &str,
@@ -39,7 +39,7 @@ impl Storage {
     ) -> Result<Vec<(i64, String)>> {
         let rows = sqlx::query(
             "SELECT stream_ordering, event_id FROM events \
-             WHERE room_id = $1 AND sender = $2 AND state_key IS NULL AND event_type <> 'm.room.redaction' \
+             WHERE room_id = $1 AND sender = $2 AND state_key IS NULL \
                AND outlier = 0 AND rejected_reason IS NULL AND stream_ordering > $3 \
              ORDER BY stream_ordering LIMIT $4",
         )
