@@ -15,6 +15,7 @@ engine_tests!(
     erasing_deactivation_leaves_nothing_behind,
     admin_erasure_leaves_nothing_behind,
     an_interrupted_erasure_resumes_at_start,
+    a_local_moderator_redacts_where_the_user_may_not,
 );
 
 const PASSWORD: &str = "correct-horse";
@@ -248,4 +249,28 @@ async fn an_interrupted_erasure_resumes_at_start(engine: Engine) {
     assert_redacted(find(&page["chunk"], &message));
     let member = server.state_content(&bob, &room, "m.room.member", &alice.user_id).await;
     assert_eq!(member["membership"], "leave");
+}
+
+/// In a room where the user may not send redactions, a local member with the power to redact
+/// others' events redacts for them.
+async fn a_local_moderator_redacts_where_the_user_may_not(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let admin = server.admin("admin", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let levels = json!({"events": {"m.room.redaction": 50}});
+    let room = server.create_room(&bob, json!({"preset": "public_chat", "power_level_content_override": levels})).await;
+    assert_eq!(server.join(&alice, &room).await.0, StatusCode::OK);
+    let message = server.send_text(&alice, &room, "only a moderator can redact this").await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/redact/{message}/{}", random_suffix());
+    assert_eq!(server.put(&path, alice.token(), json!({})).await.0, StatusCode::FORBIDDEN, "alice may not redact");
+
+    let path = format!("/_synapse/admin/v1/deactivate/{}", alice.user_id);
+    assert_eq!(server.post(&path, admin.token(), json!({"erase": true})).await.0, StatusCode::OK);
+    wait_for_erasure(&server).await;
+    let (status, page) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let event = find(&page["chunk"], &message);
+    assert_redacted(event);
+    assert_eq!(event["unsigned"]["redacted_because"]["sender"], bob.user_id.as_str(), "{event}");
 }

@@ -87,9 +87,12 @@ async fn erase(state: &AppState, user_id: &UserId) -> Result<()> {
     Ok(())
 }
 
-/// Redacts the user's messages in one room, page by page. Messages already redacted are skipped;
-/// one that cannot be redacted is logged and the rest still are.
+/// Redacts the user's messages in one room, page by page. Messages already redacted are skipped.
+/// Where the room's power levels forbid the user redactions, a local member who may redact
+/// others' events does it; a message that still cannot be redacted is logged and the rest still
+/// are.
 async fn redact_messages(state: &AppState, room_id: &OwnedRoomId, user_id: &UserId) -> Result<()> {
+    let mut redactor: OwnedUserId = user_id.to_owned();
     let mut after = i64::MIN;
     loop {
         let page = state.storage.user_messages_page(user_id.as_str(), room_id.as_str(), after, PAGE).await?;
@@ -100,13 +103,35 @@ async fn redact_messages(state: &AppState, room_id: &OwnedRoomId, user_id: &User
             if event.json.pointer("/unsigned/redacted_because").is_some() || is_bare_redaction(&event) {
                 continue;
             }
-            let redacted = crate::rooms::redaction::redact(state, room_id, user_id, event_id, None, None).await;
+            let mut redacted = crate::rooms::redaction::redact(state, room_id, &redactor, event_id, None, None).await;
+            if redacted.is_err()
+                && redactor == user_id
+                && let Some(moderator) = local_moderator(state, room_id, user_id).await?
+            {
+                redactor = moderator;
+                redacted = crate::rooms::redaction::redact(state, room_id, &redactor, event_id, None, None).await;
+            }
             if let Err(e) = redacted {
                 tracing::warn!(%user_id, %room_id, %event_id, error = %e, "could not redact an erased user's event");
             }
         }
         tokio::task::yield_now().await;
     }
+}
+
+/// The joined local member (other than the user) with the highest power level, if that level
+/// lets them redact others' events.
+async fn local_moderator(state: &AppState, room_id: &OwnedRoomId, user_id: &UserId) -> Result<Option<OwnedUserId>> {
+    let room = crate::rooms::state::room(state, room_id.as_str()).await?;
+    let levels = crate::rooms::state::power_levels(state, &room).await?;
+    let members = state.storage.room_memberships(room_id.as_str()).await?;
+    let best = members
+        .iter()
+        .filter(|m| m.membership == "join" && m.user_id != user_id.as_str())
+        .filter_map(|m| OwnedUserId::try_from(m.user_id.as_str()).ok())
+        .filter(|u| u.server_name() == state.server_name)
+        .max_by_key(|u| levels.user_level(u.as_str()));
+    Ok(best.filter(|u| levels.user_level(u.as_str()) >= levels.redact()))
 }
 
 /// A redaction without a reason holds nothing of the user's (this job's own are such), so it is
