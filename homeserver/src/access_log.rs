@@ -7,6 +7,7 @@
 //! database closes. Rows name the route template, never the raw path or query (which can hold
 //! tokens), and never a request or response body.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -52,6 +53,9 @@ pub struct AccessLogger {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// (day number, salt) for `ip_mode = "hash"`.
     salt: Mutex<(i64, [u8; 16])>,
+    /// Users being erased: their requests still in flight (the deactivation itself) are not
+    /// recorded once the erasure has removed their entries.
+    erased: Mutex<HashSet<String>>,
 }
 
 impl AccessLogger {
@@ -64,6 +68,7 @@ impl AccessLogger {
             jobs: Mutex::new(None),
             task: Mutex::new(None),
             salt: Mutex::new((-1, [0; 16])),
+            erased: Mutex::new(HashSet::new()),
         };
         if logger.config.enabled {
             let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
@@ -98,7 +103,15 @@ impl AccessLogger {
         }
     }
 
+    /// From now on, records nothing more about `user_id` (an erased user).
+    pub fn forget_user(&self, user_id: &str) {
+        lock(&self.erased).insert(user_id.to_owned());
+    }
+
     async fn queue(&self, row: AccessLogRow) {
+        if lock(&self.erased).contains(&row.user_id) {
+            return;
+        }
         let sender = lock(&self.jobs).clone();
         if let Some(sender) = sender {
             // A full queue slows requests down rather than losing entries.
@@ -297,6 +310,7 @@ mod tests {
             jobs: Mutex::new(None),
             task: Mutex::new(None),
             salt: Mutex::new((-1, [0; 16])),
+            erased: Mutex::new(HashSet::new()),
         }
     }
 

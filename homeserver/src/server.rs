@@ -123,6 +123,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
     }
     state.outbox.resume(&state).await;
     crate::admin_tasks::fail_interrupted(&state).await;
+    crate::accounts::erasure::resume(&state).await;
     let certificates = load_certificates(&state.config)?;
     if !state.config.metrics.listen.is_empty() {
         serve_metrics(state.clone()).await?;

@@ -37,7 +37,7 @@ async fn encrypted_server(engine: Engine, key: &Path) -> TestServer {
     .await
 }
 
-fn png() -> Vec<u8> {
+pub(crate) fn png() -> Vec<u8> {
     let mut bytes = Vec::new();
     DynamicImage::new_rgba8(64, 64).write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png).unwrap();
     bytes
@@ -47,7 +47,7 @@ async fn upload(server: &TestServer, session: &Session, content_type: &str, byte
     upload_named(server, session, content_type, "", bytes).await
 }
 
-async fn upload_named(
+pub(crate) async fn upload_named(
     server: &TestServer,
     session: &Session,
     content_type: &str,
@@ -67,7 +67,7 @@ async fn upload_named(
     body["content_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
 }
 
-async fn download(server: &TestServer, session: &Session, path: &str) -> (StatusCode, Vec<u8>) {
+pub(crate) async fn download(server: &TestServer, session: &Session, path: &str) -> (StatusCode, Vec<u8>) {
     let response = reqwest::Client::new()
         .get(format!("{}{path}", server.base_url))
         .bearer_auth(&session.access_token)

@@ -17,6 +17,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod e2ee;
+mod erasure;
 mod errors;
 mod events;
 mod federation;

@@ -92,13 +92,13 @@ async fn set_profile(
     Ok(())
 }
 
-/// Deactivates the account as the user's own deactivation does; `erase` also clears the profile.
+/// Deactivates the account as the user's own deactivation does; `erase` also erases the user's
+/// data in the background (see [`super::erasure`]).
 pub async fn deactivate(state: &AppState, user_id: &UserId, erase: bool) -> Result<()> {
     existing_user(state, user_id).await?;
     super::deactivate_account(state, user_id).await?;
     if erase {
-        state.storage.set_profile_field(user_id.as_str(), ProfileField::DisplayName, None).await?;
-        state.storage.set_profile_field(user_id.as_str(), ProfileField::AvatarUrl, None).await?;
+        super::erasure::start(state, user_id).await?;
     }
     tracing::info!(user_id = %user_id, erase, "an admin deactivated a user");
     Ok(())

@@ -1,6 +1,7 @@
 //! Accounts: registration, login sessions, tokens, devices, passwords and deactivation.
 
 pub mod admin;
+pub mod erasure;
 pub mod openid;
 pub mod password;
 pub mod shared_secret;
@@ -350,13 +351,17 @@ pub async fn change_password(
     Ok(())
 }
 
-/// Deactivates the account after a password UIAA stage.
-pub async fn deactivate(state: &AppState, authed: &Authed, auth: Option<&AuthData>) -> Result<()> {
+/// Deactivates the account after a password UIAA stage; `erase` also erases the user's data
+/// (see [`erasure`]).
+pub async fn deactivate(state: &AppState, authed: &Authed, auth: Option<&AuthData>, erase: bool) -> Result<()> {
     let request =
         uiaa::UiaaRequest { purpose: "deactivate", flows: uiaa::password_flows(), user: Some(&authed.user_id) };
     uiaa::check(state, auth, request).await?;
     deactivate_account(state, &authed.user_id).await?;
-    tracing::info!(user_id = %authed.user_id, "deactivated user");
+    if erase {
+        erasure::start(state, &authed.user_id).await?;
+    }
+    tracing::info!(user_id = %authed.user_id, erase, "deactivated user");
     Ok(())
 }
 

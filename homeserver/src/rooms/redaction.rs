@@ -18,7 +18,7 @@ pub async fn redact(
     sender: &UserId,
     target_id: &str,
     reason: Option<&str>,
-    txn: ClientTxn,
+    txn: Option<ClientTxn>,
 ) -> Result<OwnedEventId> {
     super::membership::require_joined(state, room_id, sender).await?;
     let target = state.storage.event(target_id).await?;
@@ -43,7 +43,7 @@ pub async fn redact(
         content,
         redacts: Some(target_event_id),
     };
-    let sent = send_event(state, room_id, sender, template, Some(txn)).await?;
+    let sent = send_event(state, room_id, sender, template, txn).await?;
 
     // Replace the target with its redacted form, carrying the redaction for clients.
     let redaction =
@@ -63,6 +63,7 @@ pub async fn redact(
     state.storage.delete_relation(target_id).await?;
     state.storage.delete_search_entry(target_id).await?;
     forget_in_successor(state, &target, &redacted).await?;
+    forget_in_redacted(state, &target, &redacted).await?;
     // A cached head may hold the unredacted state event.
     state.rooms.forget_head(room_id).await;
     Ok(sent.event_id)
@@ -83,5 +84,25 @@ async fn forget_in_successor(
         next.json["unsigned"]["prev_content"] = redacted["content"].clone();
         state.storage.replace_event_json(&next.event_id, &next.json).await?;
     }
+    Ok(())
+}
+
+/// A redaction's target carries the redaction in `unsigned.redacted_because`: when the
+/// redaction itself is redacted (its reason is gone), that copy loses its content too.
+async fn forget_in_redacted(
+    state: &AppState,
+    target: &crate::storage::EventRow,
+    redacted: &serde_json::Value,
+) -> Result<()> {
+    if target.event_type != "m.room.redaction" {
+        return Ok(());
+    }
+    let redacts = target.json.get("redacts").or_else(|| target.json.pointer("/content/redacts"));
+    let Some(redacts) = redacts.and_then(|r| r.as_str()) else { return Ok(()) };
+    let Some(mut original) = state.storage.event(redacts).await? else { return Ok(()) };
+    let because = original.json.pointer_mut("/unsigned/redacted_because");
+    let Some(because) = because.filter(|b| b["event_id"] == target.event_id.as_str()) else { return Ok(()) };
+    because["content"] = redacted["content"].clone();
+    state.storage.replace_event_json(&original.event_id, &original.json).await?;
     Ok(())
 }

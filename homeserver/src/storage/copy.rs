@@ -58,6 +58,7 @@ pub const TABLES: &[&str] = &[
     "blocked_rooms",
     "admin_tasks",
     "at_rest_key_check",
+    "user_erasures",
 ];
 
 /// How a column's values are read and bound.

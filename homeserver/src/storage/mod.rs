@@ -13,6 +13,7 @@ mod codec;
 mod content_reports;
 mod copy;
 mod e2ee_keys;
+mod erasure;
 mod event_writer;
 mod federation;
 mod filters;

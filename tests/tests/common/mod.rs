@@ -207,6 +207,7 @@ impl TestServer {
         let state = homeserver::AppState::new(config.clone(), storage, key, clock.clone(), media);
         state.outbox.resume(&state).await;
         homeserver::admin_tasks::fail_interrupted(&state).await;
+        homeserver::accounts::erasure::resume(&state).await;
 
         let addr = listener.local_addr().unwrap();
         let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();

@@ -26,6 +26,6 @@ pub async fn change_password(
 }
 
 pub async fn deactivate(state: AppState, request: Ruma<deactivate::v3::Request>) -> Result<deactivate::v3::Response> {
-    accounts::deactivate(&state, request.authed()?, request.body.auth.as_ref()).await?;
+    accounts::deactivate(&state, request.authed()?, request.body.auth.as_ref(), request.body.erase).await?;
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
 }

@@ -142,7 +142,7 @@ pub async fn redact(state: AppState, request: Ruma<redact_event::v3::Request>) -
         &authed.user_id,
         body.event_id.as_str(),
         body.reason.as_deref(),
-        txn,
+        Some(txn),
     )
     .await?;
     Ok(redact_event::v3::Response::new(event_id))
