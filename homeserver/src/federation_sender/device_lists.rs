@@ -63,19 +63,10 @@ async fn announce_pending(state: &AppState) -> Result<()> {
 /// Queues an update per device of `user_id` for every other server sharing a room with them;
 /// receivers that cannot place it (no `prev_id`) fetch the whole list again.
 async fn announce(state: &AppState, user_id: &str, stream_id: i64) -> Result<Vec<String>> {
-    let us = state.server_name.as_str();
-    let servers: BTreeSet<String> = state
-        .storage
-        .room_mates(user_id)
-        .await?
-        .iter()
-        .map(|mate| server_of(mate).to_owned())
-        .filter(|server| server != us)
-        .collect();
+    let servers = crate::rooms::edus::servers_sharing_a_room_with(state, user_id).await?;
     if servers.is_empty() {
         return Ok(Vec::new());
     }
-    let servers: Vec<String> = servers.into_iter().collect();
     let keys = state.storage.device_keys_of_users(&[user_id.to_owned()]).await?;
     let devices = state.storage.devices(user_id).await?;
     for device in &devices {

@@ -120,17 +120,7 @@ pub async fn send_presence(
     if !state.config.federation.enabled || user_id.server_name() != state.server_name {
         return Ok(());
     }
-    let us = state.server_name.as_str();
-    let mut destinations: Vec<String> = state
-        .storage
-        .room_mates(user_id.as_str())
-        .await?
-        .iter()
-        .map(|mate| crate::rooms::head::server_of(mate).to_owned())
-        .filter(|server| server != us)
-        .collect();
-    destinations.sort();
-    destinations.dedup();
+    let destinations = servers_sharing_a_room_with(state, user_id.as_str()).await?;
     if destinations.is_empty() {
         return Ok(());
     }
@@ -227,6 +217,21 @@ pub async fn send_typing(state: &AppState, room_id: &RoomId, user_id: &UserId, t
     state.storage.queue_edu(&destinations, &edu).await?;
     state.outbox.wake(state, &destinations);
     Ok(())
+}
+
+/// Servers other than ours with a user joined to any room `user_id` is joined to: who must hear
+/// about that user's presence and devices.
+pub async fn servers_sharing_a_room_with(state: &AppState, user_id: &str) -> Result<Vec<String>> {
+    let us = state.server_name.as_str();
+    let servers: std::collections::BTreeSet<String> = state
+        .storage
+        .room_mates(user_id)
+        .await?
+        .iter()
+        .map(|mate| crate::rooms::head::server_of(mate).to_owned())
+        .filter(|server| server != us)
+        .collect();
+    Ok(servers.into_iter().collect())
 }
 
 /// Servers other than ours with a joined member in the room.
