@@ -48,6 +48,10 @@ pub struct Args {
     /// Prefix for generated user names, so runs against one server do not collide.
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Run only these scenarios (comma-separated, still in the usual order), e.g. to profile one.
+    /// Later scenarios see what earlier ones left: initial sync reads the throughput run's history.
+    #[arg(long, value_delimiter = ',')]
+    pub scenarios: Vec<String>,
 }
 
 /// Sets up users and rooms, then runs every scenario, printing each result as it completes.
@@ -59,10 +63,15 @@ pub async fn run(mut args: Args) -> anyhow::Result<Vec<stats::ScenarioResult>> {
     }
     let prefix = args.prefix.clone().unwrap_or_else(|| format!("b{}", std::process::id()));
     args.prefix = Some(prefix);
+    if let Some(unknown) = args.scenarios.iter().find(|s| !scenarios::ALL.contains(&s.as_str())) {
+        anyhow::bail!("unknown scenario {unknown} (known: {})", scenarios::ALL.join(", "));
+    }
     let timeout = Duration::from_secs(args.scenario_timeout_secs);
     let world = tokio::time::timeout(timeout, scenarios::setup(&args)).await??;
     let mut results = Vec::new();
-    for scenario in scenarios::ALL {
+    let selected =
+        scenarios::ALL.iter().filter(|s| args.scenarios.is_empty() || args.scenarios.iter().any(|a| a == *s));
+    for scenario in selected {
         match tokio::time::timeout(timeout, scenarios::run(scenario, &args, &world)).await {
             Ok(Ok(result)) => {
                 result.print(&args.label);

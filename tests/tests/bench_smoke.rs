@@ -20,6 +20,7 @@ async fn benchmark_smoke_run(engine: Engine) {
         join_storm: 5,
         scenario_timeout_secs: 120,
         prefix: Some("smoke".into()),
+        scenarios: Vec::new(),
     };
     let results = bench::run(args).await.expect("benchmark runs");
     let names: Vec<&str> = results.iter().map(|r| r.scenario).collect();
