@@ -1,6 +1,6 @@
 //! Reading timelines: history visibility, `/messages` pagination, single events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ruma::api::client::filter::RoomEventFilter;
 use ruma::{RoomId, UserId};
@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::client_event::client_event;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::storage::{EventRow, Order};
+use crate::storage::{EventRow, MembershipRow, Order};
 
 /// Where history starts: events fetched from other servers (backfilled) sit at negative
 /// positions, before everything this server saw happen.
@@ -32,43 +32,29 @@ pub fn parse_token(token: &str) -> Result<i64> {
 /// spec's algorithm): world-readable events, events while they were joined (or invited, for
 /// "invited"), "shared" events sent before they last joined or while they are joined, and their
 /// own membership changes.
+/// Rows may come from several rooms; the lookups are batched (three queries in all).
 pub async fn filter_visible(state: &AppState, user_id: &UserId, rows: Vec<EventRow>) -> Result<Vec<EventRow>> {
     if rows.is_empty() {
         return Ok(rows);
     }
-    let room_id = &rows[0].room_id;
-    let membership_now = state.storage.membership(room_id, user_id.as_str()).await?;
-    let currently_joined = membership_now.as_ref().is_some_and(|m| m.membership == "join");
-    let last_join = membership_now.as_ref().and_then(|m| m.last_join_ordering);
-    let keys =
-        [("m.room.history_visibility".to_owned(), String::new()), ("m.room.member".to_owned(), user_id.to_string())];
-    // Events between two state changes share a state group: look each group up once.
-    let mut by_group: HashMap<i64, (String, String)> = HashMap::new();
-    for row in &rows {
-        if by_group.contains_key(&row.state_group_after) {
-            continue;
-        }
-        let entries = state.storage.state_entries_at_group(row.state_group_after, &keys).await?;
-        let ids: Vec<String> = entries.values().cloned().collect();
-        let events = state.storage.events_by_id(&ids).await?;
-        let mut visibility = "shared".to_owned();
-        let mut membership = "leave".to_owned();
-        for event in events {
-            match event.event_type.as_str() {
-                "m.room.history_visibility" => {
-                    visibility = event.json["content"]["history_visibility"].as_str().unwrap_or("shared").to_owned();
-                }
-                _ => membership = event.json["content"]["membership"].as_str().unwrap_or("leave").to_owned(),
-            }
-        }
-        by_group.insert(row.state_group_after, (visibility, membership));
-    }
+    let rooms: Vec<String> = rows.iter().map(|r| r.room_id.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let memberships: HashMap<String, MembershipRow> = state
+        .storage
+        .memberships_of_user_in(user_id.as_str(), &rooms)
+        .await?
+        .into_iter()
+        .map(|m| (m.room_id.clone(), m))
+        .collect();
+    let by_group = visibility_at_groups(state, user_id, &rows).await?;
     Ok(rows
         .into_iter()
         .filter(|row| {
             if row.state_key.as_deref() == Some(user_id.as_str()) && row.event_type == "m.room.member" {
                 return true;
             }
+            let membership_now = memberships.get(&row.room_id);
+            let currently_joined = membership_now.is_some_and(|m| m.membership == "join");
+            let last_join = membership_now.and_then(|m| m.last_join_ordering);
             let (visibility, membership) = &by_group[&row.state_group_after];
             match visibility.as_str() {
                 "world_readable" => true,
@@ -78,6 +64,36 @@ pub async fn filter_visible(state: &AppState, user_id: &UserId, rows: Vec<EventR
                 "invited" => membership == "join" || membership == "invite",
                 _ => membership == "join",
             }
+        })
+        .collect())
+}
+
+/// The history visibility and the user's membership at each row's state (after the event).
+/// Events between two state changes share a state group, so each group is looked up once.
+async fn visibility_at_groups(
+    state: &AppState,
+    user_id: &UserId,
+    rows: &[EventRow],
+) -> Result<HashMap<i64, (String, String)>> {
+    let groups: Vec<i64> = rows.iter().map(|r| r.state_group_after).collect::<HashSet<_>>().into_iter().collect();
+    let keys =
+        [("m.room.history_visibility".to_owned(), String::new()), ("m.room.member".to_owned(), user_id.to_string())];
+    let entries = state.storage.state_entries_at_groups(&groups, &keys).await?;
+    let ids: Vec<String> =
+        entries.values().flat_map(|m| m.values().cloned()).collect::<HashSet<_>>().into_iter().collect();
+    let events: HashMap<String, EventRow> =
+        state.storage.events_by_id(&ids).await?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+    let content = |id: Option<&String>, field: &str, default: &str| {
+        id.and_then(|id| events.get(id)).and_then(|e| e.json["content"][field].as_str()).unwrap_or(default).to_owned()
+    };
+    Ok(groups
+        .into_iter()
+        .map(|group| {
+            let entries = entries.get(&group);
+            let entry = |key: &(String, String)| entries.and_then(|m| m.get(key));
+            let visibility = content(entry(&keys[0]), "history_visibility", "shared");
+            let membership = content(entry(&keys[1]), "membership", "leave");
+            (group, (visibility, membership))
         })
         .collect())
 }

@@ -38,6 +38,22 @@ impl Storage {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// The user's memberships in these rooms (forgotten ones too), in one query.
+    pub async fn memberships_of_user_in(&self, user_id: &str, room_ids: &[String]) -> Result<Vec<MembershipRow>> {
+        if room_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM memberships WHERE user_id = $1 AND room_id IN ({})",
+            placeholders(2, room_ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(user_id);
+        for room_id in room_ids {
+            query = query.bind(room_id);
+        }
+        query.fetch_all(&self.read).await?.iter().map(from_row).collect()
+    }
+
     /// Every room the user has a non-forgotten membership in.
     pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<MembershipRow>> {
         let rows = sqlx::query(&format!(

@@ -60,6 +60,7 @@ pub use federation::{OutboxBatch, ServerKeyRow};
 pub use key_backup::{BackupKeyRow, BackupVersionRow, KeyScope};
 pub use media::{MediaRow, ThumbnailRow, UploadedContent};
 pub use media_admin::{MediaOrder, MediaSelection};
+pub use event_writer::QueuedEvent;
 pub use memberships::{MemberSummary, MembershipRow};
 pub use notifications::{NotificationRow, UnreadCount};
 pub use presence::PresenceRow;
@@ -285,6 +286,17 @@ pub struct PoolStats {
     pub max: u32,
 }
 
+/// Where each stream a sync reads stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncPositions {
+    pub events: i64,
+    pub account_data: i64,
+    pub receipts: i64,
+    pub device_lists: i64,
+    pub to_device: i64,
+    pub presence: i64,
+}
+
 /// Streams other than events, whose positions live in `stream_positions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -344,6 +356,32 @@ impl Storage {
             .execute(&self.write)
             .await?;
         Ok(())
+    }
+
+    /// The newest position of every stream a sync reads, in one query (so from one snapshot).
+    pub async fn sync_positions(&self) -> Result<SyncPositions> {
+        let sql = format!(
+            "SELECT stream, position FROM stream_positions \
+             UNION ALL SELECT 'events' AS stream, MAX(n) AS position FROM ({}) AS highest",
+            rooms::HIGHEST_ORDERINGS
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
+        let mut positions = SyncPositions::default();
+        for row in rows {
+            let stream: String = sqlx::Row::try_get(&row, "stream")?;
+            let position: i64 = sqlx::Row::try_get(&row, "position")?;
+            let slot = match stream.as_str() {
+                "events" => &mut positions.events,
+                s if s == Stream::AccountData.name() => &mut positions.account_data,
+                s if s == Stream::Receipts.name() => &mut positions.receipts,
+                s if s == Stream::DeviceLists.name() => &mut positions.device_lists,
+                s if s == Stream::ToDevice.name() => &mut positions.to_device,
+                s if s == Stream::Presence.name() => &mut positions.presence,
+                _ => continue,
+            };
+            *slot = position;
+        }
+        Ok(positions)
     }
 
     /// The newest position of a stream.

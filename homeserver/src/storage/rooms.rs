@@ -13,6 +13,9 @@ pub type StateMap = HashMap<(String, String), String>;
 /// Longest delta chain before a state group is written as a full snapshot.
 const MAX_STATE_CHAIN: i64 = 50;
 
+/// Rooms whose timelines one query reads (SQLite allows at most 500 parts in a compound select).
+const ROOMS_PER_TIMELINE_QUERY: usize = 100;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomRow {
     pub room_id: String,
@@ -183,6 +186,12 @@ impl Storage {
         self.event_writer.persist(event.clone()).await
     }
 
+    /// Queues an event for writing without waiting for its commit: events are committed in the
+    /// order they are queued, so a room's next event may be built on it at once.
+    pub async fn queue_event(&self, event: NewEvent) -> Result<super::QueuedEvent> {
+        self.event_writer.enqueue(event).await
+    }
+
     /// Creates the empty state group a room starts from (before its create event) and makes it
     /// the room's current state.
     pub async fn create_empty_state_group(&self, room_id: &str) -> Result<i64> {
@@ -211,6 +220,16 @@ impl Storage {
 
     /// The full states of several state groups in one query.
     pub async fn states_at_groups(&self, groups: &[i64]) -> Result<HashMap<i64, StateMap>> {
+        self.state_entries_at_groups(groups, &[]).await
+    }
+
+    /// The given `(type, state_key)` entries (all of them when `keys` is empty) of several state
+    /// groups, each resolved through its delta chain, in one query.
+    pub async fn state_entries_at_groups(
+        &self,
+        groups: &[i64],
+        keys: &[(String, String)],
+    ) -> Result<HashMap<i64, StateMap>> {
         let mut states: HashMap<i64, StateMap> = HashMap::new();
         if groups.is_empty() {
             return Ok(states);
@@ -223,12 +242,16 @@ impl Storage {
                  SELECT chain.root, g.prev_group, chain.distance + 1 FROM state_groups g \
                  JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
              SELECT chain.root, s.event_type, s.state_key, s.event_id FROM state_group_entries s \
-             JOIN chain ON s.state_group = chain.state_group ORDER BY chain.root, chain.distance DESC",
-            roots.join(" UNION ALL ")
+             JOIN chain ON s.state_group = chain.state_group {} ORDER BY chain.root, chain.distance DESC",
+            roots.join(" UNION ALL "),
+            key_filter(groups.len() + 1, keys.len()),
         );
         let mut query = sqlx::query(&sql);
         for group in groups {
             query = query.bind(group);
+        }
+        for (event_type, state_key) in keys {
+            query = query.bind(event_type).bind(state_key);
         }
         // Per root, oldest deltas first, so newer entries overwrite them.
         for row in query.fetch_all(&self.read).await? {
@@ -312,7 +335,9 @@ impl Storage {
     }
 
     /// For several rooms at once: the newest accepted events with `after < stream_ordering <=
-    /// up_to`, at most `per_room` each, newest first within a room. One query for all rooms.
+    /// up_to`, at most `per_room` each, newest first within a room. Each room is its own
+    /// `LIMIT`ed walk of the `(room_id, stream_ordering)` index, so the cost follows `per_room`,
+    /// not the rooms' history; the walks are combined into one query per chunk of rooms.
     pub async fn recent_events_in_rooms(
         &self,
         room_ids: &[String],
@@ -320,21 +345,30 @@ impl Storage {
         up_to: i64,
         per_room: i64,
     ) -> Result<Vec<EventRow>> {
-        if room_ids.is_empty() {
-            return Ok(Vec::new());
+        let mut events = Vec::new();
+        for chunk in room_ids.chunks(ROOMS_PER_TIMELINE_QUERY) {
+            let walks: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ${} \
+                         AND e.stream_ordering > $1 AND e.stream_ordering <= $2 AND e.rejected_reason IS NULL \
+                         AND e.outlier = 0 ORDER BY e.stream_ordering DESC LIMIT $3) AS walk{i}",
+                        4 + i
+                    )
+                })
+                .collect();
+            let sql = walks.join(" UNION ALL ");
+            let mut query = sqlx::query(&sql).bind(after).bind(up_to).bind(per_room);
+            for room_id in chunk {
+                query = query.bind(room_id);
+            }
+            for row in query.fetch_all(&self.read).await? {
+                events.push(EventRow::from_row(&self.codec, &row)?);
+            }
         }
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM (SELECT e.*, ROW_NUMBER() OVER (PARTITION BY e.room_id ORDER BY e.stream_ordering DESC) AS rn \
-             FROM events e WHERE e.room_id IN ({}) AND e.stream_ordering > $1 AND e.stream_ordering <= $2 \
-             AND e.rejected_reason IS NULL AND e.outlier = 0) e WHERE e.rn <= $3 ORDER BY e.room_id, e.stream_ordering DESC",
-            placeholders(4, room_ids.len())
-        );
-        let mut query = sqlx::query(&sql).bind(after).bind(up_to).bind(per_room);
-        for room_id in room_ids {
-            query = query.bind(room_id);
-        }
-        let rows = query.fetch_all(&self.read).await?;
-        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
+        // A compound select promises no order across its parts.
+        events.sort_by(|a, b| a.room_id.cmp(&b.room_id).then(b.stream_ordering.cmp(&a.stream_ordering)));
+        Ok(events)
     }
 
     /// The newest stream position (0 for an empty server).
@@ -432,7 +466,7 @@ impl Storage {
 
 /// The newest stored event's ordering and the newest one a room purge removed: the next event
 /// goes after both.
-const HIGHEST_ORDERINGS: &str = "SELECT COALESCE(MAX(stream_ordering), 0) AS n FROM events \
+pub(super) const HIGHEST_ORDERINGS: &str = "SELECT COALESCE(MAX(stream_ordering), 0) AS n FROM events \
      UNION ALL SELECT position AS n FROM stream_positions WHERE stream = 'events_purged'";
 
 /// Writes one event and everything that follows from it (state group, forward extremities,
@@ -442,10 +476,26 @@ pub(super) async fn insert_event(
     tx: &mut AnyConnection,
     event: &NewEvent,
 ) -> Result<Persisted> {
-    let stream_ordering: i64 = sqlx::query(&format!("SELECT MAX(n) + 1 AS next FROM ({HIGHEST_ORDERINGS}) AS highest"))
+    let stream_ordering = next_stream_ordering(tx).await?;
+    insert_event_at(codec, tx, event, stream_ordering).await
+}
+
+/// The stream ordering the next event written on `tx` gets.
+pub(super) async fn next_stream_ordering(tx: &mut AnyConnection) -> Result<i64> {
+    let row = sqlx::query(&format!("SELECT MAX(n) + 1 AS next FROM ({HIGHEST_ORDERINGS}) AS highest"))
         .fetch_one(&mut *tx)
-        .await?
-        .try_get("next")?;
+        .await?;
+    Ok(row.try_get("next")?)
+}
+
+/// [`insert_event`] at a stream ordering the caller has determined (the event writer numbers a
+/// whole batch from one lookup).
+pub(super) async fn insert_event_at(
+    codec: &super::codec::Codec,
+    tx: &mut AnyConnection,
+    event: &NewEvent,
+    stream_ordering: i64,
+) -> Result<Persisted> {
     let accepted = event.rejected_reason.is_none();
     // An outlier changes nothing but the events table: it is not part of the room's history here.
     let in_timeline = accepted && !event.outlier;
@@ -492,12 +542,15 @@ pub(super) async fn insert_event(
             .bind(&event.event_id)
             .execute(&mut *tx)
             .await?;
-        let current = event.resolved_current.as_ref().map_or(state_group_after, |r| r.state_group);
-        sqlx::query("UPDATE rooms SET current_state_group = $2 WHERE room_id = $1")
-            .bind(&event.room_id)
-            .bind(current)
-            .execute(&mut *tx)
-            .await?;
+        // A message leaves the state as it was (its state group is the one before it).
+        if event.state_key.is_some() || event.resolved_current.is_some() {
+            let current = event.resolved_current.as_ref().map_or(state_group_after, |r| r.state_group);
+            sqlx::query("UPDATE rooms SET current_state_group = $2 WHERE room_id = $1")
+                .bind(&event.room_id)
+                .bind(current)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (user_id, membership, event_id) in event.resolved_current.iter().flat_map(|r| &r.memberships) {
             upsert_membership(tx, &event.room_id, user_id, membership, event_id, stream_ordering).await?;
         }
@@ -587,15 +640,20 @@ async fn insert_state_entries(conn: &mut AnyConnection, group: i64, entries: &[(
 }
 
 /// Resolves a state group through its delta chain; with `keys`, only those entries.
+/// `WHERE` clause matching `count` `(type, state_key)` pairs bound from parameter `$first` on;
+/// empty for none.
+fn key_filter(first: usize, count: usize) -> String {
+    if count == 0 {
+        return String::new();
+    }
+    let clauses: Vec<String> = (0..count)
+        .map(|i| format!("(s.event_type = ${} AND s.state_key = ${})", first + 2 * i, first + 1 + 2 * i))
+        .collect();
+    format!("WHERE {}", clauses.join(" OR "))
+}
+
 async fn load_state(conn: &mut AnyConnection, state_group: i64, keys: &[(String, String)]) -> Result<StateMap> {
-    let key_filter = if keys.is_empty() {
-        String::new()
-    } else {
-        let clauses: Vec<String> = (0..keys.len())
-            .map(|i| format!("(s.event_type = ${} AND s.state_key = ${})", 2 + 2 * i, 3 + 2 * i))
-            .collect();
-        format!("WHERE {}", clauses.join(" OR "))
-    };
+    let key_filter = key_filter(2, keys.len());
     let sql = format!(
         "WITH RECURSIVE chain (state_group, distance) AS ( \
              SELECT $1, 0 \

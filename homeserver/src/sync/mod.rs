@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::rooms::client_event::{client_event, stripped_state, to_raw};
 use crate::rooms::timeline::{filter_visible, format_token, matches_filter, parse_token};
 use crate::state::AppState;
-use crate::storage::{EventRow, MembershipRow, Order, Stream};
+use crate::storage::{EventRow, MembershipRow, Order};
 
 /// Timeline events per room when the filter does not say.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
@@ -114,12 +114,13 @@ async fn sync_once(
     let since_receipts = tokens.map(|t| t.receipts);
     // Read the typing serial first: a change after this point is reported next time.
     let typing_up_to = state.typing.serial();
-    let up_to = state.storage.max_stream_ordering().await?;
-    let account_data_up_to = state.storage.stream_position(Stream::AccountData).await?;
-    let receipts_up_to = state.storage.stream_position(Stream::Receipts).await?;
-    let device_lists_up_to = state.storage.stream_position(Stream::DeviceLists).await?;
-    let to_device_up_to = state.storage.stream_position(Stream::ToDevice).await?;
-    let presence_up_to = state.storage.stream_position(Stream::Presence).await?;
+    let positions = state.storage.sync_positions().await?;
+    let up_to = positions.events;
+    let account_data_up_to = positions.account_data;
+    let receipts_up_to = positions.receipts;
+    let device_lists_up_to = positions.device_lists;
+    let to_device_up_to = positions.to_device;
+    let presence_up_to = positions.presence;
     let mut response = Response::new(String::new());
     let to_device_next =
         add_encryption(state, authed, tokens, up_to, device_lists_up_to, to_device_up_to, &mut response).await?;
@@ -159,8 +160,9 @@ async fn sync_once(
         by_room.entry(row.room_id.clone()).or_default().push(row);
     }
 
-    // First pass: each room's visible timeline and which state it needs.
+    // First pass: each room's timeline window and which state it needs.
     let mut plans = Vec::new();
+    let mut windows = Vec::new();
     for membership in &joined {
         let mut rows = by_room.remove(&membership.room_id).unwrap_or_default();
         let newly_joined = since.is_some_and(|s| membership.stream_ordering > s);
@@ -170,12 +172,7 @@ async fn sync_once(
         let limited = rows.len() > limit;
         rows.truncate(limit);
         rows.reverse();
-        let mut rows = filter_visible(state, &authed.user_id, rows).await?;
-        rows.retain(|row| crate::account_data::not_ignored(&ignored, row));
-        let start_group = match rows.first() {
-            Some(first) => first.state_group_before,
-            None => crate::rooms::state::room(state, &membership.room_id).await?.current_state_group()?,
-        };
+        windows.extend(rows);
         let mode = if since.is_none() || request.full_state || newly_joined {
             StateMode::Full
         } else if limited {
@@ -183,7 +180,21 @@ async fn sync_once(
         } else {
             StateMode::Unchanged
         };
-        plans.push(RoomPlan { room_id: membership.room_id.clone(), rows, limited, start_group, mode });
+        plans.push(RoomPlan { room_id: membership.room_id.clone(), rows: Vec::new(), limited, start_group: 0, mode });
+    }
+    // History visibility for every room's window at once; then each room keeps what is visible.
+    let mut visible: HashMap<String, Vec<EventRow>> = HashMap::new();
+    for row in filter_visible(state, &authed.user_id, windows).await? {
+        if crate::account_data::not_ignored(&ignored, &row) {
+            visible.entry(row.room_id.clone()).or_default().push(row);
+        }
+    }
+    for plan in &mut plans {
+        plan.rows = visible.remove(&plan.room_id).unwrap_or_default();
+        plan.start_group = match plan.rows.first() {
+            Some(first) => first.state_group_before,
+            None => crate::rooms::state::room(state, &plan.room_id).await?.current_state_group()?,
+        };
     }
 
     // Full states of every room that needs one, and the transaction IDs of the user's own
