@@ -76,35 +76,45 @@ pub async fn audience(
     pdu: &Pdu,
     rules: &RoomVersionRules,
 ) -> Result<Option<Audience>> {
-    let member_ids: Vec<OwnedEventId> =
-        head.state.iter().filter(|((kind, _), _)| kind == "m.room.member").map(|(_, id)| id.clone()).collect();
-    head.ensure_pdus(state, &member_ids).await?;
-    let mut joined: BTreeMap<OwnedUserId, String> = BTreeMap::new();
-    for id in &member_ids {
-        let Some(member) = head.pdus.get(id) else { continue };
-        let content = member.content_value();
-        let Some(user) = member.state_key.as_deref().and_then(|key| OwnedUserId::try_from(key).ok()) else { continue };
-        if content["membership"] == "join" {
-            let name = content["displayname"].as_str().unwrap_or(user.localpart()).to_owned();
-            joined.insert(user, name);
-        }
-    }
+    let joined = joined_names(state, head).await?;
     let member_count = UInt::try_from(joined.len()).unwrap_or(UInt::MAX);
     let content = pdu.content_value();
     let mut recipients: Vec<(OwnedUserId, String)> =
-        joined.into_iter().filter(|(user, _)| *user != pdu.sender).collect();
+        joined.iter().filter(|(user, _)| **user != pdu.sender).map(|(u, n)| (u.clone(), n.clone())).collect();
     let invited = pdu.state_key.as_deref().and_then(|key| OwnedUserId::try_from(key).ok());
     if pdu.event_type.to_string() == "m.room.member"
         && content["membership"] == "invite"
         && let Some(target) = invited
     {
-        let name = content["displayname"].as_str().unwrap_or(target.localpart()).to_owned();
+        let name = crate::rooms::head::display_name(&target, &content);
         recipients.push((target, name));
     }
     if recipients.is_empty() {
         return Ok(None);
     }
     Ok(Some(Audience { recipients, member_count, power_levels: power_levels_context(head, rules) }))
+}
+
+/// The head's joined members with display names, read from the member events the first time.
+async fn joined_names<'h>(state: &AppState, head: &'h mut RoomHead) -> Result<&'h BTreeMap<OwnedUserId, String>> {
+    if head.joined_names.is_none() {
+        let member_ids: Vec<OwnedEventId> =
+            head.state.iter().filter(|((kind, _), _)| kind == "m.room.member").map(|(_, id)| id.clone()).collect();
+        head.ensure_pdus(state, &member_ids).await?;
+        let mut joined = BTreeMap::new();
+        for member in member_ids.iter().filter_map(|id| head.pdus.get(id)) {
+            let content = member.content_value();
+            let Some(user) = member.state_key.as_deref().and_then(|key| OwnedUserId::try_from(key).ok()) else {
+                continue;
+            };
+            if content["membership"] == "join" {
+                let name = crate::rooms::head::display_name(&user, &content);
+                joined.insert(user, name);
+            }
+        }
+        head.joined_names = Some(joined);
+    }
+    Ok(head.joined_names.get_or_insert_default())
 }
 
 /// Evaluates each recipient's push rules on the event.

@@ -4,11 +4,12 @@
 //! Every local event is sent under that lock and advances the head, so after the first send a
 //! room's sends need no database reads besides the transaction-ID check.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use federation::Pdu;
-use ruma::{OwnedEventId, RoomId, RoomVersionId};
+use ruma::{OwnedEventId, OwnedUserId, RoomId, RoomVersionId};
 
+use super::send::ClientTxn;
 use super::state::{room, to_pdu};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -29,6 +30,33 @@ pub struct RoomHead {
     pub pdus: HashMap<OwnedEventId, Pdu>,
     /// Joined members by server: where the room's events must be sent.
     pub joined_by_server: HashMap<String, HashSet<String>>,
+    /// Joined members with their display names (push rules match on them), built on first use
+    /// and kept current by `advance`, so a send does not parse every member event.
+    pub joined_names: Option<BTreeMap<OwnedUserId, String>>,
+    /// Client transactions of the latest messages sent here, which may not be committed yet
+    /// (so not findable in `event_txns`): a retry must get the same event.
+    recent_txns: RecentTxns,
+}
+
+/// Most client transactions a head remembers; far more than can be waiting for the writer.
+const RECENT_TXNS: usize = 8192;
+
+#[derive(Default)]
+struct RecentTxns {
+    order: VecDeque<TxnKey>,
+    events: HashMap<TxnKey, OwnedEventId>,
+}
+
+/// (user, device, transaction ID).
+type TxnKey = (String, String, String);
+
+fn txn_key(sender: &ruma::UserId, txn: &ClientTxn) -> TxnKey {
+    (sender.to_string(), txn.device_id.clone(), txn.txn_id.clone())
+}
+
+/// The name push rules match for a member: their display name, else their localpart.
+pub fn display_name(user: &ruma::UserId, member_content: &serde_json::Value) -> String {
+    member_content["displayname"].as_str().unwrap_or(user.localpart()).to_owned()
 }
 
 /// The server part of a user ID.
@@ -62,6 +90,8 @@ impl RoomHead {
             state: current.into_iter().map(|(key, id)| Ok((key, event_id(id)?))).collect::<Result<_>>()?,
             pdus: HashMap::new(),
             joined_by_server,
+            joined_names: None,
+            recent_txns: RecentTxns::default(),
         })
     }
 
@@ -96,6 +126,24 @@ impl RoomHead {
         Ok(())
     }
 
+    /// The event a recent message was sent as, for the sender's transaction.
+    pub fn queued_txn(&self, sender: &ruma::UserId, txn: &ClientTxn) -> Option<&OwnedEventId> {
+        self.recent_txns.events.get(&txn_key(sender, txn))
+    }
+
+    pub fn remember_txn(&mut self, sender: &ruma::UserId, txn: &ClientTxn, event_id: OwnedEventId) {
+        let key = txn_key(sender, txn);
+        let txns = &mut self.recent_txns;
+        if txns.events.insert(key.clone(), event_id).is_none() {
+            txns.order.push_back(key);
+        }
+        while txns.order.len() > RECENT_TXNS {
+            if let Some(oldest) = txns.order.pop_front() {
+                txns.events.remove(&oldest);
+            }
+        }
+    }
+
     /// The room after an accepted event.
     pub fn advance(&mut self, pdu: &Pdu, persisted: Persisted) {
         // As in storage: the event's prev events stop being extremities, the event becomes one.
@@ -121,6 +169,13 @@ impl RoomHead {
 
 impl RoomHead {
     fn track_membership(&mut self, user_id: &str, content: &serde_json::Value) {
+        if let (Some(names), Ok(user)) = (&mut self.joined_names, OwnedUserId::try_from(user_id)) {
+            if content["membership"] == "join" {
+                names.insert(user.clone(), display_name(&user, content));
+            } else {
+                names.remove(&user);
+            }
+        }
         let server = server_of(user_id).to_owned();
         if content["membership"] == "join" {
             self.joined_by_server.entry(server).or_default().insert(user_id.to_owned());

@@ -12,7 +12,7 @@ use ruma::events::StateEventType;
 use super::head::RoomHead;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::storage::NewEvent;
+use crate::storage::{NewEvent, Persisted};
 
 /// Prev events a new event cites at most (the spec's limit is 20).
 const MAX_PREV_EVENTS: usize = 20;
@@ -31,6 +31,11 @@ pub struct Sent {
 }
 
 /// Sends an event into an existing room as `sender`.
+///
+/// A message (a non-state event) is only queued for writing under the room lock: the head moves
+/// on at once, so the room's next message is built while this one is committed, and a room's
+/// messages share commits. State events hold the lock until committed, since the next event
+/// needs the state group their write creates.
 pub async fn send_event(
     state: &AppState,
     room_id: &RoomId,
@@ -41,10 +46,19 @@ pub async fn send_event(
     let slot = state.rooms.room_lock(room_id);
     let mut guard = slot.lock().await;
     if let Some(txn) = &txn {
-        // Checked under the room lock so two retries of one transaction cannot both send.
-        let existing = state.storage.txn_event_id(sender.as_str(), &txn.device_id, &txn.txn_id).await?;
+        // Checked under the room lock so two retries of one transaction cannot both send: first
+        // among the messages still being written, then among those committed.
+        let queued = guard.as_ref().and_then(|head| head.queued_txn(sender, txn)).cloned();
+        let existing = match queued {
+            Some(event_id) => Some(event_id),
+            None => state
+                .storage
+                .txn_event_id(sender.as_str(), &txn.device_id, &txn.txn_id)
+                .await?
+                .map(|id| OwnedEventId::try_from(id).map_err(|e| Error::internal(e.to_string())))
+                .transpose()?,
+        };
         if let Some(event_id) = existing {
-            let event_id = OwnedEventId::try_from(event_id).map_err(|e| Error::internal(e.to_string()))?;
             return Ok(Sent { event_id, stream_ordering: 0 });
         }
     }
@@ -52,9 +66,34 @@ pub async fn send_event(
         Some(head) => head,
         empty => empty.insert(RoomHead::load(state, room_id).await?),
     };
-    let sent = send_locked(state, head, room_id, sender, template, txn).await?;
+    if template.state_key.is_some() {
+        let sent = send_locked(state, head, room_id, sender, template, txn).await?;
+        drop(guard);
+        // Answer once the notifications are counted, so what the sender sees next is consistent.
+        state.notifier.settled().await;
+        return Ok(sent);
+    }
+
+    let position = dag_position(head, sender, &template)?;
+    let pdu = build_local_pdu(state, &head.version, room_id, sender, &template, &position)?;
+    let (event, awaiting) = authorize_and_prepare(state, head, pdu, txn.clone(), Relay::AllServers).await?.split();
+    let queued = state.storage.queue_event(event).await?;
+    let unchanged_state = Persisted { stream_ordering: 0, state_group_after: head.state_group };
+    head.advance(&awaiting.pdu, unchanged_state);
+    if let Some(txn) = &txn {
+        head.remember_txn(sender, txn, awaiting.pdu.event_id.clone());
+    }
     drop(guard);
-    // Answer once the notifications are counted, so what the sender sees next is consistent.
+
+    let persisted = match queued.committed().await {
+        Ok(persisted) => persisted,
+        Err(e) => {
+            // The head already cites the lost event: the next send reloads it from the database.
+            *slot.lock().await = None;
+            return Err(e.into());
+        }
+    };
+    let sent = awaiting.committed(state, persisted).await;
     state.notifier.settled().await;
     Ok(sent)
 }
@@ -143,6 +182,28 @@ pub(crate) async fn accept_pdu(
     txn: Option<ClientTxn>,
     relay: Relay<'_>,
 ) -> Result<Sent> {
+    let (event, awaiting) = authorize_and_prepare(state, head, pdu, txn, relay).await?.split();
+    let persisted = state.storage.persist_event(&event).await?;
+    head.advance(&awaiting.pdu, persisted);
+    Ok(awaiting.committed(state, persisted).await)
+}
+
+/// An authorized event, ready to be written, with what must happen once it is committed.
+pub(crate) struct Accepted {
+    pdu: Pdu,
+    event: NewEvent,
+    audience: Option<crate::notifications::Audience>,
+}
+
+/// Authorizes `pdu` at the head and prepares its row: destinations, and who it may notify (as
+/// the room is before the event; the push rules run after the commit).
+async fn authorize_and_prepare(
+    state: &AppState,
+    head: &mut RoomHead,
+    pdu: Pdu,
+    txn: Option<ClientTxn>,
+    relay: Relay<'_>,
+) -> Result<Accepted> {
     let rules = rules_for(&head.version).map_err(unsupported_version)?;
     let replaced = authorize_at_head(state, head, &pdu).await?;
 
@@ -155,21 +216,40 @@ pub(crate) async fn accept_pdu(
             Relay::AllExcept(origin) => head.destinations(&pdu, us).into_iter().filter(|s| s != origin).collect(),
         };
     }
-    // Who could be notified, as the room is before this event; the rules run after the commit.
     let audience = crate::notifications::audience(state, head, &pdu, &rules).await?;
     if let Some(unsigned) = replaced {
         // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
         event.json["unsigned"] = unsigned;
     }
-    let persisted = state.storage.persist_event(&event).await?;
-    state.outbox.wake(state, &event.destinations);
-    if let Some(audience) = audience {
-        state.notifier.queue(pdu.clone(), persisted.stream_ordering, audience).await;
+    Ok(Accepted { pdu, event, audience })
+}
+
+impl Accepted {
+    /// The row to write, and what waits for its commit.
+    fn split(self) -> (NewEvent, AwaitingCommit) {
+        let destinations = self.event.destinations.clone();
+        (self.event, AwaitingCommit { pdu: self.pdu, destinations, audience: self.audience })
     }
-    head.advance(&pdu, persisted);
-    state.metrics.event_persisted();
-    state.rooms.notify_change();
-    Ok(Sent { event_id: pdu.event_id, stream_ordering: persisted.stream_ordering })
+}
+
+/// An event being written: what happens once it is committed.
+struct AwaitingCommit {
+    pdu: Pdu,
+    destinations: Vec<String>,
+    audience: Option<crate::notifications::Audience>,
+}
+
+impl AwaitingCommit {
+    /// The outbox and the notifier are told, syncs are woken.
+    async fn committed(self, state: &AppState, persisted: Persisted) -> Sent {
+        state.outbox.wake(state, &self.destinations);
+        if let Some(audience) = self.audience {
+            state.notifier.queue(self.pdu.clone(), persisted.stream_ordering, audience).await;
+        }
+        state.metrics.event_persisted();
+        state.rooms.notify_change();
+        Sent { event_id: self.pdu.event_id, stream_ordering: persisted.stream_ordering }
+    }
 }
 
 /// Checks `pdu` against its auth events and the room's current state. Returns what a state

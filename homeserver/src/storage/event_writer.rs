@@ -8,7 +8,7 @@ use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::codec::Codec;
-use super::rooms::{NewEvent, Persisted, insert_event};
+use super::rooms::{NewEvent, Persisted, insert_event_at, next_stream_ordering};
 use super::{Result, StorageError};
 use crate::metrics::SharedHistogram;
 
@@ -43,9 +43,27 @@ impl EventWriter {
     }
 
     pub(super) async fn persist(&self, event: NewEvent) -> Result<Persisted> {
+        self.enqueue(event).await?.committed().await
+    }
+
+    /// Queues an event behind every event queued before it; it is committed in that order.
+    pub(super) async fn enqueue(&self, event: NewEvent) -> Result<QueuedEvent> {
         let (reply, response) = oneshot::channel();
         self.jobs.send(Job { event, reply }).await.map_err(|_| writer_gone())?;
-        response.await.map_err(|_| writer_gone())?
+        Ok(QueuedEvent { response })
+    }
+}
+
+/// An event handed to the writer, not yet committed.
+#[derive(Debug)]
+pub struct QueuedEvent {
+    response: oneshot::Receiver<Result<Persisted>>,
+}
+
+impl QueuedEvent {
+    /// Waits for the commit (or the failure) of the event's transaction.
+    pub async fn committed(self) -> Result<Persisted> {
+        self.response.await.map_err(|_| writer_gone())?
     }
 }
 
@@ -86,8 +104,10 @@ async fn run(
 async fn write_batch(pool: &AnyPool, codec: &Codec, jobs: &[Job]) -> Result<Vec<Persisted>> {
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(jobs.len());
+    let mut stream_ordering = next_stream_ordering(&mut tx).await?;
     for job in jobs {
-        results.push(insert_event(codec, &mut tx, &job.event).await?);
+        results.push(insert_event_at(codec, &mut tx, &job.event, stream_ordering).await?);
+        stream_ordering += 1;
     }
     // The whole batch's search rows in as few statements as possible. With encryption at rest
     // there is no index: it would hold message text in the clear.
