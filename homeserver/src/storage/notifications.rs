@@ -70,11 +70,23 @@ impl Storage {
         if room_ids.is_empty() {
             return Ok(Vec::new());
         }
+        // The read positions first (few rows), joined to the push actions: a correlated lookup
+        // per push action made the count cost a receipt search per unread event.
+        let rooms = placeholders(2, room_ids.len());
         let sql = format!(
-            "SELECT a.room_id, a.thread_id, COUNT(*) AS notifications, CAST(SUM(a.highlight) AS BIGINT) AS highlights \
-             FROM event_push_actions a WHERE a.user_id = $1 AND a.room_id IN ({}) \
-             AND a.stream_ordering > {READ_UP_TO} GROUP BY a.room_id, a.thread_id",
-            placeholders(2, room_ids.len())
+            "WITH reads AS (SELECT r.room_id, r.thread_id, MAX(e.stream_ordering) AS pos FROM receipts r \
+                 JOIN events e ON e.event_id = r.event_id WHERE r.user_id = $1 \
+                 AND r.receipt_type IN ('m.read', 'm.read.private') AND r.room_id IN ({rooms}) \
+                 GROUP BY r.room_id, r.thread_id) \
+             SELECT a.room_id, a.thread_id, COUNT(*) AS notifications, CAST(SUM(a.highlight) AS BIGINT) AS highlights \
+             FROM event_push_actions a \
+             LEFT JOIN reads unthreaded ON unthreaded.room_id = a.room_id AND unthreaded.thread_id = '' \
+             LEFT JOIN reads threaded ON threaded.room_id = a.room_id AND threaded.thread_id = a.thread_id \
+                 AND threaded.thread_id <> '' \
+             WHERE a.user_id = $1 AND a.room_id IN ({rooms}) \
+             AND a.stream_ordering > COALESCE(unthreaded.pos, threaded.pos, 0) \
+             AND (threaded.pos IS NULL OR a.stream_ordering > threaded.pos) \
+             GROUP BY a.room_id, a.thread_id"
         );
         let mut query = sqlx::query(&sql).bind(user_id);
         for room_id in room_ids {
