@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 use crate::common::{Engine, Session, TestServer, engine_tests, random_suffix};
 use crate::erasure::{PASSWORD, assert_no_marker_on_disk, assert_redacted, find, wait_for_erasure};
 
-engine_tests!(messages_in_left_rooms_are_redacted_or_pruned, state_the_user_set_is_erased_and_the_room_still_works,);
+engine_tests!(
+    messages_in_left_rooms_are_redacted_or_pruned,
+    state_the_user_set_is_erased_and_the_room_still_works,
+    a_topic_nobody_may_redact_is_pruned_and_settings_stay,
+);
 
 /// Lower case, ending in a digit: the search index keeps tokens as they are here.
 fn marker(what: &str) -> String {
@@ -185,5 +189,36 @@ async fn state_the_user_set_is_erased_and_the_room_still_works(engine: Engine) {
     expected.sort();
     assert_eq!(ids, expected, "{joined}");
 
+    assert_no_marker_on_disk(&server, engine, &markers).await;
+}
+
+/// In a room she left where nobody may redact others' events, the topic she set (still current)
+/// is pruned locally; a room setting she chose (history visibility) stays as it is.
+async fn a_topic_nobody_may_redact_is_pruned_and_settings_stay(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let admin = server.admin("admin", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let markers = vec![marker("topic")];
+    let levels = json!({"redact": 101, "users": {bob.user_id.clone(): 100, alice.user_id.clone(): 100}});
+    let room = server.create_room(&bob, json!({"preset": "public_chat", "power_level_content_override": levels})).await;
+    assert_eq!(server.join(&alice, &room).await.0, StatusCode::OK);
+    let topic = set_state(&server, &alice, &room, "m.room.topic", json!({"topic": markers[0]})).await;
+    set_state(&server, &alice, &room, "m.room.history_visibility", json!({"history_visibility": "joined"})).await;
+    leave(&server, &alice, &room).await;
+
+    erase(&server, &admin, &alice.user_id).await;
+
+    let event = get_ok(&server, &bob, &format!("/_matrix/client/v3/rooms/{room}/event/{topic}")).await;
+    assert_pruned(&event);
+    let (status, current) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"), bob.token()).await;
+    assert!(status == StatusCode::NOT_FOUND || current.get("topic").is_none(), "{current}");
+    let visibility = server.state_content(&bob, &room, "m.room.history_visibility", "").await;
+    assert_eq!(visibility["history_visibility"], "joined", "a setting she chose stays");
+    let after = server.send_text(&bob, &room, "still works").await;
+    let initial = server.sync(&bob, "").await;
+    find(&initial["rooms"]["join"][room.as_str()]["timeline"]["events"], &after);
+    assert_no_marker_in("bob's sync", &initial, &markers);
     assert_no_marker_on_disk(&server, engine, &markers).await;
 }
