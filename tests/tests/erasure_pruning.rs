@@ -80,7 +80,7 @@ async fn messages_in_left_rooms_are_redacted_or_pruned(engine: Engine) {
         server.create_room(&bob, json!({"preset": "public_chat", "power_level_content_override": levels})).await;
     // Bob (creator, level 100) may redact here: he redacts for real.
     let moderated = server.create_room(&bob, json!({"preset": "public_chat"})).await;
-    // Everybody leaves: nobody here is told, the stored copy is pruned.
+    // Everybody leaves (and she forgets it): nobody here is told, the stored copy is pruned.
     let abandoned = server.create_room(&bob, json!({"preset": "public_chat"})).await;
     let mut messages = Vec::new();
     for (room, marker) in [&unredactable, &moderated, &abandoned].into_iter().zip(&markers) {
@@ -89,6 +89,9 @@ async fn messages_in_left_rooms_are_redacted_or_pruned(engine: Engine) {
         leave(&server, &alice, room).await;
     }
     leave(&server, &bob, &abandoned).await;
+    // Forgotten by her too: still erased.
+    let path = format!("/_matrix/client/v3/rooms/{abandoned}/forget");
+    assert_eq!(server.post(&path, alice.token(), json!({})).await.0, StatusCode::OK);
 
     erase(&server, &admin, &alice.user_id).await;
 

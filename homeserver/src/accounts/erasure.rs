@@ -59,10 +59,10 @@ fn spawn(state: &AppState, user_id: OwnedUserId) {
 }
 
 async fn erase(state: &AppState, user_id: &UserId) -> Result<()> {
-    let memberships = state.storage.memberships_of_user(user_id.as_str()).await?;
+    let memberships = state.storage.erasure_rooms(user_id.as_str()).await?;
     let rooms: Vec<(OwnedRoomId, String)> = memberships
         .into_iter()
-        .filter_map(|m| Some((OwnedRoomId::try_from(m.room_id.as_str()).ok()?, m.membership)))
+        .filter_map(|(room_id, membership)| Some((OwnedRoomId::try_from(room_id).ok()?, membership)))
         .collect();
     for (room_id, membership) in &rooms {
         redactions::redact_in_room(state, room_id, user_id, membership == "join").await?;

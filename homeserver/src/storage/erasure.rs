@@ -29,6 +29,16 @@ impl Storage {
         Ok(())
     }
 
+    /// Every room the user has a membership in, forgotten ones included (they hold messages
+    /// too): `(room_id, membership)`.
+    pub async fn erasure_rooms(&self, user_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT room_id, membership FROM memberships WHERE user_id = $1 ORDER BY room_id")
+            .bind(user_id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("room_id")?, row.try_get("membership")?))).collect()
+    }
+
     /// One page of the user's non-state events in a room after `after` (redactions included:
     /// theirs can carry a reason), oldest first.
     pub async fn user_messages_page(
