@@ -3,6 +3,8 @@
 //! display names they carried, and the room names and topics they set. Proven on what others
 //! see, on the raw bytes, and on the room still working afterwards.
 
+use std::collections::BTreeMap;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -59,6 +61,23 @@ fn assert_pruned(event: &Value) {
     assert!(event["unsigned"].get("redacted_because").is_none(), "{event}");
 }
 
+/// The stored pruned event still verifies as this server's, as other servers check it: the
+/// signature holds, the event ID (a hash of the redacted form) is unchanged, and only the content
+/// hash differs, as for any redacted event.
+async fn assert_still_verifies(server: &TestServer, event_id: &str) {
+    let row = server.state.storage.event(event_id).await.unwrap().expect("stored event");
+    let room = server.state.storage.room(&row.room_id).await.unwrap().expect("stored room");
+    let rules = federation::pdu::rules_for(&ruma::RoomVersionId::try_from(room.room_version).unwrap()).unwrap();
+    let mut object = federation::signing::to_canonical_object(row.json).unwrap();
+    object.remove("unsigned");
+    let key = &server.state.signing_key;
+    let public_key = ruma::serde::Base64::parse(key.public_key_base64()).unwrap();
+    let keys = BTreeMap::from([(server.server_name.clone(), BTreeMap::from([(key.key_id(), public_key)]))]);
+    let verified = ruma::signatures::verify_event(&keys, &object, &rules).unwrap();
+    assert_eq!(verified, ruma::signatures::Verified::Signatures, "{event_id}");
+    assert_eq!(federation::pdu::event_id_for(&object, &rules).unwrap().as_str(), event_id);
+}
+
 #[track_caller]
 fn assert_no_marker_in(what: &str, value: &Value, markers: &[String]) {
     let text = value.to_string();
@@ -103,6 +122,7 @@ async fn messages_in_left_rooms_are_redacted_or_pruned(engine: Engine) {
     assert_pruned(&event);
     let context = get_ok(&server, &bob, &format!("/_matrix/client/v3/rooms/{room}/context/{message}")).await;
     assert_pruned(&context["event"]);
+    assert_still_verifies(&server, message).await;
     let initial = server.sync(&bob, "").await;
     assert_pruned(find(&initial["rooms"]["join"][room.as_str()]["timeline"]["events"], message));
     assert_no_marker_in("bob's sync", &initial, &markers);
@@ -145,7 +165,7 @@ async fn state_the_user_set_is_erased_and_the_room_still_works(engine: Engine) {
     assert_eq!(server.join(&alice, &room).await.0, StatusCode::OK);
     // A new member event in the room; the join keeps the first name.
     set_displayname(&server, &alice, &markers[1]).await;
-    set_state(&server, &alice, &room, "m.room.name", json!({"name": markers[2]})).await;
+    let old_name = set_state(&server, &alice, &room, "m.room.name", json!({"name": markers[2]})).await;
     let name = set_state(&server, &alice, &room, "m.room.name", json!({"name": markers[3]})).await;
     set_state(&server, &alice, &room, "m.room.topic", json!({"topic": markers[4]})).await;
     // Bob's topic replaces hers: its `prev_content` holds her words.
@@ -166,6 +186,8 @@ async fn state_the_user_set_is_erased_and_the_room_still_works(engine: Engine) {
     assert_eq!(server.state_content(&bob, &room, "m.room.topic", "").await["topic"], "bob's topic");
     let state = get_ok(&server, &bob, &format!("/_matrix/client/v3/rooms/{room}/state")).await;
     assert_no_marker_in("the room state", &state, &markers);
+    assert_pruned(find(&page["chunk"], &old_name));
+    assert_still_verifies(&server, &old_name).await;
 
     // The member list is right: alice left, with no name left anywhere.
     let members = get_ok(&server, &bob, &format!("/_matrix/client/v3/rooms/{room}/members")).await;
