@@ -95,14 +95,18 @@ async fn forget_in_successors(
 ) -> Result<()> {
     let keys: HashSet<(&str, &str)> =
         pruned.iter().filter_map(|row| Some((row.event_type.as_str(), row.state_key.as_deref()?))).collect();
+    let pruned: HashSet<&str> = pruned.iter().map(|row| row.event_id.as_str()).collect();
     for (event_type, state_key) in keys {
         for next in state.storage.state_events_for_key(room_id, event_type, state_key).await? {
             let Some(replaced) = next.json["unsigned"]["replaces_state"].as_str() else { continue };
-            if next.json["unsigned"].get("prev_content").is_none() || updates.contains_key(&next.event_id) {
-                // Pruned itself (its `prev_content` is pruned with it), or nothing to forget.
+            if !pruned.contains(replaced) || pruned.contains(next.event_id.as_str()) {
+                // Not a successor of a pruned event, or pruned itself (with its `prev_content`).
                 continue;
             }
-            let Some(content) = updates.get(replaced).map(|pruned| pruned["content"].clone()) else { continue };
+            if next.json["unsigned"].get("prev_content").is_none() {
+                continue;
+            }
+            let content = updates[replaced]["content"].clone();
             let mut json = next.json;
             json["unsigned"]["prev_content"] = content;
             updates.insert(next.event_id, json);
