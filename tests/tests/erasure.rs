@@ -18,7 +18,7 @@ engine_tests!(
     a_local_moderator_redacts_where_the_user_may_not,
 );
 
-const PASSWORD: &str = "correct-horse";
+pub(crate) const PASSWORD: &str = "correct-horse";
 
 /// What the user leaves behind before the erasure, each with a unique marker.
 struct Traces {
@@ -91,7 +91,7 @@ fn access_log_rows(user_id: &str) -> String {
 }
 
 /// Waits until the background erasure is done (its queue row is gone).
-async fn wait_for_erasure(server: &TestServer) {
+pub(crate) async fn wait_for_erasure(server: &TestServer) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while server.count_rows("SELECT COUNT(*) FROM user_erasures").await > 0 {
         assert!(std::time::Instant::now() < deadline, "the erasure did not finish");
@@ -100,13 +100,13 @@ async fn wait_for_erasure(server: &TestServer) {
 }
 
 /// The event as bob sees it in a list of client events.
-fn find<'a>(events: &'a Value, event_id: &str) -> &'a Value {
+pub(crate) fn find<'a>(events: &'a Value, event_id: &str) -> &'a Value {
     let found = events.as_array().and_then(|events| events.iter().find(|e| e["event_id"] == event_id));
     found.unwrap_or_else(|| panic!("{event_id} missing from {events}"))
 }
 
 #[track_caller]
-fn assert_redacted(event: &Value) {
+pub(crate) fn assert_redacted(event: &Value) {
     assert_eq!(event["content"], json!({}), "{event}");
     assert_eq!(event["unsigned"]["redacted_because"]["type"], "m.room.redaction", "{event}");
 }
@@ -170,7 +170,7 @@ async fn assert_erased(server: &TestServer, engine: Engine, bob: &Session, alice
 
 /// Scans every file of the data directory (database after a checkpoint, WAL, media) and, on
 /// PostgreSQL, every row of every table as text (bytes show as hex).
-async fn assert_no_marker_on_disk(server: &TestServer, engine: Engine, markers: &[String]) {
+pub(crate) async fn assert_no_marker_on_disk(server: &TestServer, engine: Engine, markers: &[String]) {
     if engine == Engine::Sqlite {
         server.raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").await;
     }

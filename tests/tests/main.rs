@@ -18,6 +18,7 @@ mod directory;
 mod discovery;
 mod e2ee;
 mod erasure;
+mod erasure_pruning;
 mod errors;
 mod events;
 mod federation;

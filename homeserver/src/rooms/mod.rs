@@ -20,6 +20,7 @@ pub mod history_purge;
 pub mod incoming;
 pub mod membership;
 pub mod profile;
+pub mod prune;
 pub mod redaction;
 pub mod relations;
 pub mod report;

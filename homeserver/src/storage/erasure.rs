@@ -1,8 +1,9 @@
-//! Erasure of a deactivated user's data: the pending-erasure queue, the pages of their messages
-//! to redact, and one transaction removing what they left behind.
+//! Erasure of a deactivated user's data: the pending-erasure queue, the pages of their events to
+//! redact or prune, and one transaction removing what they left behind.
 
 use sqlx::Row;
 
+use super::rooms::{EVENT_COLUMNS, EventRow};
 use super::{Result, Storage};
 
 impl Storage {
@@ -28,28 +29,63 @@ impl Storage {
         Ok(())
     }
 
+    /// Every room the user has a membership in, forgotten ones included (they hold messages
+    /// too): `(room_id, membership)`.
+    pub async fn erasure_rooms(&self, user_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT room_id, membership FROM memberships WHERE user_id = $1 ORDER BY room_id")
+            .bind(user_id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("room_id")?, row.try_get("membership")?))).collect()
+    }
+
     /// One page of the user's non-state events in a room after `after` (redactions included:
-    /// theirs can carry a reason): `(stream_ordering, event_id)`, oldest first.
+    /// theirs can carry a reason), oldest first.
     pub async fn user_messages_page(
         &self,
         user_id: &str,
         room_id: &str,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, String)>> {
-        let rows = sqlx::query(
-            "SELECT stream_ordering, event_id FROM events \
-             WHERE room_id = $1 AND sender = $2 AND state_key IS NULL \
-               AND outlier = 0 AND rejected_reason IS NULL AND stream_ordering > $3 \
-             ORDER BY stream_ordering LIMIT $4",
-        )
+    ) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e \
+             WHERE e.room_id = $1 AND e.sender = $2 AND e.state_key IS NULL \
+               AND e.outlier = 0 AND e.rejected_reason IS NULL AND e.stream_ordering > $3 \
+             ORDER BY e.stream_ordering LIMIT $4"
+        ))
         .bind(room_id)
         .bind(user_id)
         .bind(after)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(|row| Ok((row.try_get("stream_ordering")?, row.try_get("event_id")?))).collect()
+        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
+    }
+
+    /// One page of every stored event of a room that holds the user's content, after `after`:
+    /// those they sent and the member events about them (which carry their name and avatar),
+    /// outliers and rejected ones included, oldest first.
+    pub async fn user_events_page(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e \
+             WHERE e.room_id = $1 AND e.stream_ordering > $3 \
+               AND (e.sender = $2 OR (e.event_type = 'm.room.member' AND e.state_key = $2)) \
+             ORDER BY e.stream_ordering LIMIT $4"
+        ))
+        .bind(room_id)
+        .bind(user_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
     }
 
     /// Removes what an erased user left outside their (redacted) events, in one transaction:

@@ -431,6 +431,54 @@ impl Storage {
         Ok(())
     }
 
+    /// Every stored event (outliers too) that set one state entry of a room, oldest first.
+    pub async fn state_events_for_key(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.event_type = $2 AND e.state_key = $3 \
+             ORDER BY e.stream_ordering"
+        ))
+        .bind(room_id)
+        .bind(event_type)
+        .bind(state_key)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
+    }
+
+    /// Replaces several events' stored JSON and drops the search and relation rows of `pruned`
+    /// (their content is gone), in one transaction.
+    pub async fn replace_pruned_events(
+        &self,
+        updates: &[(String, serde_json::Value)],
+        pruned: &[String],
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        for (event_id, json) in updates {
+            sqlx::query("UPDATE events SET json = $2 WHERE event_id = $1")
+                .bind(event_id)
+                .bind(self.codec.encode(event_id, json))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for ids in pruned.chunks(500) {
+            for table in ["event_search", "event_relations"] {
+                let sql = format!("DELETE FROM {table} WHERE event_id IN ({})", placeholders(1, ids.len()));
+                let mut query = sqlx::query(&sql);
+                for id in ids {
+                    query = query.bind(id);
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn txn_event_id(&self, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
             .bind(user_id)

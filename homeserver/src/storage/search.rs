@@ -295,18 +295,6 @@ impl Storage {
         Ok(statement.fetch_one(&self.read).await?.try_get("n")?)
     }
 
-    /// Rewrites the SQLite full-text index so the terms of deleted entries leave its segments
-    /// (a deletion only adds a tombstone). Costs a pass over the index: for erasures, not for
-    /// every redaction. On PostgreSQL, dead rows and their GIN entries stay until VACUUM.
-    pub async fn compact_search_index(&self) -> Result<()> {
-        if self.engine == Engine::Sqlite {
-            sqlx::query("INSERT INTO event_search_fts (event_search_fts) VALUES ('optimize')")
-                .execute(&self.write)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Removes an event from the index (it was redacted).
     pub async fn delete_search_entry(&self, event_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM event_search WHERE event_id = $1").bind(event_id).execute(&self.write).await?;
