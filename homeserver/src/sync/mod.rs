@@ -122,8 +122,12 @@ async fn sync_once(
     let to_device_up_to = positions.to_device;
     let presence_up_to = positions.presence;
     let mut response = Response::new(String::new());
-    let to_device_next =
-        add_encryption(state, authed, tokens, up_to, device_lists_up_to, to_device_up_to, &mut response).await?;
+    // Independent reads run concurrently (on PostgreSQL each is a round trip of its own).
+    let (to_device_next, memberships, ignored) = tokio::try_join!(
+        add_encryption(state, authed, tokens, up_to, device_lists_up_to, to_device_up_to, &mut response),
+        async { Ok(state.storage.memberships_of_user(authed.user_id.as_str()).await?) },
+        crate::account_data::ignored_users(state, &authed.user_id),
+    )?;
     response.next_batch = SyncToken {
         events: up_to,
         account_data: account_data_up_to,
@@ -142,8 +146,6 @@ async fn sync_once(
         .clamp(1, 100);
     let lazy_members = matches!(room_filter.state.lazy_load_options, LazyLoadOptions::Enabled { .. });
 
-    let memberships = state.storage.memberships_of_user(authed.user_id.as_str()).await?;
-    let ignored = crate::account_data::ignored_users(state, &authed.user_id).await?;
     let wanted = |m: &MembershipRow| {
         room_filter.rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r.as_str() == m.room_id))
             && !room_filter.not_rooms.iter().any(|r| r.as_str() == m.room_id)
@@ -152,9 +154,28 @@ async fn sync_once(
     let joined: Vec<&MembershipRow> = memberships.iter().filter(|m| m.membership == "join" && wanted(m)).collect();
     let joined_ids: Vec<String> = joined.iter().map(|m| m.room_id.clone()).collect();
 
-    // One query for every joined room's recent timeline.
+    // One query for every joined room's recent timeline; meanwhile the joined rooms' account
+    // data, receipts and presence.
     let per_room = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-    let recent = state.storage.recent_events_in_rooms(&joined_ids, after, up_to, per_room).await?;
+    let since_presence = tokens.map_or(0, |t| t.presence);
+    let presence_window = crate::presence::SyncWindow {
+        after: since_presence,
+        up_to: presence_up_to,
+        events: since.map(|since| (since, up_to)),
+        joined_rooms: &joined_ids,
+    };
+    let (recent, account_data, receipts, presence) = tokio::try_join!(
+        async { Ok(state.storage.recent_events_in_rooms(&joined_ids, after, up_to, per_room).await?) },
+        async {
+            let after = since_account_data.unwrap_or(0);
+            Ok(state.storage.account_data_changes(authed.user_id.as_str(), after, account_data_up_to).await?)
+        },
+        async {
+            let after = since_receipts.unwrap_or(0);
+            Ok(state.storage.receipt_changes(&joined_ids, after, receipts_up_to).await?)
+        },
+        crate::presence::for_sync(state, &authed.user_id, presence_window),
+    )?;
     let mut by_room: HashMap<String, Vec<EventRow>> = HashMap::new();
     for row in recent {
         by_room.entry(row.room_id.clone()).or_default().push(row);
@@ -199,24 +220,24 @@ async fn sync_once(
 
     // Full states of every room that needs one, and the transaction IDs of the user's own
     // events, each in one query for all rooms.
+    // Aggregations (threads, edits, references) of every timeline event, in one batch.
     let full_groups: Vec<i64> = plans.iter().filter(|p| p.mode == StateMode::Full).map(|p| p.start_group).collect();
-    let states = state.storage.states_at_groups(&full_groups).await?;
-    let state_ids: Vec<String> =
-        states.values().flat_map(|m| m.values().cloned()).collect::<HashSet<_>>().into_iter().collect();
-    let state_events: HashMap<String, EventRow> =
-        state.storage.events_by_id(&state_ids).await?.into_iter().map(|row| (row.event_id.clone(), row)).collect();
     let own_ids: Vec<String> = plans
         .iter()
         .flat_map(|p| p.rows.iter())
         .filter(|r| r.sender == authed.user_id.as_str())
         .map(|r| r.event_id.clone())
         .collect();
-    let txns = state.storage.txn_ids_for_events(authed.user_id.as_str(), authed.device_id.as_str(), &own_ids).await?;
-    let now = state.now_ms();
-
-    // Aggregations (threads, edits, references) of every timeline event, in one batch.
     let timeline_ids: Vec<String> = plans.iter().flat_map(|p| p.rows.iter().map(|r| r.event_id.clone())).collect();
-    let mut bundles = bundled_relations(state, authed, &timeline_ids).await?;
+    let ((states, state_events), txns, mut bundles) = tokio::try_join!(
+        full_states(state, &full_groups),
+        async {
+            let (user, device) = (authed.user_id.as_str(), authed.device_id.as_str());
+            Ok(state.storage.txn_ids_for_events(user, device, &own_ids).await?)
+        },
+        bundled_relations(state, authed, &timeline_ids),
+    )?;
+    let now = state.now_ms();
 
     for plan in plans {
         let timeline_rows: Vec<&EventRow> =
@@ -252,28 +273,26 @@ async fn sync_once(
         response.rooms.join.insert(room_id(&plan.room_id)?, joined_room);
     }
 
-    add_summaries(state, authed, since.is_none(), &mut response).await?;
-    let joined_ids: HashSet<&str> = joined.iter().map(|m| m.room_id.as_str()).collect();
-    add_account_data(state, authed, since_account_data.unwrap_or(0), account_data_up_to, &joined_ids, &mut response)
-        .await?;
-    let joined_list: Vec<String> = joined_ids.iter().map(|id| (*id).to_owned()).collect();
-    for (room, user_ids) in state.typing.changed_since(&joined_list, since_typing) {
+    // Rooms whose summary (member counts, heroes) clients need: all on an initial sync, else
+    // those whose membership may have changed. Chosen before ephemeral-only rooms are added.
+    let summary_rooms = rooms_needing_summaries(&response, since.is_none());
+    let joined_set: HashSet<&str> = joined.iter().map(|m| m.room_id.as_str()).collect();
+    add_account_data(account_data, &joined_set, &mut response)?;
+    for (room, user_ids) in state.typing.changed_since(&joined_ids, since_typing) {
         let event = serde_json::json!({"type": "m.typing", "content": {"user_ids": user_ids}});
         response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
     }
-    add_receipts(state, authed, &joined_list, since_receipts.unwrap_or(0), receipts_up_to, &mut response).await?;
-    add_unread_counts(state, authed, timeline_filter.unread_thread_notifications, &mut response).await?;
-    let since_presence = tokens.map_or(0, |t| t.presence);
-    let presence_window = crate::presence::SyncWindow {
-        after: since_presence,
-        up_to: presence_up_to,
-        events: since.map(|since| (since, up_to)),
-        joined_rooms: &joined_list,
-    };
+    add_receipts(authed, receipts, &mut response)?;
+    let response_rooms: Vec<String> = response.rooms.join.keys().map(ToString::to_string).collect();
+    let (summaries, unread) = tokio::try_join!(
+        state.storage.member_summaries(&summary_rooms, authed.user_id.as_str(), 5),
+        state.storage.unread_counts(authed.user_id.as_str(), &response_rooms),
+    )?;
+    add_summaries(summaries, &mut response);
+    add_unread_counts(unread, timeline_filter.unread_thread_notifications, &mut response);
     let presence_filter = &request.filter.presence;
     let presence_limit =
         presence_filter.limit.map_or(usize::MAX, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX));
-    let presence = crate::presence::for_sync(state, &authed.user_id, presence_window).await?;
     for event in presence.iter().filter(|e| presence_filter_allows(presence_filter, e)).take(presence_limit) {
         response.presence.events.push(to_raw(event)?);
     }
@@ -412,17 +431,14 @@ async fn add_encryption(
     Ok(next)
 }
 
-/// Global account data, and room account data for joined rooms, changed in
-/// `(after, up_to]`. A room whose only news is account data appears with an empty timeline.
-async fn add_account_data(
-    state: &AppState,
-    authed: &Authed,
-    after: i64,
-    up_to: i64,
+/// Global account data, and room account data for joined rooms, changed since the last sync.
+/// A room whose only news is account data appears with an empty timeline.
+fn add_account_data(
+    changes: Vec<crate::storage::AccountDataRow>,
     joined: &HashSet<&str>,
     response: &mut Response,
 ) -> Result<()> {
-    for change in state.storage.account_data_changes(authed.user_id.as_str(), after, up_to).await? {
+    for change in changes {
         let event = serde_json::json!({"type": change.data_type, "content": change.content});
         if change.room_id.is_empty() {
             response.account_data.events.push(to_raw(&event)?);
@@ -434,18 +450,11 @@ async fn add_account_data(
     Ok(())
 }
 
-/// Receipts in joined rooms changed in `(after, up_to]`, as one `m.receipt` event per room.
+/// Receipts in joined rooms changed since the last sync, as one `m.receipt` event per room.
 /// Private receipts are shown only to their owner.
-async fn add_receipts(
-    state: &AppState,
-    authed: &Authed,
-    joined: &[String],
-    after: i64,
-    up_to: i64,
-    response: &mut Response,
-) -> Result<()> {
+fn add_receipts(authed: &Authed, receipts: Vec<crate::storage::ReceiptRow>, response: &mut Response) -> Result<()> {
     let mut by_room: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
-    for receipt in state.storage.receipt_changes(joined, after, up_to).await? {
+    for receipt in receipts {
         if receipt.receipt_type == "m.read.private" && receipt.user_id != authed.user_id.as_str() {
             continue;
         }
@@ -491,10 +500,8 @@ async fn bundled_relations(state: &AppState, authed: &Authed, event_ids: &[Strin
 
 /// Unread notification and highlight counts for every joined room in the response: per thread
 /// when the filter asks for that, otherwise all threads together.
-async fn add_unread_counts(state: &AppState, authed: &Authed, per_thread: bool, response: &mut Response) -> Result<()> {
+fn add_unread_counts(counts: Vec<crate::storage::UnreadCount>, per_thread: bool, response: &mut Response) {
     use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
-    let rooms: Vec<String> = response.rooms.join.keys().map(ToString::to_string).collect();
-    let counts = state.storage.unread_counts(authed.user_id.as_str(), &rooms).await?;
     let uint = |n: i64| ruma::UInt::try_from(n).unwrap_or_default();
     let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
     for count in counts {
@@ -516,13 +523,12 @@ async fn add_unread_counts(state: &AppState, authed: &Authed, per_thread: bool, 
         room.unread_notifications.notification_count = Some(uint(notifications));
         room.unread_notifications.highlight_count = Some(uint(highlights));
     }
-    Ok(())
 }
 
-/// Member counts and heroes, which clients use to name rooms without a name (DMs). Sent on
-/// initial sync and whenever a room's membership changed.
-async fn add_summaries(state: &AppState, authed: &Authed, initial: bool, response: &mut Response) -> Result<()> {
-    let changed: Vec<String> = response
+/// Rooms whose member counts and heroes (which clients use to name rooms without a name, like
+/// DMs) are sent: all on an initial sync, otherwise those whose membership may have changed.
+fn rooms_needing_summaries(response: &Response, initial: bool) -> Vec<String> {
+    response
         .rooms
         .join
         .iter()
@@ -532,15 +538,28 @@ async fn add_summaries(state: &AppState, authed: &Authed, initial: bool, respons
                 || matches!(&room.state, State::Before(s) if !s.events.is_empty())
         })
         .map(|(id, _)| id.to_string())
-        .collect();
-    let summaries = state.storage.member_summaries(&changed, authed.user_id.as_str(), 5).await?;
+        .collect()
+}
+
+fn add_summaries(summaries: HashMap<String, crate::storage::MemberSummary>, response: &mut Response) {
     for (room_id, summary) in summaries {
         let Some(room) = response.rooms.join.get_mut(room_id.as_str()) else { continue };
         room.summary.joined_member_count = Some(ruma::UInt::try_from(summary.joined).unwrap_or_default());
         room.summary.invited_member_count = Some(ruma::UInt::try_from(summary.invited).unwrap_or_default());
         room.summary.heroes = summary.heroes.into_iter().filter_map(|u| ruma::OwnedUserId::try_from(u).ok()).collect();
     }
-    Ok(())
+}
+
+/// The full states at `groups`, and their events by ID.
+async fn full_states(
+    state: &AppState,
+    groups: &[i64],
+) -> Result<(HashMap<i64, crate::storage::StateMap>, HashMap<String, EventRow>)> {
+    let states = state.storage.states_at_groups(groups).await?;
+    let ids: Vec<String> =
+        states.values().flat_map(|m| m.values().cloned()).collect::<HashSet<_>>().into_iter().collect();
+    let events = state.storage.events_by_id(&ids).await?.into_iter().map(|row| (row.event_id.clone(), row)).collect();
+    Ok((states, events))
 }
 
 fn room_id(id: &str) -> Result<OwnedRoomId> {
