@@ -20,6 +20,8 @@ pub struct RoomRow {
     pub creator: String,
     pub is_public: bool,
     pub current_state_group: Option<i64>,
+    /// A membership event with `is_direct: true` entered the timeline (a direct chat's invite).
+    pub is_direct: bool,
 }
 
 /// A stored event with its position and state groups.
@@ -152,7 +154,8 @@ impl Storage {
 
     pub async fn room(&self, room_id: &str) -> Result<Option<RoomRow>> {
         let row = sqlx::query(
-            "SELECT room_id, room_version, creator, is_public, current_state_group FROM rooms WHERE room_id = $1",
+            "SELECT room_id, room_version, creator, is_public, current_state_group, is_direct FROM rooms \
+             WHERE room_id = $1",
         )
         .bind(room_id)
         .fetch_optional(&self.read)
@@ -164,6 +167,7 @@ impl Storage {
             creator: row.try_get("creator")?,
             is_public: row.try_get::<i64, _>("is_public")? != 0,
             current_state_group: row.try_get("current_state_group")?,
+            is_direct: row.try_get::<i64, _>("is_direct")? != 0,
         }))
     }
 
@@ -248,6 +252,28 @@ impl Storage {
         }
         let mut conn = self.read.acquire().await?;
         load_state(&mut conn, state_group, keys).await
+    }
+
+    /// One state event of a state group, in a single query (the delta chain walked in SQL).
+    pub async fn state_event_at_group(
+        &self,
+        state_group: i64,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<EventRow>> {
+        let sql = format!(
+            "WITH RECURSIVE chain (state_group, distance) AS ( \
+                 SELECT $1, 0 \
+                 UNION ALL \
+                 SELECT g.prev_group, chain.distance + 1 FROM state_groups g \
+                 JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
+             SELECT {EVENT_COLUMNS} FROM state_group_entries s \
+             JOIN chain ON s.state_group = chain.state_group JOIN events e ON e.event_id = s.event_id \
+             WHERE s.event_type = $2 AND s.state_key = $3 ORDER BY chain.distance LIMIT 1"
+        );
+        let row =
+            sqlx::query(&sql).bind(state_group).bind(event_type).bind(state_key).fetch_optional(&self.read).await?;
+        row.as_ref().map(|row| EventRow::from_row(&self.codec, row)).transpose()
     }
 
     pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<(String, i64)>> {
@@ -506,6 +532,12 @@ pub(super) async fn insert_event(
         {
             let membership = event.json["content"]["membership"].as_str().unwrap_or("leave");
             upsert_membership(tx, &event.room_id, user_id, membership, &event.event_id, stream_ordering).await?;
+        }
+        if event.event_type == "m.room.member" && event.json["content"]["is_direct"] == true {
+            sqlx::query("UPDATE rooms SET is_direct = 1 WHERE room_id = $1 AND is_direct = 0")
+                .bind(&event.room_id)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     if let Some((user_id, device_id, txn_id)) = &event.txn {

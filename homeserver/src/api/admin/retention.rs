@@ -12,6 +12,7 @@ use super::{Admin, audited, json};
 use crate::api::PathParams;
 use crate::error::{Error, Result};
 use crate::rooms::retention::{self, effective_policy};
+use crate::rooms::retention_purge;
 use crate::state::AppState;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -31,7 +32,7 @@ async fn purge(State(state): State<AppState>, admin: Admin) -> Result<Response> 
     }
     let work = {
         let state = state.clone();
-        async move { retention::purge_expired(&state).await }
+        async move { retention_purge::purge_expired(&state).await }
     };
     let summary = audited(&state, admin.actor(), json!({}), work, |_| ("retention_purge", None)).await?;
     Ok(json(StatusCode::OK, serde_json::to_value(summary).map_err(|e| Error::internal(e.to_string()))?))
@@ -46,7 +47,8 @@ async fn room_policy(
         RoomId::parse(&room_id).map_err(|_| Error::invalid_param(format!("{room_id} is not a legal room ID")))?;
     let room = crate::rooms::state::room(&state, room_id.as_str()).await?;
     let content = retention::room_policy_content(&state, &room).await?;
-    let policy = effective_policy(&state.config.retention, content.as_ref());
+    let policy = effective_policy(&state.config.retention, content.as_ref(), room.row.is_direct);
+    let held_redactions = state.storage.held_redactions(room_id.as_str()).await?;
     Ok(json(
         StatusCode::OK,
         json!({
@@ -54,7 +56,12 @@ async fn room_policy(
             "enabled": state.config.retention.enabled,
             "min_lifetime": policy.min_lifetime,
             "max_lifetime": policy.max_lifetime,
+            // Which lifetimes apply: "room", "direct_default", "server_default" or "none".
+            "applied": policy.source,
+            "is_direct": room.row.is_direct,
             "room_policy": content,
+            // Redacted events whose original content is still held for `min_lifetime`.
+            "held_redactions": held_redactions,
         }),
     ))
 }
