@@ -437,6 +437,11 @@ async fn direct_chats_get_the_direct_defaults(engine: Engine) {
     );
     let policy = room_policy(&server, &admin, &dm_with_own_policy).await;
     assert_eq!((policy["applied"].clone(), policy["max_lifetime"].clone()), (json!("room"), json!(1_200_000)));
+    // A member saying `is_direct` later does not make a room a direct chat.
+    let own_member =
+        format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", encode(&group), encode(&bob.user_id));
+    let (status, body) = server.put(&own_member, bob.token(), json!({"membership": "join", "is_direct": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let policy = room_policy(&server, &admin, &group).await;
     assert_eq!(
         (policy["applied"].clone(), policy["is_direct"].clone(), policy["max_lifetime"].clone()),

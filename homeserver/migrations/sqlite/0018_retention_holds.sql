@@ -10,6 +10,6 @@ CREATE TABLE redaction_holds (
 CREATE INDEX redaction_holds_release ON redaction_holds (release_ts);
 CREATE INDEX redaction_holds_room ON redaction_holds (room_id);
 
--- Set once a membership event with `is_direct: true` enters the room's timeline (an invite to a
--- direct chat): the room then gets the [retention.direct] defaults.
+-- A direct chat, which gets the [retention.direct] defaults: created here with `is_direct`, or
+-- first known here through an invite with `is_direct: true`. Later events never change it.
 ALTER TABLE rooms ADD COLUMN is_direct BIGINT NOT NULL DEFAULT 0;

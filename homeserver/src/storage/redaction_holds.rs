@@ -28,24 +28,25 @@ impl Storage {
         redacted: &serde_json::Value,
         hold: Option<Hold<'_>>,
     ) -> Result<()> {
+        let update = sqlx::query("UPDATE events SET json = $2 WHERE event_id = $1")
+            .bind(event_id)
+            .bind(self.codec.encode(event_id, redacted));
+        let Some(hold) = hold else {
+            update.execute(&self.write).await?;
+            return Ok(());
+        };
         let mut tx = self.write.begin().await?;
-        sqlx::query("UPDATE events SET json = $2 WHERE event_id = $1")
-            .bind(event_id)
-            .bind(self.codec.encode(event_id, redacted))
-            .execute(&mut *tx)
-            .await?;
-        if let Some(hold) = hold {
-            sqlx::query(
-                "INSERT INTO redaction_holds (event_id, room_id, release_ts, json) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(event_id)
-            .bind(room_id)
-            .bind(hold.release_ts)
-            .bind(self.codec.encode(&record_id(event_id), hold.original))
-            .execute(&mut *tx)
-            .await?;
-        }
+        update.execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO redaction_holds (event_id, room_id, release_ts, json) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(room_id)
+        .bind(hold.release_ts)
+        .bind(self.codec.encode(&record_id(event_id), hold.original))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

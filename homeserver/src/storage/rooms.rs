@@ -20,7 +20,8 @@ pub struct RoomRow {
     pub creator: String,
     pub is_public: bool,
     pub current_state_group: Option<i64>,
-    /// A membership event with `is_direct: true` entered the timeline (a direct chat's invite).
+    /// A direct chat: created here with `is_direct`, or first known here through an invite
+    /// that said `is_direct` (set once, never by later events).
     pub is_direct: bool,
 }
 
@@ -137,16 +138,19 @@ impl Storage {
         room_version: &str,
         creator: &str,
         is_public: bool,
+        is_direct: bool,
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public, is_direct) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(room_id)
         .bind(room_version)
         .bind(creator)
         .bind(now)
         .bind(flag(is_public))
+        .bind(flag(is_direct))
         .execute(&self.write)
         .await?;
         Ok(())
@@ -532,12 +536,6 @@ pub(super) async fn insert_event(
         {
             let membership = event.json["content"]["membership"].as_str().unwrap_or("leave");
             upsert_membership(tx, &event.room_id, user_id, membership, &event.event_id, stream_ordering).await?;
-        }
-        if event.event_type == "m.room.member" && event.json["content"]["is_direct"] == true {
-            sqlx::query("UPDATE rooms SET is_direct = 1 WHERE room_id = $1 AND is_direct = 0")
-                .bind(&event.room_id)
-                .execute(&mut *tx)
-                .await?;
         }
     }
     if let Some((user_id, device_id, txn_id)) = &event.txn {
