@@ -20,6 +20,7 @@ engine_tests!(
     direct_chats_get_the_direct_defaults,
     a_long_history_is_purged_in_batches,
     retention_works_with_encryption_at_rest,
+    other_servers_get_a_held_redaction_redacted,
 );
 
 const PASSWORD: &str = "correct-horse";
@@ -553,4 +554,31 @@ async fn retention_works_with_encryption_at_rest(engine: Engine) {
     assert_eq!(purge(&server, &admin).await["erased_held_redactions"], 1);
     assert_eq!(room_policy(&server, &admin, &room_id).await["held_redactions"], 0);
     assert_eq!(visible_bodies(&server, &alice, &room_id).await, vec![fresh, "newest".to_owned()]);
+}
+
+async fn other_servers_get_a_held_redaction_redacted(engine: Engine) {
+    use ruma::api::federation::event::get_event;
+
+    let a = TestServer::start_federating_with(engine, |config| config.retention.enabled = true).await;
+    let b = TestServer::start_federating(engine).await;
+    let alice = a.register("alice", PASSWORD).await;
+    let bob = b.register("bob", PASSWORD).await;
+    let room_id = a.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let join = format!("/_matrix/client/v3/join/{}?via={}", encode(&room_id), a.server_name);
+    let (status, body) = b.post(&join, bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    set_policy(&a, &alice, &room_id, json!({"min_lifetime": 120_000})).await;
+    let marker = format!("FEDMARKER{}", random_suffix());
+    let event_id = a.send_text(&alice, &encode(&room_id), &marker).await;
+    redact(&a, &alice, &room_id, &event_id).await;
+    assert_eq!(room_policy(&a, &a.admin("root", PASSWORD).await, &room_id).await["held_redactions"], 1);
+
+    // A serves the event to B's server in its redacted form.
+    let to_a: &ruma::ServerName = a.server_name.as_str().try_into().unwrap();
+    let request = get_event::v1::Request::new(event_id.as_str().try_into().unwrap());
+    let response = b.state.federation.send(to_a, &b.state.signing_key, request).await.unwrap();
+    let pdu = response.pdu.get();
+    assert!(!pdu.contains(&marker), "served over federation: {pdu}");
+    let pdu: Value = serde_json::from_str(pdu).unwrap();
+    assert_eq!(pdu["content"], json!({}), "{pdu}");
 }

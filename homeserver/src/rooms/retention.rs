@@ -88,7 +88,9 @@ pub async fn room_policy(state: &AppState, room: &Room) -> Result<Policy> {
 /// `min_lifetime` after it was sent (a sender's clock ahead of ours counts as now), when that is
 /// still ahead. `None` drops it at once. Reads nothing when retention is off.
 pub async fn redaction_hold_until(state: &AppState, room: &Room, target: &EventRow) -> Result<Option<i64>> {
-    let already_redacted = target.json.pointer("/unsigned/redacted_because").is_some();
+    // Nothing to hold: redacted already (by someone, or by a purge that kept it for the DAG).
+    let already_redacted = target.json.pointer("/unsigned/redacted_because").is_some()
+        || target.json["content"].as_object().is_none_or(|content| content.is_empty());
     if !state.config.retention.enabled || already_redacted {
         return Ok(None);
     }
