@@ -231,6 +231,19 @@ async fn min_lifetime_and_the_allowed_range_bound_a_room(engine: Engine) {
     set_policy(&server, &alice, &long, json!({"max_lifetime": 1_000_000_000_000u64})).await;
     let forever = server.create_room(&alice, json!({"preset": "private_chat"})).await;
 
+    // Lifetimes that are not whole milliseconds are refused, from /state and /createRoom alike.
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.retention/", encode(&short));
+    for bad in [json!({"max_lifetime": "soon"}), json!({"min_lifetime": -5}), json!({"max_lifetime": 1.5})] {
+        assert_error(server.put(&path, alice.token(), bad).await, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    }
+    let initial =
+        json!({"initial_state": [{"type": "m.room.retention", "state_key": "", "content": {"max_lifetime": "x"}}]});
+    assert_error(
+        server.post("/_matrix/client/v3/createRoom", alice.token(), initial).await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+
     let (_, policy) = server.get(&policy_of(&short), admin.token()).await;
     assert_eq!(policy["max_lifetime"], 30_000, "raised to the allowed minimum: {policy}");
     assert_eq!(policy["room_policy"], json!({"max_lifetime": 1_000}));

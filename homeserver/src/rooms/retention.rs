@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::state::Room;
 use crate::config::RetentionConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::storage::EventRow;
 
@@ -70,6 +70,22 @@ pub fn effective_policy(config: &RetentionConfig, room_content: Option<&Value>, 
         (_, max) => max,
     };
     Policy { min_lifetime, max_lifetime, source }
+}
+
+/// Refuses an `m.room.retention` a client sends whose lifetimes are not whole milliseconds (a
+/// bad value would be ignored, so the room would silently get the defaults).
+pub fn validate_policy_content(event_type: &str, content: &Value) -> Result<()> {
+    if event_type != RETENTION_EVENT {
+        return Ok(());
+    }
+    for key in ["min_lifetime", "max_lifetime"] {
+        let Some(value) = content.get(key) else { continue };
+        // The canonical JSON integer range.
+        if value.as_u64().is_none_or(|ms| ms > (1 << 53) - 1) {
+            return Err(Error::bad_json(format!("{RETENTION_EVENT}: {key} must be a non-negative integer (ms)")));
+        }
+    }
+    Ok(())
 }
 
 /// The room's `m.room.retention` content, if it has one (one query).
@@ -148,6 +164,16 @@ mod tests {
         let policy = effective_policy(&config(0, 0, 0), Some(&json!({"min_lifetime": 5})), false);
         assert_eq!(policy.max_lifetime, None);
         assert_eq!(effective_policy(&config(0, 0, 0), None, true).source, PolicySource::None);
+    }
+
+    #[test]
+    fn only_whole_milliseconds_are_accepted_from_clients() {
+        assert!(validate_policy_content(RETENTION_EVENT, &json!({"min_lifetime": 0, "max_lifetime": 5})).is_ok());
+        assert!(validate_policy_content(RETENTION_EVENT, &json!({})).is_ok());
+        for bad in [json!({"max_lifetime": "soon"}), json!({"min_lifetime": -1}), json!({"max_lifetime": 1.5})] {
+            assert!(validate_policy_content(RETENTION_EVENT, &bad).is_err(), "{bad}");
+        }
+        assert!(validate_policy_content("m.room.topic", &json!({"max_lifetime": "soon"})).is_ok());
     }
 
     #[test]
