@@ -163,6 +163,8 @@ pub struct RetentionConfig {
     pub purge_batch_size: u32,
     /// Defaults for direct-message rooms (`RoomRow::is_direct`; see README.md, "Retention").
     pub direct: RoomTypeRetention,
+    /// Defaults for rooms with `m.room.encryption` in their state (direct chats' come first).
+    pub encrypted: RoomTypeRetention,
 }
 
 impl Default for RetentionConfig {
@@ -175,6 +177,7 @@ impl Default for RetentionConfig {
             purge_interval_secs: 3600,
             purge_batch_size: 1000,
             direct: RoomTypeRetention::default(),
+            encrypted: RoomTypeRetention::default(),
         }
     }
 }

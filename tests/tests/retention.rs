@@ -17,7 +17,7 @@ engine_tests!(
     min_lifetime_and_the_allowed_range_bound_a_room,
     the_purge_job_runs_by_itself,
     a_redaction_within_min_lifetime_hides_at_once_and_erases_later,
-    direct_chats_get_the_direct_defaults,
+    direct_chats_and_encrypted_rooms_get_their_defaults,
     a_long_history_is_purged_in_batches,
     retention_works_with_encryption_at_rest,
     other_servers_get_a_held_redaction_redacted,
@@ -423,60 +423,73 @@ async fn a_redaction_within_min_lifetime_hides_at_once_and_erases_later(engine: 
     assert_eq!(event["unsigned"]["redacted_because"]["content"]["reason"], "oops");
 }
 
-async fn direct_chats_get_the_direct_defaults(engine: Engine) {
+async fn direct_chats_and_encrypted_rooms_get_their_defaults(engine: Engine) {
     let server = TestServer::start_with(engine, |config| {
         config.retention.enabled = true;
         config.retention.default_max_lifetime_ms = 600_000;
         config.retention.direct.enabled = true;
         config.retention.direct.default_max_lifetime_ms = 60_000;
+        config.retention.encrypted.enabled = true;
+        config.retention.encrypted.default_max_lifetime_ms = 120_000;
     })
     .await;
     let admin = server.admin("root", PASSWORD).await;
     let alice = server.register("alice", PASSWORD).await;
     let bob = server.register("bob", PASSWORD).await;
-    let direct = json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [bob.user_id]});
+    let encryption =
+        json!([{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]);
+    // Most direct chats are encrypted too: the direct-chat defaults come first.
+    let direct = json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [bob.user_id], "initial_state": encryption});
     let dm = server.create_room(&alice, direct.clone()).await;
     let dm_with_own_policy = server.create_room(&alice, direct).await;
     set_policy(&server, &alice, &dm_with_own_policy, json!({"max_lifetime": 1_200_000})).await;
+    let encrypted = server
+        .create_room(&alice, json!({"preset": "private_chat", "invite": [bob.user_id], "initial_state": encryption}))
+        .await;
     let group = server.create_room(&alice, json!({"preset": "private_chat", "invite": [bob.user_id]})).await;
-    for room in [&dm, &dm_with_own_policy, &group] {
+    let rooms = [&dm, &dm_with_own_policy, &encrypted, &group];
+    for room in rooms {
         assert_eq!(server.join(&bob, room).await.0, StatusCode::OK);
     }
-
-    let policy = room_policy(&server, &admin, &dm).await;
-    assert_eq!(
-        (policy["applied"].clone(), policy["is_direct"].clone(), policy["max_lifetime"].clone()),
-        (json!("direct_default"), json!(true), json!(60_000)),
-        "{policy}"
-    );
-    let policy = room_policy(&server, &admin, &dm_with_own_policy).await;
-    assert_eq!((policy["applied"].clone(), policy["max_lifetime"].clone()), (json!("room"), json!(1_200_000)));
     // A member saying `is_direct` later does not make a room a direct chat.
     let own_member =
         format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", encode(&group), encode(&bob.user_id));
     let (status, body) = server.put(&own_member, bob.token(), json!({"membership": "join", "is_direct": true})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let policy = room_policy(&server, &admin, &group).await;
-    assert_eq!(
-        (policy["applied"].clone(), policy["is_direct"].clone(), policy["max_lifetime"].clone()),
-        (json!("server_default"), json!(false), json!(600_000)),
-        "{policy}"
-    );
 
-    for room in [&dm, &dm_with_own_policy, &group] {
+    let expected = [
+        (&dm, "direct_default", true, true, 60_000),
+        (&dm_with_own_policy, "room", true, true, 1_200_000),
+        (&encrypted, "encrypted_default", false, true, 120_000),
+        (&group, "server_default", false, false, 600_000),
+    ];
+    for (room, applied, is_direct, is_encrypted, max_lifetime) in expected {
+        let policy = room_policy(&server, &admin, room).await;
+        let shown = (&policy["applied"], &policy["is_direct"], &policy["is_encrypted"], &policy["max_lifetime"]);
+        assert_eq!(shown, (&json!(applied), &json!(is_direct), &json!(is_encrypted), &json!(max_lifetime)), "{policy}");
+    }
+
+    for room in rooms {
         server.send_text(&alice, &encode(room), "old").await;
         server.send_text(&bob, &encode(room), "newest").await;
     }
-    // Past the direct default, within the server's.
+    let kept = vec!["old".to_owned(), "newest".to_owned()];
+    // Past the direct default only.
     server.clock.advance_secs(90);
     purge(&server, &admin).await;
     assert!(visible_bodies(&server, &bob, &dm).await.is_empty(), "the DM's messages expired");
-    assert_eq!(visible_bodies(&server, &bob, &dm_with_own_policy).await, vec!["old", "newest"]);
-    assert_eq!(visible_bodies(&server, &bob, &group).await, vec!["old", "newest"]);
+    for room in [&dm_with_own_policy, &encrypted, &group] {
+        assert_eq!(visible_bodies(&server, &bob, room).await, kept);
+    }
+    // Past the encrypted default.
+    server.clock.advance_secs(60);
+    purge(&server, &admin).await;
+    assert!(visible_bodies(&server, &bob, &encrypted).await.is_empty(), "the encrypted room's messages expired");
+    assert_eq!(visible_bodies(&server, &bob, &group).await, kept);
     server.clock.advance_secs(600);
     purge(&server, &admin).await;
     assert!(visible_bodies(&server, &bob, &group).await.is_empty(), "the server default applies to the others");
-    assert_eq!(visible_bodies(&server, &bob, &dm_with_own_policy).await, vec!["old", "newest"]);
+    assert_eq!(visible_bodies(&server, &bob, &dm_with_own_policy).await, kept);
 }
 
 async fn a_long_history_is_purged_in_batches(engine: Engine) {

@@ -12,6 +12,7 @@ use crate::state::AppState;
 use crate::storage::EventRow;
 
 pub const RETENTION_EVENT: &str = "m.room.retention";
+const ENCRYPTION_EVENT: &str = "m.room.encryption";
 
 /// Where a room's lifetimes come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -24,6 +25,8 @@ pub enum PolicySource {
     Room,
     /// `[retention.direct]`, the room being a direct chat.
     DirectDefault,
+    /// `[retention.encrypted]`, the room having `m.room.encryption`.
+    EncryptedDefault,
     /// `[retention]`'s server-wide default.
     ServerDefault,
 }
@@ -39,17 +42,28 @@ pub struct Policy {
     pub source: PolicySource,
 }
 
-/// The policy from the server's configuration, the room's `m.room.retention` content and
-/// whether the room is a direct chat. Lifetimes are clamped to the allowed range; a
-/// `max_lifetime` below `min_lifetime` is raised to it. With retention off nothing expires.
-pub fn effective_policy(config: &RetentionConfig, room_content: Option<&Value>, is_direct: bool) -> Policy {
+/// What a room is, for choosing its defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RoomKind {
+    pub is_direct: bool,
+    pub is_encrypted: bool,
+}
+
+/// The policy from the server's configuration, the room's `m.room.retention` content and its
+/// kind (the direct-chat defaults come before the encrypted-room ones). Lifetimes are clamped to
+/// the allowed range; a `max_lifetime` below `min_lifetime` is raised to it. With retention off
+/// nothing expires.
+pub fn effective_policy(config: &RetentionConfig, room_content: Option<&Value>, kind: RoomKind) -> Policy {
     if !config.enabled {
         return Policy::default();
     }
     let lifetime = |key: &str| room_content.and_then(|content| content.get(key)).and_then(Value::as_u64);
     let (room_min, room_max) = (lifetime("min_lifetime"), lifetime("max_lifetime"));
-    let (default_min, default_max, default_source) = if is_direct && config.direct.enabled {
+    let (default_min, default_max, default_source) = if kind.is_direct && config.direct.enabled {
         (config.direct.default_min_lifetime_ms, config.direct.default_max_lifetime_ms, PolicySource::DirectDefault)
+    } else if kind.is_encrypted && config.encrypted.enabled {
+        let encrypted = &config.encrypted;
+        (encrypted.default_min_lifetime_ms, encrypted.default_max_lifetime_ms, PolicySource::EncryptedDefault)
     } else {
         (0, config.default_max_lifetime_ms, PolicySource::ServerDefault)
     };
@@ -88,16 +102,26 @@ pub fn validate_policy_content(event_type: &str, content: &Value) -> Result<()> 
     Ok(())
 }
 
-/// The room's `m.room.retention` content, if it has one (one query).
-pub async fn room_policy_content(state: &AppState, room: &Room) -> Result<Option<Value>> {
-    let event = state.storage.state_event_at_group(room.current_state_group()?, RETENTION_EVENT, "").await?;
-    Ok(event.map(|event| event.json["content"].clone()))
+/// A room's policy with what it was made from.
+#[derive(Debug, Clone)]
+pub struct RoomPolicy {
+    /// The room's `m.room.retention` content, if it has one.
+    pub content: Option<Value>,
+    pub kind: RoomKind,
+    pub policy: Policy,
 }
 
-/// The effective policy of a room.
-pub async fn room_policy(state: &AppState, room: &Room) -> Result<Policy> {
-    let content = room_policy_content(state, room).await?;
-    Ok(effective_policy(&state.config.retention, content.as_ref(), room.row.is_direct))
+/// The effective policy of a room, in one query (its retention and encryption state events).
+pub async fn room_policy(state: &AppState, room: &Room) -> Result<RoomPolicy> {
+    let keys = [(RETENTION_EVENT, ""), (ENCRYPTION_EVENT, "")];
+    let events = state.storage.state_events_at_group(room.current_state_group()?, &keys).await?;
+    let content = events.iter().find(|e| e.event_type == RETENTION_EVENT).map(|e| e.json["content"].clone());
+    let kind = RoomKind {
+        is_direct: room.row.is_direct,
+        is_encrypted: events.iter().any(|e| e.event_type == ENCRYPTION_EVENT),
+    };
+    let policy = effective_policy(&state.config.retention, content.as_ref(), kind);
+    Ok(RoomPolicy { content, kind, policy })
 }
 
 /// Until when (ms) the original of an event being redacted must be held: its room's
@@ -110,7 +134,7 @@ pub async fn redaction_hold_until(state: &AppState, room: &Room, target: &EventR
     if !state.config.retention.enabled || already_redacted {
         return Ok(None);
     }
-    let Some(min_lifetime) = room_policy(state, room).await?.min_lifetime else { return Ok(None) };
+    let Some(min_lifetime) = room_policy(state, room).await?.policy.min_lifetime else { return Ok(None) };
     let now = state.now_ms();
     let release_ts = target.origin_server_ts.min(now).saturating_add(i64::try_from(min_lifetime).unwrap_or(i64::MAX));
     Ok((release_ts > now).then_some(release_ts))
@@ -122,6 +146,9 @@ mod tests {
 
     use super::*;
     use crate::config::RoomTypeRetention;
+
+    const PLAIN: RoomKind = RoomKind { is_direct: false, is_encrypted: false };
+    const DIRECT: RoomKind = RoomKind { is_direct: true, is_encrypted: false };
 
     fn config(default_max: u64, allowed_min: u64, allowed_max: u64) -> RetentionConfig {
         RetentionConfig {
@@ -136,14 +163,14 @@ mod tests {
     #[test]
     fn off_means_nothing_expires() {
         let off = RetentionConfig { enabled: false, ..config(1000, 0, 0) };
-        assert_eq!(effective_policy(&off, Some(&json!({"max_lifetime": 5})), false), Policy::default());
+        assert_eq!(effective_policy(&off, Some(&json!({"max_lifetime": 5})), PLAIN), Policy::default());
     }
 
     #[test]
     fn the_room_overrides_the_default_within_the_allowed_range() {
         let config = config(10_000, 1_000, 100_000);
-        let max = |content: Option<Value>| effective_policy(&config, content.as_ref(), false).max_lifetime;
-        assert_eq!(effective_policy(&config, None, false).source, PolicySource::ServerDefault);
+        let max = |content: Option<Value>| effective_policy(&config, content.as_ref(), PLAIN).max_lifetime;
+        assert_eq!(effective_policy(&config, None, PLAIN).source, PolicySource::ServerDefault);
         assert_eq!(max(None), Some(10_000));
         assert_eq!(max(Some(json!({"max_lifetime": 5_000}))), Some(5_000));
         assert_eq!(max(Some(json!({"max_lifetime": 10}))), Some(1_000));
@@ -155,15 +182,15 @@ mod tests {
     #[test]
     fn min_lifetime_wins_over_a_shorter_max_lifetime() {
         let content = json!({"min_lifetime": 7_000, "max_lifetime": 2_000});
-        let policy = effective_policy(&config(0, 0, 0), Some(&content), false);
+        let policy = effective_policy(&config(0, 0, 0), Some(&content), PLAIN);
         assert_eq!(policy, Policy { min_lifetime: Some(7_000), max_lifetime: Some(7_000), source: PolicySource::Room });
     }
 
     #[test]
     fn no_default_and_no_room_policy_keeps_forever() {
-        let policy = effective_policy(&config(0, 0, 0), Some(&json!({"min_lifetime": 5})), false);
+        let policy = effective_policy(&config(0, 0, 0), Some(&json!({"min_lifetime": 5})), PLAIN);
         assert_eq!(policy.max_lifetime, None);
-        assert_eq!(effective_policy(&config(0, 0, 0), None, true).source, PolicySource::None);
+        assert_eq!(effective_policy(&config(0, 0, 0), None, DIRECT).source, PolicySource::None);
     }
 
     #[test]
@@ -181,16 +208,28 @@ mod tests {
         let direct =
             RoomTypeRetention { enabled: true, default_min_lifetime_ms: 2_000, default_max_lifetime_ms: 5_000 };
         let config = RetentionConfig { direct, ..config(60_000, 0, 0) };
-        let dm = effective_policy(&config, None, true);
+        let dm = effective_policy(&config, None, DIRECT);
         assert_eq!(
             dm,
             Policy { min_lifetime: Some(2_000), max_lifetime: Some(5_000), source: PolicySource::DirectDefault }
         );
-        assert_eq!(effective_policy(&config, None, false).max_lifetime, Some(60_000));
+        assert_eq!(effective_policy(&config, None, PLAIN).max_lifetime, Some(60_000));
         // The room's own policy still wins; the direct default fills what it leaves out.
-        let own = effective_policy(&config, Some(&json!({"max_lifetime": 9_000})), true);
+        let own = effective_policy(&config, Some(&json!({"max_lifetime": 9_000})), DIRECT);
         assert_eq!(own, Policy { min_lifetime: Some(2_000), max_lifetime: Some(9_000), source: PolicySource::Room });
         let off = RetentionConfig { direct: RoomTypeRetention { enabled: false, ..config.direct.clone() }, ..config };
-        assert_eq!(effective_policy(&off, None, true).source, PolicySource::ServerDefault);
+        assert_eq!(effective_policy(&off, None, DIRECT).source, PolicySource::ServerDefault);
+    }
+
+    #[test]
+    fn encrypted_rooms_get_theirs_after_direct_chats() {
+        let rule = |max| RoomTypeRetention { enabled: true, default_min_lifetime_ms: 0, default_max_lifetime_ms: max };
+        let config = RetentionConfig { direct: rule(5_000), encrypted: rule(8_000), ..config(60_000, 0, 0) };
+        let encrypted = RoomKind { is_direct: false, is_encrypted: true };
+        let policy = effective_policy(&config, None, encrypted);
+        assert_eq!((policy.max_lifetime, policy.source), (Some(8_000), PolicySource::EncryptedDefault));
+        let both = RoomKind { is_direct: true, is_encrypted: true };
+        assert_eq!(effective_policy(&config, None, both).source, PolicySource::DirectDefault);
+        assert_eq!(effective_policy(&config, None, PLAIN).max_lifetime, Some(60_000));
     }
 }

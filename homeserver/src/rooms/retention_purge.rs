@@ -55,7 +55,7 @@ pub async fn purge_expired(state: &AppState) -> Result<PurgeSummary> {
         for room_id in state.storage.all_room_ids().await? {
             let Ok(room_id) = RoomId::parse(&room_id) else { continue };
             let room = room(state, room_id.as_str()).await?;
-            let Some(max_lifetime) = room_policy(state, &room).await?.max_lifetime else { continue };
+            let Some(max_lifetime) = room_policy(state, &room).await?.policy.max_lifetime else { continue };
             let max_lifetime = i64::try_from(max_lifetime).unwrap_or(i64::MAX);
             let before_ts = state.now_ms().saturating_sub(max_lifetime);
             let room_summary = purge_room(state, &room, before_ts).await?;

@@ -258,13 +258,14 @@ impl Storage {
         load_state(&mut conn, state_group, keys).await
     }
 
-    /// One state event of a state group, in a single query (the delta chain walked in SQL).
-    pub async fn state_event_at_group(
-        &self,
-        state_group: i64,
-        event_type: &str,
-        state_key: &str,
-    ) -> Result<Option<EventRow>> {
+    /// A few state events of a state group, in a single query (the delta chain walked in SQL).
+    pub async fn state_events_at_group(&self, state_group: i64, keys: &[(&str, &str)]) -> Result<Vec<EventRow>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<String> = (0..keys.len())
+            .map(|i| format!("(s.event_type = ${} AND s.state_key = ${})", 2 + 2 * i, 3 + 2 * i))
+            .collect();
         let sql = format!(
             "WITH RECURSIVE chain (state_group, distance) AS ( \
                  SELECT $1, 0 \
@@ -273,11 +274,24 @@ impl Storage {
                  JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
              SELECT {EVENT_COLUMNS} FROM state_group_entries s \
              JOIN chain ON s.state_group = chain.state_group JOIN events e ON e.event_id = s.event_id \
-             WHERE s.event_type = $2 AND s.state_key = $3 ORDER BY chain.distance LIMIT 1"
+             WHERE {} ORDER BY chain.distance",
+            clauses.join(" OR ")
         );
-        let row =
-            sqlx::query(&sql).bind(state_group).bind(event_type).bind(state_key).fetch_optional(&self.read).await?;
-        row.as_ref().map(|row| EventRow::from_row(&self.codec, row)).transpose()
+        let mut query = sqlx::query(&sql).bind(state_group);
+        for (event_type, state_key) in keys {
+            query = query.bind(*event_type).bind(*state_key);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        // Newest delta first: the first entry of each key is the one in force.
+        let mut seen = std::collections::HashSet::new();
+        let mut events = Vec::with_capacity(keys.len());
+        for row in &rows {
+            let event = EventRow::from_row(&self.codec, row)?;
+            if seen.insert((event.event_type.clone(), event.state_key.clone())) {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<(String, i64)>> {
