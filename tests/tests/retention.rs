@@ -21,6 +21,7 @@ engine_tests!(
     a_long_history_is_purged_in_batches,
     retention_works_with_encryption_at_rest,
     other_servers_get_a_held_redaction_redacted,
+    a_direct_chat_from_another_server_gets_the_direct_defaults,
 );
 
 const PASSWORD: &str = "correct-horse";
@@ -607,4 +608,45 @@ async fn other_servers_get_a_held_redaction_redacted(engine: Engine) {
     assert!(!pdu.contains(&marker), "served over federation: {pdu}");
     let pdu: Value = serde_json::from_str(pdu).unwrap();
     assert_eq!(pdu["content"], json!({}), "{pdu}");
+}
+
+async fn a_direct_chat_from_another_server_gets_the_direct_defaults(engine: Engine) {
+    let a = TestServer::start_federating(engine).await;
+    let b = TestServer::start_federating_with(engine, |config| {
+        config.retention.enabled = true;
+        config.retention.direct.enabled = true;
+        config.retention.direct.default_max_lifetime_ms = 60_000;
+    })
+    .await;
+    let admin = b.admin("root", PASSWORD).await;
+    let alice = a.register("alice", PASSWORD).await;
+    let bob = b.register("bob", PASSWORD).await;
+    let dm = a.create_room(&alice, json!({"preset": "trusted_private_chat"})).await;
+    let group = a.create_room(&alice, json!({"preset": "private_chat"})).await;
+    // Myelin's createRoom invites local users only; other homeservers send a direct chat's invite
+    // to a remote user with `is_direct` in its content, as A does here through the federation
+    // invite it uses for /invite.
+    let (alice_id, bob_id) =
+        (ruma::UserId::parse(alice.user_id.as_str()).unwrap(), ruma::UserId::parse(bob.user_id.as_str()).unwrap());
+    for (room, content) in
+        [(&dm, json!({"membership": "invite", "is_direct": true})), (&group, json!({"membership": "invite"}))]
+    {
+        let room = ruma::RoomId::parse(room.as_str()).unwrap();
+        homeserver::rooms::federated_invite::invite_remote(&a.state, &room, &alice_id, &bob_id, content).await.unwrap();
+    }
+
+    // Bob joins both once the invites have reached his server.
+    for room in [&dm, &group] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let join = format!("/_matrix/client/v3/join/{}", encode(room));
+        while b.post(&join, bob.token(), json!({})).await.0 != StatusCode::OK {
+            assert!(std::time::Instant::now() < deadline, "bob could join {room}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let policy = room_policy(&b, &admin, &dm).await;
+    let shown = (&policy["applied"], &policy["is_direct"], &policy["max_lifetime"]);
+    assert_eq!(shown, (&json!("direct_default"), &json!(true), &json!(60_000)), "{policy}");
+    let policy = room_policy(&b, &admin, &group).await;
+    assert_eq!((&policy["applied"], &policy["is_direct"]), (&json!("none"), &json!(false)), "{policy}");
 }
