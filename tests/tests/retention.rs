@@ -491,6 +491,14 @@ async fn direct_chats_and_encrypted_rooms_get_their_defaults(engine: Engine) {
     purge(&server, &admin).await;
     assert!(visible_bodies(&server, &bob, &group).await.is_empty(), "the server default applies to the others");
     assert_eq!(visible_bodies(&server, &bob, &dm_with_own_policy).await, kept);
+
+    // An upgraded direct chat is still one, with its own policy.
+    let path = format!("/_matrix/client/v3/rooms/{}/upgrade", encode(&dm_with_own_policy));
+    let (status, upgraded) = server.post(&path, alice.token(), json!({"new_version": "11"})).await;
+    assert_eq!(status, StatusCode::OK, "{upgraded}");
+    let policy = room_policy(&server, &admin, upgraded["replacement_room"].as_str().unwrap()).await;
+    let shown = (&policy["applied"], &policy["is_direct"], &policy["max_lifetime"]);
+    assert_eq!(shown, (&json!("room"), &json!(true), &json!(1_200_000)), "{policy}");
 }
 
 async fn a_long_history_is_purged_in_batches(engine: Engine) {

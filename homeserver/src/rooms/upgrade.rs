@@ -19,6 +19,8 @@ const COPIED_STATE: &[&str] = &[
     "m.room.guest_access",
     "m.room.encryption",
     "m.room.server_acl",
+    // The room's retention policy (MSC1763) goes on in its successor.
+    "m.room.retention",
     "m.room.power_levels",
 ];
 
