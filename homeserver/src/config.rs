@@ -159,6 +159,12 @@ pub struct RetentionConfig {
     pub allowed_max_lifetime_ms: u64,
     /// How often the purge job runs.
     pub purge_interval_secs: u64,
+    /// Events deleted per transaction by the purge (and admin history purges).
+    pub purge_batch_size: u32,
+    /// Defaults for direct-message rooms (`RoomRow::is_direct`; see README.md, "Retention").
+    pub direct: RoomTypeRetention,
+    /// Defaults for rooms with `m.room.encryption` in their state (direct chats' come first).
+    pub encrypted: RoomTypeRetention,
 }
 
 impl Default for RetentionConfig {
@@ -169,8 +175,23 @@ impl Default for RetentionConfig {
             allowed_min_lifetime_ms: 0,
             allowed_max_lifetime_ms: 0,
             purge_interval_secs: 3600,
+            purge_batch_size: 1000,
+            direct: RoomTypeRetention::default(),
+            encrypted: RoomTypeRetention::default(),
         }
     }
+}
+
+/// Lifetimes for one type of room without its own `m.room.retention`, instead of the server's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoomTypeRetention {
+    /// Off: these rooms get the server's defaults.
+    pub enabled: bool,
+    /// Events younger than this are kept (redactions hold their content); 0 sets no minimum.
+    pub default_min_lifetime_ms: u64,
+    /// Lifetime of events; 0 keeps them forever.
+    pub default_max_lifetime_ms: u64,
 }
 
 /// Encryption at rest (see `at_rest`).
@@ -476,6 +497,9 @@ impl Config {
                 "retention.allowed_max_lifetime_ms",
                 "must be 0 (no bound) or at least allowed_min_lifetime_ms",
             ));
+        }
+        if retention.purge_batch_size == 0 {
+            errors.push(error("retention.purge_batch_size", "must be at least 1"));
         }
         if retention.purge_interval_secs == 0 {
             errors.push(error("retention.purge_interval_secs", "must be at least 1"));

@@ -99,7 +99,7 @@ impl AppState {
         crate::federation_sender::device_lists::start(&state);
         crate::presence::start_sweeper(Arc::downgrade(&state.0));
         crate::search::start_backfill(Arc::downgrade(&state.0));
-        crate::rooms::retention::start_purger(Arc::downgrade(&state.0), &state.config.retention);
+        crate::rooms::retention_purge::start_purger(Arc::downgrade(&state.0), &state.config.retention);
         state
     }
 

@@ -22,7 +22,7 @@ engine_tests!(
 const PASSWORD: &str = "correct-horse";
 
 /// A new key file, as `myelin generate-key` writes it.
-fn key_file() -> PathBuf {
+pub(crate) fn key_file() -> PathBuf {
     let path = temp_dir("key").join("storage.key");
     std::fs::write(&path, format!("{}\n", homeserver::at_rest::generate_key_text())).unwrap();
     path

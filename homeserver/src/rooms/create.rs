@@ -88,7 +88,8 @@ pub async fn create_room(state: &AppState, creator: &UserId, request: CreateRoom
         (room_id, None)
     };
     let now = state.now_ms();
-    state.storage.create_room(room_id.as_str(), version.as_str(), creator.as_str(), request.is_public, now).await?;
+    let (is_public, is_direct) = (request.is_public, request.is_direct);
+    state.storage.create_room(room_id.as_str(), version.as_str(), creator.as_str(), is_public, is_direct, now).await?;
     state.storage.create_empty_state_group(room_id.as_str()).await?;
     if let Some(alias) = &alias {
         let created = state.storage.create_alias(alias, room_id.as_str(), creator.as_str(), now).await?;

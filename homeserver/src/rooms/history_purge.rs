@@ -7,12 +7,22 @@ use crate::error::Result;
 use crate::state::AppState;
 use crate::storage::PurgePoint;
 
-/// Removes the events under the room's send lock, then drops its cached head. Returns how
-/// many events went.
+/// Removes the events in batches (`retention.purge_batch_size` per transaction), each under the
+/// room's send lock, dropping its cached head after each. Returns how many events went.
 pub async fn purge_history(state: &AppState, room_id: &RoomId, point: PurgePoint, delete_local: bool) -> Result<u64> {
     let slot = state.rooms.room_lock(room_id);
-    let mut head = slot.lock().await;
-    let purged = state.storage.purge_history(room_id.as_str(), point, state.server_name.as_str(), delete_local).await?;
-    *head = None;
-    Ok(purged)
+    let batch_size = state.config.retention.purge_batch_size;
+    let mut purged = 0;
+    loop {
+        let mut head = slot.lock().await;
+        let batch = state
+            .storage
+            .purge_history_batch(room_id.as_str(), point, state.server_name.as_str(), delete_local, batch_size)
+            .await?;
+        *head = None;
+        if batch.is_empty() {
+            return Ok(purged);
+        }
+        purged += batch.len() as u64;
+    }
 }

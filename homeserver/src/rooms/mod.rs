@@ -25,6 +25,7 @@ pub mod redaction;
 pub mod relations;
 pub mod report;
 pub mod retention;
+pub mod retention_purge;
 pub mod send;
 pub mod server_visibility;
 pub mod shutdown;

@@ -1,5 +1,7 @@
 //! Redactions: permission, the `m.room.redaction` event, and replacing the target with its
-//! redacted form (the original content is not kept).
+//! redacted form. The original content is not kept, unless the room's retention policy has a
+//! `min_lifetime` the target has not reached: then it is held, unserved, until the retention
+//! purge erases it (`retention::redaction_hold_until`).
 
 use federation::pdu::{EventTemplate, rules_for};
 use ruma::canonical_json::RedactedBecause;
@@ -11,6 +13,7 @@ use super::send::{ClientTxn, send_event};
 use super::state::{power_levels, room, to_pdu};
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use crate::storage::Hold;
 
 pub async fn redact(
     state: &AppState,
@@ -31,6 +34,9 @@ pub async fn redact(
             return Err(Error::forbidden("You do not have permission to redact other users' events"));
         }
     }
+
+    // Before sending, so a failure to read the policy leaves nothing half done.
+    let hold_until = super::retention::redaction_hold_until(state, &room, &target).await?;
 
     let mut content = json!({});
     if let Some(reason) = reason {
@@ -59,7 +65,8 @@ pub async fn redact(
         ruma::canonical_json::redact(original.json, &rules.redaction, Some(RedactedBecause::from_json(because)))
             .map_err(|e| Error::internal(format!("redaction failed: {e}")))?;
     let redacted = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
-    state.storage.replace_event_json(target_id, &redacted).await?;
+    let hold = hold_until.map(|release_ts| Hold { original: &target.json, release_ts });
+    state.storage.store_redacted_event(room_id.as_str(), target_id, &redacted, hold).await?;
     state.storage.delete_relation(target_id).await?;
     state.storage.delete_search_entry(target_id).await?;
     forget_in_successor(state, &target, &redacted).await?;

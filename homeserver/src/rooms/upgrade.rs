@@ -19,6 +19,8 @@ const COPIED_STATE: &[&str] = &[
     "m.room.guest_access",
     "m.room.encryption",
     "m.room.server_acl",
+    // The room's retention policy (MSC1763) goes on in its successor.
+    "m.room.retention",
     "m.room.power_levels",
 ];
 
@@ -69,6 +71,8 @@ pub async fn upgrade(
     let request = CreateRoom {
         preset: Some(Preset::PrivateChat),
         is_public: old.row.is_public,
+        // A direct chat stays one (its retention defaults); no one is invited here.
+        is_direct: old.row.is_direct,
         room_version: Some(new_version),
         creation_content: Some(json!({"predecessor": {"room_id": old_room_id, "event_id": last_event.event_id}})),
         initial_state,

@@ -59,6 +59,7 @@ pub const TABLES: &[&str] = &[
     "admin_tasks",
     "at_rest_key_check",
     "user_erasures",
+    "redaction_holds",
 ];
 
 /// How a column's values are read and bound.

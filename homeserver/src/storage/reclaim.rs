@@ -25,6 +25,7 @@ const PURGED_TABLES: &[&str] = &[
     "event_txns",
     "federation_outbox_pdus",
     "media",
+    "redaction_holds",
 ];
 
 /// What reclaiming achieved on SQLite; PostgreSQL reports nothing.

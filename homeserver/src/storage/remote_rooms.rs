@@ -45,6 +45,14 @@ impl Storage {
         let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
         insert_room_row(&mut tx, invite.room_id, invite.room_version, invite.creator, invite.now).await?;
+        // A direct chat as its inviter says, while we are not in the room yet (retention's
+        // [retention.direct]); once in, no later event changes it.
+        if invite.event.json["content"]["is_direct"] == true {
+            sqlx::query("UPDATE rooms SET is_direct = 1 WHERE room_id = $1 AND current_state_group IS NULL")
+                .bind(invite.room_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let known = known_event_ids(&mut tx, std::slice::from_ref(&invite.event.event_id)).await?;
         if known.is_empty() {
             let mut outlier = invite.event.clone();

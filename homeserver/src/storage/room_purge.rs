@@ -28,6 +28,7 @@ const ROOM_TABLES: &[&str] = &[
     "content_reports",
     "key_backup_keys",
     "state_groups",
+    "redaction_holds",
 ];
 
 impl Storage {
@@ -71,12 +72,12 @@ impl Storage {
         Ok(())
     }
 
-    /// The room's timeline events (not state, not outliers) sent before `before_ts`, oldest
-    /// first: what a retention purge removes, or redacts where the DAG needs the event.
-    pub async fn timeline_events_before_ts(&self, room_id: &str, before_ts: i64) -> Result<Vec<super::EventRow>> {
+    /// The room's forward extremities among its timeline events sent before `before_ts`: what a
+    /// retention purge keeps for the DAG, redacted.
+    pub async fn expired_extremities(&self, room_id: &str, before_ts: i64) -> Result<Vec<super::EventRow>> {
         let rows = sqlx::query(&format!(
-            "SELECT {} FROM events e WHERE e.room_id = $1 AND e.origin_server_ts < $2 \
-             AND e.state_key IS NULL AND e.outlier = 0 ORDER BY e.stream_ordering",
+            "SELECT {} FROM forward_extremities f JOIN events e ON e.event_id = f.event_id \
+             WHERE f.room_id = $1 AND e.origin_server_ts < $2 AND e.state_key IS NULL AND e.outlier = 0",
             super::rooms::EVENT_COLUMNS
         ))
         .bind(room_id)
@@ -86,31 +87,48 @@ impl Storage {
         rows.iter().map(|row| super::EventRow::from_row(&self.codec, row)).collect()
     }
 
-    /// Deletes the room's timeline events before `point`: never state events (the DAG's state
-    /// must stay resolvable), outliers or forward extremities (the next event's parents), and
-    /// events of `local_server`'s users only when `delete_local`. Returns how many went.
-    pub async fn purge_history(
+    /// Deletes the oldest `limit` of the room's timeline events before `point`, in one
+    /// transaction, and returns them (callers loop until none are left, so a long history never
+    /// sits in memory or holds the writer at once). Never state events (the DAG's state must stay
+    /// resolvable), outliers or forward extremities (the next event's parents), and events of
+    /// `local_server`'s users only when `delete_local`.
+    pub async fn purge_history_batch(
         &self,
         room_id: &str,
         point: PurgePoint,
         local_server: &str,
         delete_local: bool,
-    ) -> Result<u64> {
+        limit: u32,
+    ) -> Result<Vec<super::EventRow>> {
         let (bound_column, bound) = match point {
             PurgePoint::Before(ordering) => ("stream_ordering", ordering),
             PurgePoint::BeforeTs(ts) => ("origin_server_ts", ts),
         };
         // No wildcards can occur in a server name, so the suffix needs no escaping.
         let local_senders = format!("%:{local_server}");
-        let purged = format!(
-            "SELECT stream_ordering FROM events WHERE room_id = $1 AND {bound_column} < $2 \
-             AND state_key IS NULL AND outlier = 0 \
+        let purgeable = format!(
+            "room_id = $1 AND {bound_column} < $2 AND state_key IS NULL AND outlier = 0 \
              AND ($3 = 1 OR sender NOT LIKE $4) \
              AND event_id NOT IN (SELECT event_id FROM forward_extremities WHERE room_id = $1)"
         );
         let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
-        let mut purged_rows = 0;
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM events e WHERE {purgeable} ORDER BY e.stream_ordering LIMIT $5",
+            super::rooms::EVENT_COLUMNS
+        ))
+        .bind(room_id)
+        .bind(bound)
+        .bind(super::flag(delete_local))
+        .bind(&local_senders)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let batch = rows.iter().map(|row| super::EventRow::from_row(&self.codec, row)).collect::<Result<Vec<_>>>()?;
+        let Some(last) = batch.last().map(|event| event.stream_ordering) else { return Ok(batch) };
+        // The batch is exactly the purgeable events up to its newest (no event is written
+        // meanwhile: the event order lock is held).
+        let purged = format!("SELECT stream_ordering FROM events WHERE {purgeable} AND stream_ordering <= $5");
         // Rows that point at the purged events first, then the events themselves.
         for sql in [
             "DELETE FROM federation_outbox_pdus WHERE stream_ordering IN ({purged})",
@@ -121,20 +139,21 @@ impl Storage {
              (SELECT event_id FROM events WHERE stream_ordering IN ({purged}))",
             "DELETE FROM event_txns WHERE event_id IN \
              (SELECT event_id FROM events WHERE stream_ordering IN ({purged}))",
+            "DELETE FROM redaction_holds WHERE room_id = $1 AND event_id IN \
+             (SELECT event_id FROM events WHERE stream_ordering IN ({purged}))",
             "DELETE FROM events WHERE stream_ordering IN ({purged})",
         ] {
-            let done = sqlx::query(&sql.replace("{purged}", &purged))
+            sqlx::query(&sql.replace("{purged}", &purged))
                 .bind(room_id)
                 .bind(bound)
                 .bind(super::flag(delete_local))
                 .bind(&local_senders)
+                .bind(last)
                 .execute(&mut *tx)
                 .await?;
-            purged_rows = done.rows_affected();
         }
         tx.commit().await?;
-        // The last statement's count: the events.
-        Ok(purged_rows)
+        Ok(batch)
     }
 
     /// The stream ordering of an event of the room (`None` when it is not one of its events).

@@ -23,6 +23,9 @@ pub struct RoomRow {
     pub creator: String,
     pub is_public: bool,
     pub current_state_group: Option<i64>,
+    /// A direct chat: created here with `is_direct`, or first known here through an invite
+    /// that said `is_direct` (set once, never by later events).
+    pub is_direct: bool,
 }
 
 /// A stored event with its position and state groups.
@@ -138,16 +141,19 @@ impl Storage {
         room_version: &str,
         creator: &str,
         is_public: bool,
+        is_direct: bool,
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public, is_direct) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(room_id)
         .bind(room_version)
         .bind(creator)
         .bind(now)
         .bind(flag(is_public))
+        .bind(flag(is_direct))
         .execute(&self.write)
         .await?;
         Ok(())
@@ -155,7 +161,8 @@ impl Storage {
 
     pub async fn room(&self, room_id: &str) -> Result<Option<RoomRow>> {
         let row = sqlx::query(
-            "SELECT room_id, room_version, creator, is_public, current_state_group FROM rooms WHERE room_id = $1",
+            "SELECT room_id, room_version, creator, is_public, current_state_group, is_direct FROM rooms \
+             WHERE room_id = $1",
         )
         .bind(room_id)
         .fetch_optional(&self.read)
@@ -167,6 +174,7 @@ impl Storage {
             creator: row.try_get("creator")?,
             is_public: row.try_get::<i64, _>("is_public")? != 0,
             current_state_group: row.try_get("current_state_group")?,
+            is_direct: row.try_get::<i64, _>("is_direct")? != 0,
         }))
     }
 
@@ -271,6 +279,42 @@ impl Storage {
         }
         let mut conn = self.read.acquire().await?;
         load_state(&mut conn, state_group, keys).await
+    }
+
+    /// A few state events of a state group, in a single query (the delta chain walked in SQL).
+    pub async fn state_events_at_group(&self, state_group: i64, keys: &[(&str, &str)]) -> Result<Vec<EventRow>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<String> = (0..keys.len())
+            .map(|i| format!("(s.event_type = ${} AND s.state_key = ${})", 2 + 2 * i, 3 + 2 * i))
+            .collect();
+        let sql = format!(
+            "WITH RECURSIVE chain (state_group, distance) AS ( \
+                 SELECT $1, 0 \
+                 UNION ALL \
+                 SELECT g.prev_group, chain.distance + 1 FROM state_groups g \
+                 JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
+             SELECT {EVENT_COLUMNS} FROM state_group_entries s \
+             JOIN chain ON s.state_group = chain.state_group JOIN events e ON e.event_id = s.event_id \
+             WHERE {} ORDER BY chain.distance",
+            clauses.join(" OR ")
+        );
+        let mut query = sqlx::query(&sql).bind(state_group);
+        for (event_type, state_key) in keys {
+            query = query.bind(*event_type).bind(*state_key);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        // Newest delta first: the first entry of each key is the one in force.
+        let mut seen = std::collections::HashSet::new();
+        let mut events = Vec::with_capacity(keys.len());
+        for row in &rows {
+            let event = EventRow::from_row(&self.codec, row)?;
+            if seen.insert((event.event_type.clone(), event.state_key.clone())) {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<(String, i64)>> {

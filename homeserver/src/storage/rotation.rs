@@ -145,6 +145,13 @@ const SEALED: &[SealedColumn] = &[
         text: true,
         record_id: |k| super::remote_rooms::invite_record_id(k[0].text(), k[1].text()),
     },
+    SealedColumn {
+        table: "redaction_holds",
+        key: &[("event_id", Text)],
+        column: "json",
+        text: false,
+        record_id: |k| super::redaction_holds::record_id(k[0].text()),
+    },
 ];
 
 impl Storage {

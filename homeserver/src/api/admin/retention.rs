@@ -11,7 +11,8 @@ use serde_json::json;
 use super::{Admin, audited, json};
 use crate::api::PathParams;
 use crate::error::{Error, Result};
-use crate::rooms::retention::{self, effective_policy};
+use crate::rooms::retention;
+use crate::rooms::retention_purge;
 use crate::state::AppState;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -31,7 +32,7 @@ async fn purge(State(state): State<AppState>, admin: Admin) -> Result<Response> 
     }
     let work = {
         let state = state.clone();
-        async move { retention::purge_expired(&state).await }
+        async move { retention_purge::purge_expired(&state).await }
     };
     let summary = audited(&state, admin.actor(), json!({}), work, |_| ("retention_purge", None)).await?;
     Ok(json(StatusCode::OK, serde_json::to_value(summary).map_err(|e| Error::internal(e.to_string()))?))
@@ -45,8 +46,8 @@ async fn room_policy(
     let room_id =
         RoomId::parse(&room_id).map_err(|_| Error::invalid_param(format!("{room_id} is not a legal room ID")))?;
     let room = crate::rooms::state::room(&state, room_id.as_str()).await?;
-    let content = retention::room_policy_content(&state, &room).await?;
-    let policy = effective_policy(&state.config.retention, content.as_ref());
+    let retention::RoomPolicy { content, kind, policy } = retention::room_policy(&state, &room).await?;
+    let held_redactions = state.storage.held_redactions(room_id.as_str()).await?;
     Ok(json(
         StatusCode::OK,
         json!({
@@ -54,7 +55,14 @@ async fn room_policy(
             "enabled": state.config.retention.enabled,
             "min_lifetime": policy.min_lifetime,
             "max_lifetime": policy.max_lifetime,
+            // Which lifetimes apply: "room", "direct_default", "encrypted_default",
+            // "server_default" or "none".
+            "applied": policy.source,
+            "is_direct": kind.is_direct,
+            "is_encrypted": kind.is_encrypted,
             "room_policy": content,
+            // Redacted events whose original content is still held for `min_lifetime`.
+            "held_redactions": held_redactions,
         }),
     ))
 }

@@ -48,6 +48,7 @@ pub async fn put_state(
     let authed = request.authed()?;
     let body = &request.body;
     let content = content_json(body.body.json())?;
+    crate::rooms::retention::validate_policy_content(&body.event_type.to_string(), &content)?;
     if body.event_type.to_string() == "m.room.canonical_alias" {
         crate::rooms::directory::validate_canonical_alias(&state, &body.room_id, &content).await?;
     }

@@ -29,6 +29,7 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
             serde_json::from_str(event.json().get()).map_err(|e| Error::bad_json(e.to_string()))?;
         let event_type = value["type"].as_str().ok_or_else(|| Error::bad_json("initial_state event without type"))?;
         let state_key = value["state_key"].as_str().unwrap_or_default();
+        crate::rooms::retention::validate_policy_content(event_type, &value["content"])?;
         initial_state.push((event_type.to_owned(), state_key.to_owned(), value["content"].clone()));
     }
     let create = CreateRoom {
