@@ -24,6 +24,7 @@ mod events;
 mod federation;
 mod federation_dag;
 mod federation_e2ee;
+mod federation_redactions;
 mod ignored_users;
 mod lifecycle;
 mod login;

@@ -54,6 +54,7 @@ pub async fn accept_received(state: &AppState, pdu: Pdu, relay: Relay<'_>) -> Re
     };
     let prev_rows = known_prev_events(state, &pdu).await?;
     let event_id = pdu.event_id.clone();
+    let is_redaction = pdu.event_type.to_string() == "m.room.redaction";
     let extends_current = prev_rows.iter().all(|row| row.state_group_after == head.state_group);
     let result = if extends_current {
         accept_pdu(state, head, pdu, None, relay).await.map(|_| ())
@@ -69,6 +70,10 @@ pub async fn accept_received(state: &AppState, pdu: Pdu, relay: Relay<'_>) -> Re
     }
     drop(guard);
     result?;
+    if is_redaction && let Err(e) = super::redaction::apply_received(state, event_id.as_str()).await {
+        // The redaction is stored either way; its target keeps its content until it is redacted.
+        tracing::warn!(%event_id, error = %e, "applying a received redaction failed");
+    }
     state.notifier.settled().await;
     Ok(event_id)
 }

@@ -50,30 +50,71 @@ pub async fn redact(
         redacts: Some(target_event_id),
     };
     let sent = send_event(state, room_id, sender, template, txn).await?;
-
-    // Replace the target with its redacted form, carrying the redaction for clients.
     let redaction =
         state.storage.event(sent.event_id.as_str()).await?.ok_or_else(|| Error::internal("redaction vanished"))?;
-    let mut because = client_event(&redaction, redaction.origin_server_ts, true, None);
+    replace_target(state, &room, &target, &redaction, hold_until).await?;
+    Ok(sent.event_id)
+}
+
+/// A redaction received from another server takes effect here too, once accepted: its target
+/// is replaced by its redacted form, as for local redactions. As the spec asks, only when the
+/// redaction's sender may redact others' events, or is on the server of the target's sender.
+/// A redaction of an event this server does not have (yet) changes nothing.
+pub async fn apply_received(state: &AppState, redaction_id: &str) -> Result<()> {
+    let Some(redaction) = state.storage.event(redaction_id).await? else { return Ok(()) };
+    if redaction.rejected_reason.is_some() || redaction.event_type != "m.room.redaction" {
+        return Ok(());
+    }
+    let redacts = redaction.json.get("redacts").or_else(|| redaction.json.pointer("/content/redacts"));
+    let Some(target_id) = redacts.and_then(|r| r.as_str()) else { return Ok(()) };
+    let Some(target) = state.storage.event(target_id).await? else { return Ok(()) };
+    if target.room_id != redaction.room_id || target.rejected_reason.is_some() {
+        return Ok(());
+    }
+    let room = room(state, &redaction.room_id).await?;
+    let same_server = super::head::server_of(&target.sender) == super::head::server_of(&redaction.sender);
+    if !same_server {
+        let levels = power_levels(state, &room).await?;
+        if levels.user_level(&redaction.sender) < levels.redact() {
+            return Ok(());
+        }
+    }
+    let hold_until = super::retention::redaction_hold_until(state, &room, &target).await?;
+    replace_target(state, &room, &target, &redaction, hold_until).await
+}
+
+/// Replaces the target with its redacted form, carrying the redaction for clients (and holding
+/// the original until `hold_until` when the retention policy says so).
+async fn replace_target(
+    state: &AppState,
+    room: &super::state::Room,
+    target: &crate::storage::EventRow,
+    redaction: &crate::storage::EventRow,
+    hold_until: Option<i64>,
+) -> Result<()> {
+    let mut because = client_event(redaction, redaction.origin_server_ts, true, None);
     if let Some(unsigned) = because.as_object_mut() {
         unsigned.remove("unsigned");
     }
     let because = federation::signing::to_canonical_object(because).map_err(|e| Error::internal(e.to_string()))?;
     let rules = rules_for(&room.version).map_err(|e| Error::internal(e.to_string()))?;
-    let original = to_pdu(&target)?;
+    let original = to_pdu(target)?;
     let redacted =
         ruma::canonical_json::redact(original.json, &rules.redaction, Some(RedactedBecause::from_json(because)))
             .map_err(|e| Error::internal(format!("redaction failed: {e}")))?;
     let redacted = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
     let hold = hold_until.map(|release_ts| Hold { original: &target.json, release_ts });
-    state.storage.store_redacted_event(room_id.as_str(), target_id, &redacted, hold).await?;
+    let target_id = target.event_id.as_str();
+    state.storage.store_redacted_event(&target.room_id, target_id, &redacted, hold).await?;
     state.storage.delete_relation(target_id).await?;
     state.storage.delete_search_entry(target_id).await?;
-    forget_in_successor(state, &target, &redacted).await?;
-    forget_in_redacted(state, &target, &redacted).await?;
+    forget_in_successor(state, target, &redacted).await?;
+    forget_in_redacted(state, target, &redacted).await?;
     // A cached head may hold the unredacted state event.
-    state.rooms.forget_head(room_id).await;
-    Ok(sent.event_id)
+    if let Ok(room_id) = ruma::OwnedRoomId::try_from(target.room_id.as_str()) {
+        state.rooms.forget_head(&room_id).await;
+    }
+    Ok(())
 }
 
 /// The state event that replaced a redacted one carries its old content in
