@@ -117,6 +117,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
         "starting Myelin {}",
         env!("CARGO_PKG_VERSION")
     );
+    let shutdown_requested = shutdown_signal();
     let state = build_state(config).await?;
     if state.config.federation.enabled && !state.config.federation.verify_tls {
         tracing::warn!("federation.verify_tls is off: other servers' certificates are not checked (test setups only)");
@@ -158,7 +159,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
     }
     let stopping = state.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown_requested.await;
         stopping.rooms.begin_shutdown();
         let _ = stop.send(true);
     });
@@ -229,24 +230,36 @@ fn describe_database(config: &Config) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGINT and SIGTERM handlers at once, so a signal that arrives before the returned
+/// future is first polled (while the server is still starting) is not lost and does not kill
+/// the process; the future resolves when one arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    async move {
+        #[cfg(unix)]
+        tokio::select! {
+            () = received(interrupt) => {},
+            () = received(terminate) => {},
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested: finishing in-flight requests");
     }
-    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+/// The next delivery of a signal whose handler is installed; never, if it could not be.
+#[cfg(unix)]
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }

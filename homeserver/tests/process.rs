@@ -651,8 +651,9 @@ fn generated_key_encrypts_and_a_wrong_key_refuses_to_start() {
     let mut child = myelin(&dir, &[], &with_file).stderr(Stdio::piped()).spawn().unwrap();
     wait_until_serving(port, &mut child);
     let output = terminate(child);
-    assert!(output.status.success());
-    assert!(!String::from_utf8_lossy(&output.stderr).contains(key.trim()), "the key is never logged");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit status {:?}: {log}", output.status);
+    assert!(!log.contains(key.trim()), "the key is never logged");
 
     // Another key from the environment: a clear error, non-zero exit, nothing served.
     let other = myelin(&dir, &["generate-key", "other.key"], &[]).output().unwrap();
