@@ -35,6 +35,7 @@ mod room_purge;
 mod rooms;
 mod rotation;
 mod search;
+mod state_groups;
 mod to_device;
 mod tokens;
 mod uiaa;

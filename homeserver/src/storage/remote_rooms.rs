@@ -1,7 +1,8 @@
 //! Rooms joined over federation: the state the resident server handed us, stored in one
 //! transaction before our join event is persisted on top of it.
 
-use super::rooms::{NewEvent, StateMap, insert_event, upsert_membership, write_snapshot};
+use super::rooms::{NewEvent, StateMap, insert_event, upsert_membership};
+use super::state_groups::write_snapshot;
 use super::{Result, Storage};
 
 /// A remote room's identity and the state before our join.

@@ -1,17 +1,15 @@
-//! Rooms, their events, state groups and memberships.
+//! Rooms, their events and memberships (state groups are in `state_groups`).
 
 use std::collections::HashMap;
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, StorageError, flag, placeholders};
+use super::state_groups::write_state_group;
+use super::{Result, Storage, flag, placeholders};
 
 /// A state map: `(event type, state key)` → event ID.
 pub type StateMap = HashMap<(String, String), String>;
-
-/// Longest delta chain before a state group is written as a full snapshot.
-const MAX_STATE_CHAIN: i64 = 50;
 
 /// Rooms whose timelines one query reads (SQLite allows at most 500 parts in a compound select).
 const ROOMS_PER_TIMELINE_QUERY: usize = 100;
@@ -198,123 +196,6 @@ impl Storage {
     /// order they are queued, so a room's next event may be built on it at once.
     pub async fn queue_event(&self, event: NewEvent) -> Result<super::QueuedEvent> {
         self.event_writer.enqueue(event).await
-    }
-
-    /// Creates the empty state group a room starts from (before its create event) and makes it
-    /// the room's current state.
-    pub async fn create_empty_state_group(&self, room_id: &str) -> Result<i64> {
-        let _order = self.event_order.lock().await;
-        let mut tx = self.write.begin().await?;
-        let group = next_state_group(&mut tx).await?;
-        sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
-            .bind(group)
-            .bind(room_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE rooms SET current_state_group = $2 WHERE room_id = $1")
-            .bind(room_id)
-            .bind(group)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(group)
-    }
-
-    /// The full state of a state group, resolved through its delta chain in one query.
-    pub async fn state_at_group(&self, state_group: i64) -> Result<StateMap> {
-        let mut conn = self.read.acquire().await?;
-        load_state(&mut conn, state_group, &[]).await
-    }
-
-    /// The full states of several state groups in one query.
-    pub async fn states_at_groups(&self, groups: &[i64]) -> Result<HashMap<i64, StateMap>> {
-        self.state_entries_at_groups(groups, &[]).await
-    }
-
-    /// The given `(type, state_key)` entries (all of them when `keys` is empty) of several state
-    /// groups, each resolved through its delta chain, in one query.
-    pub async fn state_entries_at_groups(
-        &self,
-        groups: &[i64],
-        keys: &[(String, String)],
-    ) -> Result<HashMap<i64, StateMap>> {
-        let mut states: HashMap<i64, StateMap> = HashMap::new();
-        if groups.is_empty() {
-            return Ok(states);
-        }
-        let roots: Vec<String> = (1..=groups.len()).map(|i| format!("SELECT ${i}, ${i}, 0")).collect();
-        let sql = format!(
-            "WITH RECURSIVE chain (root, state_group, distance) AS ( \
-                 {} \
-                 UNION ALL \
-                 SELECT chain.root, g.prev_group, chain.distance + 1 FROM state_groups g \
-                 JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
-             SELECT chain.root, s.event_type, s.state_key, s.event_id FROM state_group_entries s \
-             JOIN chain ON s.state_group = chain.state_group {} ORDER BY chain.root, chain.distance DESC",
-            roots.join(" UNION ALL "),
-            key_filter(groups.len() + 1, keys.len()),
-        );
-        let mut query = sqlx::query(&sql);
-        for group in groups {
-            query = query.bind(group);
-        }
-        for (event_type, state_key) in keys {
-            query = query.bind(event_type).bind(state_key);
-        }
-        // Per root, oldest deltas first, so newer entries overwrite them.
-        for row in query.fetch_all(&self.read).await? {
-            let root: i64 = row.try_get("root")?;
-            states
-                .entry(root)
-                .or_default()
-                .insert((row.try_get("event_type")?, row.try_get("state_key")?), row.try_get("event_id")?);
-        }
-        Ok(states)
-    }
-
-    /// Only the given `(type, state_key)` entries of a state group.
-    pub async fn state_entries_at_group(&self, state_group: i64, keys: &[(String, String)]) -> Result<StateMap> {
-        if keys.is_empty() {
-            return Ok(StateMap::new());
-        }
-        let mut conn = self.read.acquire().await?;
-        load_state(&mut conn, state_group, keys).await
-    }
-
-    /// A few state events of a state group, in a single query (the delta chain walked in SQL).
-    pub async fn state_events_at_group(&self, state_group: i64, keys: &[(&str, &str)]) -> Result<Vec<EventRow>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let clauses: Vec<String> = (0..keys.len())
-            .map(|i| format!("(s.event_type = ${} AND s.state_key = ${})", 2 + 2 * i, 3 + 2 * i))
-            .collect();
-        let sql = format!(
-            "WITH RECURSIVE chain (state_group, distance) AS ( \
-                 SELECT $1, 0 \
-                 UNION ALL \
-                 SELECT g.prev_group, chain.distance + 1 FROM state_groups g \
-                 JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
-             SELECT {EVENT_COLUMNS} FROM state_group_entries s \
-             JOIN chain ON s.state_group = chain.state_group JOIN events e ON e.event_id = s.event_id \
-             WHERE {} ORDER BY chain.distance",
-            clauses.join(" OR ")
-        );
-        let mut query = sqlx::query(&sql).bind(state_group);
-        for (event_type, state_key) in keys {
-            query = query.bind(*event_type).bind(*state_key);
-        }
-        let rows = query.fetch_all(&self.read).await?;
-        // Newest delta first: the first entry of each key is the one in force.
-        let mut seen = std::collections::HashSet::new();
-        let mut events = Vec::with_capacity(keys.len());
-        for row in &rows {
-            let event = EventRow::from_row(&self.codec, row)?;
-            if seen.insert((event.event_type.clone(), event.state_key.clone())) {
-                events.push(event);
-            }
-        }
-        Ok(events)
     }
 
     pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<(String, i64)>> {
@@ -694,118 +575,4 @@ pub(super) async fn upsert_membership(
     .execute(&mut *tx)
     .await?;
     Ok(())
-}
-
-/// Writes a full snapshot state group for `state`.
-pub(super) async fn write_snapshot(conn: &mut AnyConnection, room_id: &str, state: &StateMap) -> Result<i64> {
-    let group = next_state_group(conn).await?;
-    sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
-        .bind(group)
-        .bind(room_id)
-        .execute(&mut *conn)
-        .await?;
-    let entries: Vec<(&str, &str, &str)> =
-        state.iter().map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str())).collect();
-    insert_state_entries(conn, group, &entries).await?;
-    Ok(group)
-}
-
-/// Rows per multi-row insert of state entries (four parameters each).
-const STATE_ENTRIES_PER_INSERT: usize = 100;
-
-/// Writes a state group's entries `(type, state_key, event ID)`, many rows per statement.
-async fn insert_state_entries(conn: &mut AnyConnection, group: i64, entries: &[(&str, &str, &str)]) -> Result<()> {
-    for chunk in entries.chunks(STATE_ENTRIES_PER_INSERT) {
-        let values: Vec<String> =
-            (0..chunk.len()).map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
-        let sql = format!(
-            "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(group);
-        for (event_type, state_key, event_id) in chunk {
-            query = query.bind(*event_type).bind(*state_key).bind(*event_id);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// Resolves a state group through its delta chain; with `keys`, only those entries.
-/// `WHERE` clause matching `count` `(type, state_key)` pairs bound from parameter `$first` on;
-/// empty for none.
-fn key_filter(first: usize, count: usize) -> String {
-    if count == 0 {
-        return String::new();
-    }
-    let clauses: Vec<String> = (0..count)
-        .map(|i| format!("(s.event_type = ${} AND s.state_key = ${})", first + 2 * i, first + 1 + 2 * i))
-        .collect();
-    format!("WHERE {}", clauses.join(" OR "))
-}
-
-async fn load_state(conn: &mut AnyConnection, state_group: i64, keys: &[(String, String)]) -> Result<StateMap> {
-    let key_filter = key_filter(2, keys.len());
-    let sql = format!(
-        "WITH RECURSIVE chain (state_group, distance) AS ( \
-             SELECT $1, 0 \
-             UNION ALL \
-             SELECT g.prev_group, chain.distance + 1 FROM state_groups g \
-             JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
-         SELECT s.event_type, s.state_key, s.event_id FROM state_group_entries s \
-         JOIN chain ON s.state_group = chain.state_group {key_filter} ORDER BY chain.distance DESC"
-    );
-    let mut query = sqlx::query(&sql).bind(state_group);
-    for (event_type, state_key) in keys {
-        query = query.bind(event_type).bind(state_key);
-    }
-    let rows = query.fetch_all(&mut *conn).await?;
-    let mut state = StateMap::with_capacity(rows.len());
-    // Oldest deltas first, so newer entries overwrite them.
-    for row in rows {
-        state.insert((row.try_get("event_type")?, row.try_get("state_key")?), row.try_get("event_id")?);
-    }
-    Ok(state)
-}
-
-pub(super) async fn next_state_group(conn: &mut AnyConnection) -> Result<i64> {
-    let row =
-        sqlx::query("SELECT COALESCE(MAX(state_group), 0) + 1 AS next FROM state_groups").fetch_one(&mut *conn).await?;
-    Ok(row.try_get("next")?)
-}
-
-/// Writes the state group after a state event: a delta on `before`, or a full snapshot when the
-/// delta chain has grown long.
-async fn write_state_group(
-    conn: &mut AnyConnection,
-    room_id: &str,
-    before: i64,
-    entry: &(String, String, String),
-) -> Result<i64> {
-    let chain_len: i64 = sqlx::query("SELECT chain_len FROM state_groups WHERE state_group = $1")
-        .bind(before)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| row.try_get("chain_len"))
-        .transpose()?
-        .ok_or_else(|| StorageError::Corrupt(format!("state group {before} is missing")))?;
-    let group = next_state_group(conn).await?;
-    let snapshot = chain_len >= MAX_STATE_CHAIN;
-    let (prev_group, new_len) = if snapshot { (None, 0) } else { (Some(before), chain_len + 1) };
-    sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)")
-        .bind(group)
-        .bind(room_id)
-        .bind(prev_group)
-        .bind(new_len)
-        .execute(&mut *conn)
-        .await?;
-    let full_before = if snapshot { load_state(conn, before, &[]).await? } else { StateMap::new() };
-    let mut entries: Vec<(&str, &str, &str)> = full_before
-        .iter()
-        .filter(|((t, k), _)| !(t == &entry.0 && k == &entry.1))
-        .map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str()))
-        .collect();
-    entries.push((&entry.0, &entry.1, &entry.2));
-    insert_state_entries(conn, group, &entries).await?;
-    Ok(group)
 }
