@@ -265,6 +265,10 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub acquire_timeout_secs: u64,
     pub statement_timeout_secs: u64,
+    /// Decoded events kept in memory (0 disables the cache).
+    pub cached_events: usize,
+    /// State entries of resolved room states kept in memory (0 disables the cache).
+    pub cached_state_entries: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -343,7 +347,13 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { max_connections: 8, acquire_timeout_secs: 30, statement_timeout_secs: 60 }
+        Self {
+            max_connections: 8,
+            acquire_timeout_secs: 30,
+            statement_timeout_secs: 60,
+            cached_events: 2048,
+            cached_state_entries: 50_000,
+        }
     }
 }
 

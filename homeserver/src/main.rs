@@ -458,6 +458,8 @@ async fn audit_migrate_db(from: &str, to: &str) -> Result<(), String> {
         acquire_timeout: Duration::from_secs(30),
         statement_timeout: Duration::ZERO,
         codec: homeserver::storage::Codec::plain(),
+        cached_events: 0,
+        cached_state_entries: 0,
     })
     .await
     .map_err(|e| e.to_string())?;

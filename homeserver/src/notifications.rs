@@ -2,14 +2,13 @@
 //! the unread counts derived from the results.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use federation::Pdu;
 use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
 use ruma::room_version_rules::{RoomPowerLevelsRules, RoomVersionRules};
 use ruma::{Int, OwnedEventId, OwnedUserId, UInt};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Result;
 use crate::rooms::head::RoomHead;
@@ -117,8 +116,8 @@ async fn joined_names<'h>(state: &AppState, head: &'h mut RoomHead) -> Result<&'
     Ok(head.joined_names.get_or_insert_default())
 }
 
-/// Evaluates each recipient's push rules on the event.
-async fn evaluate(state: &AppState, pdu: &Pdu, stream_ordering: i64, audience: Audience) -> Result<Vec<PushAction>> {
+/// Evaluates each recipient's push rules on the event: the push actions to store with it.
+pub async fn evaluate(state: &AppState, pdu: &Pdu, audience: Audience) -> Result<Vec<PushAction>> {
     let mut event = json!({
         "type": pdu.event_type.to_string(),
         "content": pdu.content_value(),
@@ -146,106 +145,12 @@ async fn evaluate(state: &AppState, pdu: &Pdu, stream_ordering: i64, audience: A
             user_id: user_id.to_string(),
             room_id: pdu.room_id.to_string(),
             event_id: pdu.event_id.to_string(),
-            stream_ordering,
             thread_id: thread_id.clone(),
             highlight: matched.iter().any(Action::is_highlight),
             actions: serde_json::to_value(matched).unwrap_or(Value::Null),
         });
     }
     Ok(actions)
-}
-
-/// Work for the notifier: an event to evaluate, or a barrier to answer once all earlier work is
-/// written.
-enum Job {
-    Event { pdu: Box<Pdu>, stream_ordering: i64, audience: Audience },
-    Barrier(oneshot::Sender<()>),
-}
-
-/// Evaluates push rules off the room lock and writes the outcomes of many events in one
-/// transaction: under load, a batch dirties about one page per member instead of one per member
-/// per event.
-#[derive(Default)]
-pub struct Notifier {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-/// Jobs that may wait before senders are slowed down.
-const QUEUE_DEPTH: usize = 8192;
-/// Events evaluated and written per transaction at most.
-const MAX_BATCH: usize = 512;
-
-impl Notifier {
-    /// Starts the worker. It holds the state weakly, so a dropped server stops it.
-    pub fn start(&self, state: Weak<crate::state::Inner>) {
-        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        *lock(&self.jobs) = Some(sender);
-        *lock(&self.task) = Some(tokio::spawn(run(state, receiver)));
-    }
-
-    pub async fn queue(&self, pdu: Pdu, stream_ordering: i64, audience: Audience) {
-        let sender = lock(&self.jobs).clone();
-        if let Some(sender) = sender {
-            let job = Job::Event { pdu: Box::new(pdu), stream_ordering, audience };
-            if sender.send(job).await.is_err() {
-                tracing::warn!("notifier stopped: an event's notifications are not counted");
-            }
-        }
-    }
-
-    /// Waits until everything queued so far is written.
-    pub async fn settled(&self) {
-        let sender = lock(&self.jobs).clone();
-        let Some(sender) = sender else { return };
-        let (done, written) = oneshot::channel();
-        if sender.send(Job::Barrier(done)).await.is_ok() {
-            let _ = written.await;
-        }
-    }
-
-    /// Writes what is queued and stops (graceful shutdown).
-    pub async fn stop(&self) {
-        lock(&self.jobs).take();
-        let task = lock(&self.task).take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-async fn run(state: Weak<crate::state::Inner>, mut receiver: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let Some(inner) = state.upgrade() else { return };
-        let state = AppState::from_inner(inner);
-        let mut rows = Vec::new();
-        let mut barriers = Vec::new();
-        for job in batch.drain(..) {
-            match job {
-                Job::Event { pdu, stream_ordering, audience } => {
-                    match evaluate(&state, &pdu, stream_ordering, audience).await {
-                        Ok(mut actions) => rows.append(&mut actions),
-                        Err(e) => tracing::error!(event_id = %pdu.event_id, error = %e, "push rule evaluation failed"),
-                    }
-                }
-                Job::Barrier(done) => barriers.push(done),
-            }
-        }
-        if !rows.is_empty() {
-            match state.storage.insert_push_actions(&rows).await {
-                Ok(()) => state.rooms.notify_change(),
-                Err(e) => tracing::error!(error = %e, "writing push actions failed"),
-            }
-        }
-        for done in barriers {
-            let _ = done.send(());
-        }
-    }
 }
 
 /// The room's power levels as push conditions need them (for `@room` notifications).

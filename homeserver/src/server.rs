@@ -93,6 +93,8 @@ pub async fn open_storage_with(config: &Config, codec: Codec) -> Result<Storage,
         acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
         statement_timeout: Duration::from_secs(config.database.statement_timeout_secs),
         codec,
+        cached_events: config.database.cached_events,
+        cached_state_entries: config.database.cached_state_entries,
     })
     .await?;
     if let Err(e) = storage.check_key().await {
@@ -168,7 +170,6 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), StartupErro
     }
     // Every request is answered: write what they queued before the database closes.
     state.access_log.stop().await;
-    state.notifier.stop().await;
     state.storage.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -43,7 +43,6 @@ pub struct Inner {
     pub media: crate::media::MediaRuntime,
     pub metrics: crate::metrics::Metrics,
     pub push_rules: crate::notifications::RulesetCache,
-    pub notifier: crate::notifications::Notifier,
     pub access_log: crate::access_log::AccessLogger,
     /// Nonces of shared-secret registration.
     pub registration_nonces: crate::accounts::shared_secret::Nonces,
@@ -88,14 +87,12 @@ impl AppState {
             media,
             metrics: Default::default(),
             push_rules: Default::default(),
-            notifier: Default::default(),
             access_log,
             registration_nonces: Default::default(),
             federation,
             keyring: Default::default(),
             outbox: Default::default(),
         }));
-        state.notifier.start(Arc::downgrade(&state.0));
         crate::federation_sender::device_lists::start(&state);
         crate::presence::start_sweeper(Arc::downgrade(&state.0));
         crate::search::start_backfill(Arc::downgrade(&state.0));

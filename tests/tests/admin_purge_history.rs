@@ -66,11 +66,15 @@ async fn history_before_an_event_is_purged(engine: Engine) {
     assert_eq!(done, json!({"status": "complete"}));
     assert!(stored(&server, &first).await && stored(&server, &second).await);
 
+    // Read by ID first, so the server holds them in its event cache.
+    let by_id = |event: &str| format!("/_matrix/client/v3/rooms/{room}/event/{}", encode(event));
+    assert_eq!(server.get(&by_id(&first), alice.token()).await.1["content"]["body"], "first secret");
     let done = purge(&server, &admin, &path, json!({"delete_local_events": true})).await;
     assert_eq!(done["status"], "complete");
     for gone in [&first, &second, &reaction] {
         assert!(!stored(&server, gone).await, "{gone} purged");
     }
+    assert_error(server.get(&by_id(&first), alice.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     assert!(stored(&server, &cut).await, "the event purged up to stays");
     assert_eq!(visible_bodies(&server, &bob, &room_id).await, vec!["third", "fourth"]);
     assert_eq!(server.count_rows(&search_rows).await, 0, "search rows go");

@@ -68,7 +68,7 @@ async fn assert_still_verifies(server: &TestServer, event_id: &str) {
     let row = server.state.storage.event(event_id).await.unwrap().expect("stored event");
     let room = server.state.storage.room(&row.room_id).await.unwrap().expect("stored room");
     let rules = federation::pdu::rules_for(&ruma::RoomVersionId::try_from(room.room_version).unwrap()).unwrap();
-    let mut object = federation::signing::to_canonical_object(row.json).unwrap();
+    let mut object = federation::signing::to_canonical_object(serde_json::Value::clone(&row.json)).unwrap();
     object.remove("unsigned");
     let key = &server.state.signing_key;
     let public_key = ruma::serde::Base64::parse(key.public_key_base64()).unwrap();

@@ -17,6 +17,9 @@ async fn redaction_removes_content_for_everyone(engine: Engine) {
         let secret = server.send_text(&bob, &room, "oops, a password").await;
         let alices = server.send_text(&alice, &room, "alice's words").await;
         let redact = |event: &str, txn: &str| format!("/_matrix/client/v3/rooms/{room}/redact/{event}/{txn}");
+        // Read before the redaction, so the server holds it in its event cache.
+        let by_id = format!("/_matrix/client/v3/rooms/{room}/event/{secret}");
+        assert_eq!(server.get(&by_id, alice.token()).await.1["content"]["body"], "oops, a password");
 
         // Bob (power 0) cannot redact alice's event; he can redact his own.
         assert_error(

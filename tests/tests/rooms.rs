@@ -211,14 +211,18 @@ async fn sending_is_idempotent_per_device_and_transaction(engine: Engine) {
         server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), alice.token()).await;
     assert_eq!(message_bodies(&page["chunk"]), vec!["once", "once"]);
 
-    // Concurrent retries of one transaction still make one event.
+    // Concurrent retries of one transaction still make one event, and each answer comes once
+    // it is committed (a retry can arrive while the first send is still being written).
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let url = format!("{}{}", server.base_url, send("txn2"));
         let (token, body) = (alice.access_token.clone(), body.clone());
+        let storage = server.state.storage.clone();
         tasks.spawn(async move {
             let response = reqwest::Client::new().put(url).bearer_auth(token).json(&body).send().await.unwrap();
-            response.json::<serde_json::Value>().await.unwrap()["event_id"].as_str().unwrap().to_owned()
+            let id = response.json::<serde_json::Value>().await.unwrap()["event_id"].as_str().unwrap().to_owned();
+            assert!(storage.event(&id).await.unwrap().is_some(), "{id} is stored when answered");
+            id
         });
     }
     let ids: std::collections::HashSet<String> = tasks.join_all().await.into_iter().collect();

@@ -109,7 +109,6 @@ pub async fn create_room(state: &AppState, creator: &UserId, request: CreateRoom
         send_locked(state, head, &room_id, creator, template, None).await?;
     }
     drop(guard);
-    state.notifier.settled().await;
     Ok(room_id)
 }
 

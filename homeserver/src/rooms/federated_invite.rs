@@ -75,7 +75,6 @@ pub async fn invite_remote(
     let signed = federation::Pdu::from_parts(pdu.event_id.clone(), ours, false).map_err(super::send::pdu_error)?;
     accept_pdu(state, head, signed, None, Relay::AllServers).await?;
     drop(guard);
-    state.notifier.settled().await;
     Ok(())
 }
 

@@ -253,6 +253,5 @@ async fn store_and_join(
     }
     drop(guard);
     result?;
-    state.notifier.settled().await;
     Ok(())
 }

@@ -44,7 +44,23 @@ const RECENT_TXNS: usize = 8192;
 #[derive(Default)]
 struct RecentTxns {
     order: VecDeque<TxnKey>,
-    events: HashMap<TxnKey, OwnedEventId>,
+    events: HashMap<TxnKey, QueuedTxn>,
+}
+
+/// A message sent with a client transaction, and whether it has been committed yet: `None`
+/// while it is being written, then whether the write succeeded.
+#[derive(Clone)]
+pub struct QueuedTxn {
+    pub event_id: OwnedEventId,
+    pub committed: tokio::sync::watch::Receiver<Option<bool>>,
+}
+
+impl QueuedTxn {
+    /// Waits until the message's write has finished: whether it was committed.
+    pub async fn outcome(mut self) -> bool {
+        // A dropped sender means the sending request went away before telling: not committed.
+        matches!(self.committed.wait_for(Option::is_some).await.map(|outcome| *outcome), Ok(Some(true)))
+    }
 }
 
 /// (user, device, transaction ID).
@@ -127,14 +143,14 @@ impl RoomHead {
     }
 
     /// The event a recent message was sent as, for the sender's transaction.
-    pub fn queued_txn(&self, sender: &ruma::UserId, txn: &ClientTxn) -> Option<&OwnedEventId> {
+    pub fn queued_txn(&self, sender: &ruma::UserId, txn: &ClientTxn) -> Option<&QueuedTxn> {
         self.recent_txns.events.get(&txn_key(sender, txn))
     }
 
-    pub fn remember_txn(&mut self, sender: &ruma::UserId, txn: &ClientTxn, event_id: OwnedEventId) {
+    pub fn remember_txn(&mut self, sender: &ruma::UserId, txn: &ClientTxn, queued: QueuedTxn) {
         let key = txn_key(sender, txn);
         let txns = &mut self.recent_txns;
-        if txns.events.insert(key.clone(), event_id).is_none() {
+        if txns.events.insert(key.clone(), queued).is_none() {
             txns.order.push_back(key);
         }
         while txns.order.len() > RECENT_TXNS {

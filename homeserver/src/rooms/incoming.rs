@@ -74,7 +74,6 @@ pub async fn accept_received(state: &AppState, pdu: Pdu, relay: Relay<'_>) -> Re
         // The redaction is stored either way; its target keeps its content until it is redacted.
         tracing::warn!(%event_id, error = %e, "applying a received redaction failed");
     }
-    state.notifier.settled().await;
     Ok(event_id)
 }
 

@@ -107,7 +107,7 @@ async fn forget_in_successors(
                 continue;
             }
             let content = updates[replaced]["content"].clone();
-            let mut json = next.json;
+            let mut json = std::sync::Arc::unwrap_or_clone(next.json);
             json["unsigned"]["prev_content"] = content;
             updates.insert(next.event_id, json);
         }
@@ -133,7 +133,8 @@ async fn forget_in_redacted(
     let targets: Vec<String> = redactions.keys().cloned().collect();
     for target in state.storage.events_by_id(&targets).await? {
         let Some(redaction_id) = redactions.get(&target.event_id) else { continue };
-        let mut json = updates.get(&target.event_id).cloned().unwrap_or(target.json);
+        let mut json =
+            updates.get(&target.event_id).cloned().unwrap_or_else(|| std::sync::Arc::unwrap_or_clone(target.json));
         let Some(because) = json.pointer_mut("/unsigned/redacted_because") else { continue };
         if because["event_id"] != *redaction_id {
             continue;
@@ -169,7 +170,8 @@ mod tests {
                 "hashes": {"sha256": "x"}, "signatures": {},
                 "content": {"membership": "join", "displayname": "Alice", "avatar_url": "mxc://example.org/a"},
                 "unsigned": unsigned,
-            }),
+            })
+            .into(),
         }
     }
 
@@ -188,7 +190,7 @@ mod tests {
             pruned["unsigned"],
             json!({"replaces_state": "$invite", "prev_sender": "@bob:example.org", "prev_content": {"membership": "invite"}})
         );
-        row.json = pruned;
+        row.json = pruned.into();
         assert_eq!(pruned_form(&row, &rules).unwrap(), None, "pruning again changes nothing");
     }
 }

@@ -129,7 +129,7 @@ async fn forget_in_successor(
         state.storage.next_state_event(&target.room_id, &target.event_type, state_key, target.stream_ordering).await?;
     let Some(mut next) = next else { return Ok(()) };
     if next.json["unsigned"]["replaces_state"] == target.event_id.as_str() {
-        next.json["unsigned"]["prev_content"] = redacted["content"].clone();
+        std::sync::Arc::make_mut(&mut next.json)["unsigned"]["prev_content"] = redacted["content"].clone();
         state.storage.replace_event_json(&next.event_id, &next.json).await?;
     }
     Ok(())
@@ -148,7 +148,7 @@ async fn forget_in_redacted(
     let redacts = target.json.get("redacts").or_else(|| target.json.pointer("/content/redacts"));
     let Some(redacts) = redacts.and_then(|r| r.as_str()) else { return Ok(()) };
     let Some(mut original) = state.storage.event(redacts).await? else { return Ok(()) };
-    let because = original.json.pointer_mut("/unsigned/redacted_because");
+    let because = std::sync::Arc::make_mut(&mut original.json).pointer_mut("/unsigned/redacted_because");
     let Some(because) = because.filter(|b| b["event_id"] == target.event_id.as_str()) else { return Ok(()) };
     because["content"] = redacted["content"].clone();
     state.storage.replace_event_json(&original.event_id, &original.json).await?;

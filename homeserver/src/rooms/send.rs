@@ -48,17 +48,18 @@ pub async fn send_event(
     if let Some(txn) = &txn {
         // Checked under the room lock so two retries of one transaction cannot both send: first
         // among the messages still being written, then among those committed.
-        let queued = guard.as_ref().and_then(|head| head.queued_txn(sender, txn)).cloned();
-        let existing = match queued {
-            Some(event_id) => Some(event_id),
-            None => state
-                .storage
-                .txn_event_id(sender.as_str(), &txn.device_id, &txn.txn_id)
-                .await?
-                .map(|id| OwnedEventId::try_from(id).map_err(|e| Error::internal(e.to_string())))
-                .transpose()?,
-        };
-        if let Some(event_id) = existing {
+        if let Some(queued) = guard.as_ref().and_then(|head| head.queued_txn(sender, txn)).cloned() {
+            drop(guard);
+            let event_id = queued.event_id.clone();
+            // Answer the retry as the original will be answered: once the event is committed.
+            if !queued.outcome().await {
+                return Err(Error::internal(format!("the first send of {event_id} failed; send it again")));
+            }
+            return Ok(Sent { event_id, stream_ordering: 0 });
+        }
+        let committed = state.storage.txn_event_id(sender.as_str(), &txn.device_id, &txn.txn_id).await?;
+        if let Some(event_id) = committed {
+            let event_id = OwnedEventId::try_from(event_id).map_err(|e| Error::internal(e.to_string()))?;
             return Ok(Sent { event_id, stream_ordering: 0 });
         }
     }
@@ -67,11 +68,7 @@ pub async fn send_event(
         empty => empty.insert(RoomHead::load(state, room_id).await?),
     };
     if template.state_key.is_some() {
-        let sent = send_locked(state, head, room_id, sender, template, txn).await?;
-        drop(guard);
-        // Answer once the notifications are counted, so what the sender sees next is consistent.
-        state.notifier.settled().await;
-        return Ok(sent);
+        return send_locked(state, head, room_id, sender, template, txn).await;
     }
 
     let position = dag_position(head, sender, &template)?;
@@ -80,22 +77,31 @@ pub async fn send_event(
     let queued = state.storage.queue_event(event).await?;
     let unchanged_state = Persisted { stream_ordering: 0, state_group_after: head.state_group };
     head.advance(&awaiting.pdu, unchanged_state);
+    let (outcome, committed) = tokio::sync::watch::channel(None);
     if let Some(txn) = &txn {
-        head.remember_txn(sender, txn, awaiting.pdu.event_id.clone());
+        let event_id = awaiting.pdu.event_id.clone();
+        head.remember_txn(sender, txn, super::head::QueuedTxn { event_id, committed });
     }
     drop(guard);
 
-    let persisted = match queued.committed().await {
-        Ok(persisted) => persisted,
-        Err(e) => {
-            // The head already cites the lost event: the next send reloads it from the database.
-            *slot.lock().await = None;
-            return Err(e.into());
+    // Seen through even if the request goes away: a failed write must reset the head, and
+    // retries of the transaction wait for this outcome.
+    let state = state.clone();
+    let finish = tokio::spawn(async move {
+        match queued.committed().await {
+            Ok(persisted) => {
+                outcome.send_replace(Some(true));
+                Ok(awaiting.committed(&state, persisted))
+            }
+            Err(e) => {
+                // The head already cites the lost event: the next send reloads it from the database.
+                *slot.lock().await = None;
+                outcome.send_replace(Some(false));
+                Err(e.into())
+            }
         }
-    };
-    let sent = awaiting.committed(state, persisted).await;
-    state.notifier.settled().await;
-    Ok(sent)
+    });
+    finish.await.map_err(|e| Error::internal(format!("sending stopped: {e}")))?
 }
 
 /// Builds and sends an event while the caller holds the room lock and its head.
@@ -185,18 +191,17 @@ pub(crate) async fn accept_pdu(
     let (event, awaiting) = authorize_and_prepare(state, head, pdu, txn, relay).await?.split();
     let persisted = state.storage.persist_event(&event).await?;
     head.advance(&awaiting.pdu, persisted);
-    Ok(awaiting.committed(state, persisted).await)
+    Ok(awaiting.committed(state, persisted))
 }
 
 /// An authorized event, ready to be written, with what must happen once it is committed.
 pub(crate) struct Accepted {
     pdu: Pdu,
     event: NewEvent,
-    audience: Option<crate::notifications::Audience>,
 }
 
-/// Authorizes `pdu` at the head and prepares its row: destinations, and who it may notify (as
-/// the room is before the event; the push rules run after the commit).
+/// Authorizes `pdu` at the head and prepares its row: destinations, and whom it notifies (the
+/// members' push rules evaluated on the room as it is before the event).
 async fn authorize_and_prepare(
     state: &AppState,
     head: &mut RoomHead,
@@ -216,19 +221,21 @@ async fn authorize_and_prepare(
             Relay::AllExcept(origin) => head.destinations(&pdu, us).into_iter().filter(|s| s != origin).collect(),
         };
     }
-    let audience = crate::notifications::audience(state, head, &pdu, &rules).await?;
+    if let Some(audience) = crate::notifications::audience(state, head, &pdu, &rules).await? {
+        event.push_actions = crate::notifications::evaluate(state, &pdu, audience).await?;
+    }
     if let Some(unsigned) = replaced {
         // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
         event.json["unsigned"] = unsigned;
     }
-    Ok(Accepted { pdu, event, audience })
+    Ok(Accepted { pdu, event })
 }
 
 impl Accepted {
     /// The row to write, and what waits for its commit.
     fn split(self) -> (NewEvent, AwaitingCommit) {
         let destinations = self.event.destinations.clone();
-        (self.event, AwaitingCommit { pdu: self.pdu, destinations, audience: self.audience })
+        (self.event, AwaitingCommit { pdu: self.pdu, destinations })
     }
 }
 
@@ -236,16 +243,12 @@ impl Accepted {
 struct AwaitingCommit {
     pdu: Pdu,
     destinations: Vec<String>,
-    audience: Option<crate::notifications::Audience>,
 }
 
 impl AwaitingCommit {
-    /// The outbox and the notifier are told, syncs are woken.
-    async fn committed(self, state: &AppState, persisted: Persisted) -> Sent {
+    /// The outbox is told, syncs are woken.
+    fn committed(self, state: &AppState, persisted: Persisted) -> Sent {
         state.outbox.wake(state, &self.destinations);
-        if let Some(audience) = self.audience {
-            state.notifier.queue(self.pdu.clone(), persisted.stream_ordering, audience).await;
-        }
         state.metrics.event_persisted();
         state.rooms.notify_change();
         Sent { event_id: self.pdu.event_id, stream_ordering: persisted.stream_ordering }
@@ -317,6 +320,7 @@ pub(super) fn new_event(
         outlier: false,
         destinations: Vec::new(),
         resolved_current: None,
+        push_actions: Vec::new(),
     })
 }
 

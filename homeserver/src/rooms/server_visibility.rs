@@ -59,7 +59,7 @@ pub async fn filter_for_server(state: &AppState, server: &str, rows: Vec<EventRo
         // The event that makes a server's user a member is always theirs to see.
         let about_them = row.event_type == "m.room.member" && row.state_key.as_deref().is_some_and(theirs);
         if about_them || visible_at(row.state_group_before) {
-            out.push(row.json);
+            out.push(std::sync::Arc::unwrap_or_clone(row.json));
         } else {
             out.push(redacted(state, &row).await?);
         }
@@ -71,7 +71,7 @@ pub async fn filter_for_server(state: &AppState, server: &str, rows: Vec<EventRo
 async fn redacted(state: &AppState, row: &EventRow) -> Result<serde_json::Value> {
     let room = super::state::room(state, &row.room_id).await?;
     let rules = federation::pdu::rules_for(&room.version).map_err(super::send::unsupported_version)?;
-    let object = federation::signing::to_canonical_object(row.json.clone())
+    let object = federation::signing::to_canonical_object(serde_json::Value::clone(&row.json))
         .map_err(|e| crate::error::Error::internal(e.to_string()))?;
     let pruned = ruma::canonical_json::redact(object, &rules.redaction, None)
         .map_err(|e| crate::error::Error::internal(e.to_string()))?;

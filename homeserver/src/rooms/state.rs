@@ -31,7 +31,7 @@ pub async fn room(state: &AppState, room_id: &str) -> Result<Room> {
 /// Parses a stored event back into a PDU.
 pub fn to_pdu(row: &EventRow) -> Result<Pdu> {
     let event_id = EventId::parse(&row.event_id).map_err(|e| Error::internal(format!("stored event ID: {e}")))?;
-    let object = federation::signing::to_canonical_object(row.json.clone())
+    let object = federation::signing::to_canonical_object(serde_json::Value::clone(&row.json))
         .map_err(|e| Error::internal(format!("stored event {}: {e}", row.event_id)))?;
     Pdu::from_parts(event_id, object, row.rejected_reason.is_some())
         .map_err(|e| Error::internal(format!("stored event {}: {e}", row.event_id)))

@@ -180,6 +180,8 @@ pub async fn copy_database(from: &str, to: &str) -> Result<Vec<(&'static str, i6
         statement_timeout: std::time::Duration::ZERO,
         // Records are copied as opaque bytes: encrypted ones stay encrypted under the same key.
         codec: super::Codec::plain(),
+        cached_events: 0,
+        cached_state_entries: 0,
     };
     let source = Storage::connect(&options(from)).await?;
     let target = Storage::connect(&options(to)).await?;

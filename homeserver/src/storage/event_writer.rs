@@ -8,8 +8,8 @@ use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::codec::Codec;
-use super::rooms::{NewEvent, Persisted, insert_event_at, next_stream_ordering};
-use super::{Result, StorageError};
+use super::rooms::{EventRow, NewEvent, Persisted, insert_event_at, next_stream_ordering};
+use super::{EventCache, Result, StorageError};
 use crate::metrics::SharedHistogram;
 
 /// Most events committed in one transaction.
@@ -36,9 +36,16 @@ impl std::fmt::Debug for Job {
 impl EventWriter {
     /// Starts the writer task on the current runtime. `order` is held while writing so other
     /// writers of the same counters (state groups) do not interleave.
-    pub(super) fn spawn(pool: AnyPool, codec: Codec, order: Arc<Mutex<()>>, latency: Arc<SharedHistogram>) -> Self {
+    /// Committed events go into `cache`: the newest events are what syncs read next.
+    pub(super) fn spawn(
+        pool: AnyPool,
+        codec: Codec,
+        order: Arc<Mutex<()>>,
+        latency: Arc<SharedHistogram>,
+        cache: Arc<EventCache>,
+    ) -> Self {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(pool, codec, order, receiver, latency));
+        tokio::spawn(run(Writer { pool, codec, order, latency, cache }, receiver));
         Self { jobs }
     }
 
@@ -71,33 +78,65 @@ fn writer_gone() -> StorageError {
     StorageError::Corrupt("the event writer has stopped".into())
 }
 
-async fn run(
+struct Writer {
     pool: AnyPool,
     codec: Codec,
     order: Arc<Mutex<()>>,
-    mut receiver: mpsc::Receiver<Job>,
     latency: Arc<SharedHistogram>,
-) {
+    cache: Arc<EventCache>,
+}
+
+async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let _order = order.lock().await;
+        let _order = writer.order.lock().await;
         let started = std::time::Instant::now();
-        let written = write_batch(&pool, &codec, &batch).await;
-        latency.observe(started.elapsed());
+        // Taken before the write: a change to cached events meanwhile keeps these out.
+        let generation = writer.cache.generation();
+        let written = write_batch(&writer.pool, &writer.codec, &batch).await;
+        writer.latency.observe(started.elapsed());
         match written {
             Ok(results) => {
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(Ok(result));
+                // Cached before anyone hears of the events, so no later change can be overtaken.
+                let mut replies = Vec::with_capacity(batch.len());
+                let committed = batch.drain(..).zip(results).map(|(job, persisted)| {
+                    replies.push((job.reply, persisted));
+                    let row = committed_row(job.event, persisted);
+                    (row.event_id.clone(), Arc::new(row))
+                });
+                writer.cache.insert_read(generation, committed.collect::<Vec<_>>());
+                for (reply, persisted) in replies {
+                    let _ = reply.send(Ok(persisted));
                 }
             }
             // One bad event must not fail its neighbours: retry each on its own.
             Err(_) => {
                 for job in batch.drain(..) {
-                    let result = write_batch(&pool, &codec, std::slice::from_ref(&job)).await.map(|mut r| r.remove(0));
+                    let result = write_batch(&writer.pool, &writer.codec, std::slice::from_ref(&job))
+                        .await
+                        .map(|mut r| r.remove(0));
                     let _ = job.reply.send(result);
                 }
             }
         }
+    }
+}
+
+/// The row of a committed event, as reading it back would give it.
+fn committed_row(event: NewEvent, persisted: Persisted) -> EventRow {
+    EventRow {
+        stream_ordering: persisted.stream_ordering,
+        event_id: event.event_id,
+        room_id: event.room_id,
+        event_type: event.event_type,
+        state_key: event.state_key,
+        sender: event.sender,
+        depth: event.depth,
+        origin_server_ts: event.origin_server_ts,
+        state_group_before: event.state_group_before,
+        state_group_after: persisted.state_group_after,
+        rejected_reason: event.rejected_reason,
+        json: event.json.into(),
     }
 }
 
@@ -109,6 +148,12 @@ async fn write_batch(pool: &AnyPool, codec: &Codec, jobs: &[Job]) -> Result<Vec<
         results.push(insert_event_at(codec, &mut tx, &job.event, stream_ordering).await?);
         stream_ordering += 1;
     }
+    let notified: Vec<(&super::PushAction, i64)> = jobs
+        .iter()
+        .zip(&results)
+        .flat_map(|(job, persisted)| job.event.push_actions.iter().map(|action| (action, persisted.stream_ordering)))
+        .collect();
+    super::notifications::insert_push_actions(&mut tx, &notified).await?;
     // The whole batch's search rows in as few statements as possible. With encryption at rest
     // there is no index: it would hold message text in the clear.
     if !codec.encrypts() {

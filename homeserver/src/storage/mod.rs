@@ -9,6 +9,8 @@ mod admin;
 mod admin_tasks;
 mod aliases;
 mod audit_log;
+mod cache;
+mod checkpoint;
 mod codec;
 mod content_reports;
 mod copy;
@@ -120,6 +122,16 @@ impl StorageError {
     }
 }
 
+/// SQLite page caches: readers share the OS page cache and mostly read recent pages; the one
+/// writer's transactions touch many index pages, and a small cache would spill and re-read them.
+/// WAL checkpoints run in the background (`checkpoint`); the writer's own threshold (pages) is
+/// only a backstop should those fall behind.
+const READER_PRAGMAS: &str = "PRAGMA cache_size = -1024;";
+const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 10000;";
+
+/// Decoded events by ID.
+type EventCache = cache::Cache<String, std::sync::Arc<EventRow>>;
+
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone)]
@@ -131,6 +143,10 @@ pub struct StorageOptions {
     pub statement_timeout: Duration,
     /// How records are stored: plain, or encrypted at rest.
     pub codec: Codec,
+    /// Decoded events kept in memory; 0 disables the event cache.
+    pub cached_events: usize,
+    /// State entries (summed over resolved state groups) kept in memory; 0 disables the cache.
+    pub cached_state_entries: usize,
 }
 
 /// Handle to the database. Cheap to clone.
@@ -148,6 +164,11 @@ pub struct Storage {
     event_writer: event_writer::EventWriter,
     event_commit_latency: std::sync::Arc<crate::metrics::SharedHistogram>,
     codec: Codec,
+    /// Decoded events by ID (events change only when redacted, pruned, purged or promoted from
+    /// outlier; those writes invalidate their entries).
+    event_cache: std::sync::Arc<EventCache>,
+    /// Resolved state groups (immutable; cleared when a room purge frees group numbers).
+    state_cache: std::sync::Arc<cache::Cache<i64, std::sync::Arc<StateMap>>>,
 }
 
 impl Storage {
@@ -159,7 +180,7 @@ impl Storage {
         let engine = Engine::from_url(&options.url).ok_or(StorageError::UnsupportedUrl)?;
         let connect_options = AnyConnectOptions::from_str(&options.url)?;
         let statement_timeout_ms = options.statement_timeout.as_millis();
-        let pool_options = |max: u32| {
+        let pool_options = |max: u32, sqlite_pragmas: &'static str| {
             AnyPoolOptions::new().max_connections(max).acquire_timeout(options.acquire_timeout).after_connect(
                 move |conn, _meta| {
                     Box::pin(async move {
@@ -168,9 +189,10 @@ impl Storage {
                                 conn.execute(
                                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                                     PRAGMA cache_size = -1024; PRAGMA secure_delete = ON;",
+                                     PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
                                 )
                                 .await?;
+                                conn.execute(sqlite_pragmas).await?;
                             }
                             Engine::Postgres if statement_timeout_ms > 0 => {
                                 conn.execute(format!("SET statement_timeout = {statement_timeout_ms}").as_str())
@@ -183,41 +205,41 @@ impl Storage {
                 },
             )
         };
-        let storage = match engine {
+        // SQLite writes go through one connection of their own (see [`Storage`]).
+        let (read, write) = match engine {
             Engine::Sqlite => {
-                let write = pool_options(1).connect_with(connect_options.clone()).await?;
-                let read = pool_options(options.max_connections).connect_with(connect_options).await?;
-                let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
-                let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
-                let event_writer = event_writer::EventWriter::spawn(
-                    write.clone(),
-                    options.codec.clone(),
-                    event_order.clone(),
-                    latency.clone(),
-                );
-                let codec = options.codec.clone();
-                Self { read, write, engine, event_order, event_writer, event_commit_latency: latency, codec }
+                let write = pool_options(1, WRITER_PRAGMAS).connect_with(connect_options.clone()).await?;
+                let read = pool_options(options.max_connections, READER_PRAGMAS).connect_with(connect_options).await?;
+                checkpoint::spawn(read.clone());
+                (read, write)
             }
             Engine::Postgres => {
-                let pool = pool_options(options.max_connections).connect_with(connect_options).await?;
-                let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
-                let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
-                let event_writer = event_writer::EventWriter::spawn(
-                    pool.clone(),
-                    options.codec.clone(),
-                    event_order.clone(),
-                    latency.clone(),
-                );
-                Self {
-                    read: pool.clone(),
-                    write: pool,
-                    engine,
-                    event_order,
-                    event_writer,
-                    event_commit_latency: latency,
-                    codec: options.codec.clone(),
-                }
+                let pool = pool_options(options.max_connections, "").connect_with(connect_options).await?;
+                (pool.clone(), pool)
             }
+        };
+        let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
+        let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
+        let event_cache = std::sync::Arc::new(cache::Cache::new(options.cached_events, |_| 1));
+        let event_writer = event_writer::EventWriter::spawn(
+            write.clone(),
+            options.codec.clone(),
+            event_order.clone(),
+            latency.clone(),
+            event_cache.clone(),
+        );
+        let storage = Self {
+            read,
+            write,
+            engine,
+            event_order,
+            event_writer,
+            event_commit_latency: latency,
+            codec: options.codec.clone(),
+            event_cache,
+            state_cache: std::sync::Arc::new(cache::Cache::new(options.cached_state_entries, |state| {
+                state.len().max(1)
+            })),
         };
         storage.migrate().await?;
         Ok(storage)
@@ -472,6 +494,8 @@ pub(crate) mod test_support {
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::ZERO,
             codec: Codec::plain(),
+            cached_events: 1024,
+            cached_state_entries: 10_000,
         }
     }
 
@@ -495,6 +519,8 @@ mod tests {
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_millis(200),
             codec: Codec::plain(),
+            cached_events: 0,
+            cached_state_entries: 0,
         };
         let storage = Storage::connect(&options).await.unwrap();
         let slow = sqlx::query("SELECT pg_sleep(2)").execute(&storage.read).await;

@@ -1,7 +1,7 @@
 //! Push actions: which members an event notified, unread counts since each member's read
 //! receipt, and the `/notifications` list.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use super::rooms::PushAction;
 use super::{Result, Storage, flag, placeholders};
@@ -31,40 +31,36 @@ const READ_UP_TO: &str = "COALESCE((SELECT MAX(e.stream_ordering) FROM receipts 
      WHERE r.room_id = a.room_id AND r.user_id = a.user_id AND r.receipt_type IN ('m.read', 'm.read.private') \
      AND (r.thread_id = '' OR r.thread_id = a.thread_id)), 0)";
 
-impl Storage {
-    /// Writes push actions of many events in one transaction (a member's rows are adjacent, so a
-    /// batch dirties about one page per member, however many events it holds).
-    pub async fn insert_push_actions(&self, actions: &[PushAction]) -> Result<()> {
-        if actions.is_empty() {
-            return Ok(());
+/// Writes the push actions of a batch of events on the event writer's transaction, each at its
+/// event's stream ordering. A member's rows are adjacent, so a batch dirties about one page per
+/// member however many events it holds.
+pub(super) async fn insert_push_actions(conn: &mut AnyConnection, actions: &[(&PushAction, i64)]) -> Result<()> {
+    // Small statements: SQLite looks bound parameters up by name, linearly, so one huge
+    // statement costs quadratic time.
+    for chunk in actions.chunks(64) {
+        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
+        let sql = format!(
+            "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, \
+             actions) VALUES {} ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (action, stream_ordering) in chunk {
+            query = query
+                .bind(&action.user_id)
+                .bind(&action.room_id)
+                .bind(&action.event_id)
+                .bind(*stream_ordering)
+                .bind(&action.thread_id)
+                .bind(flag(action.highlight))
+                .bind(action.actions.to_string());
         }
-        let mut tx = self.write.begin().await?;
-        // Small statements: SQLite looks bound parameters up by name, linearly, so one huge
-        // statement costs quadratic time.
-        for chunk in actions.chunks(64) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
-            let sql = format!(
-                "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, \
-                 actions) VALUES {} ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
-                values.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for action in chunk {
-                query = query
-                    .bind(&action.user_id)
-                    .bind(&action.room_id)
-                    .bind(&action.event_id)
-                    .bind(action.stream_ordering)
-                    .bind(&action.thread_id)
-                    .bind(flag(action.highlight))
-                    .bind(action.actions.to_string());
-            }
-            query.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        query.execute(&mut *conn).await?;
     }
+    Ok(())
+}
 
+impl Storage {
     /// Unread notification and highlight counts per room and thread, for these rooms.
     pub async fn unread_counts(&self, user_id: &str, room_ids: &[String]) -> Result<Vec<UnreadCount>> {
         if room_ids.is_empty() {

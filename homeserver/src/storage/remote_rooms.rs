@@ -117,6 +117,8 @@ impl Storage {
             added += 1;
         }
         tx.commit().await?;
+        // Outliers that joined the timeline have a new position.
+        self.events_changed(events.iter().map(|event| &event.event_id));
         Ok(added)
     }
 

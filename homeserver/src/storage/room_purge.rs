@@ -69,6 +69,9 @@ impl Storage {
             sqlx::query("DELETE FROM rooms WHERE room_id = $1").bind(room_id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        // The room's events are gone, and its state group numbers may be handed out again.
+        self.event_cache.clear();
+        self.state_cache.clear();
         Ok(())
     }
 
@@ -153,6 +156,7 @@ impl Storage {
                 .await?;
         }
         tx.commit().await?;
+        self.events_changed(batch.iter().map(|event| &event.event_id));
         Ok(batch)
     }
 

@@ -40,7 +40,8 @@ pub struct EventRow {
     pub state_group_before: i64,
     pub state_group_after: i64,
     pub rejected_reason: Option<String>,
-    pub json: serde_json::Value,
+    /// Shared: cached events are handed out without copying their JSON.
+    pub json: std::sync::Arc<serde_json::Value>,
 }
 
 pub(super) const EVENT_COLUMNS: &str = "e.stream_ordering, e.event_id, e.room_id, e.event_type, e.state_key, e.sender, e.depth, \
@@ -50,7 +51,7 @@ impl EventRow {
     pub(super) fn from_row(codec: &super::codec::Codec, row: &AnyRow) -> Result<Self> {
         let event_id: String = row.try_get("event_id")?;
         let bytes: Vec<u8> = row.try_get("json")?;
-        let json = codec.decode(&event_id, &bytes)?;
+        let json = std::sync::Arc::new(codec.decode(&event_id, &bytes)?);
         Ok(Self {
             stream_ordering: row.try_get("stream_ordering")?,
             event_id,
@@ -102,6 +103,9 @@ pub struct NewEvent {
     /// resolved state group, not the state after the event, with these membership rows
     /// `(user, membership, event ID)` that differ from before.
     pub resolved_current: Option<ResolvedCurrent>,
+    /// Members the event notifies, written in the event's transaction so unread counts never
+    /// lag the timeline.
+    pub push_actions: Vec<PushAction>,
 }
 
 /// The room's current state after an event that met a fork (see [`NewEvent::resolved_current`]).
@@ -111,13 +115,13 @@ pub struct ResolvedCurrent {
     pub memberships: Vec<(String, String, String)>,
 }
 
-/// A member's push rule outcome for an event that notifies them.
+/// A member's push rule outcome for an event that notifies them (stored at the event's stream
+/// ordering).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushAction {
     pub user_id: String,
     pub room_id: String,
     pub event_id: String,
-    pub stream_ordering: i64,
     /// The thread root's event ID, or `main`.
     pub thread_id: String,
     pub highlight: bool,
@@ -210,26 +214,47 @@ impl Storage {
     }
 
     pub async fn event(&self, event_id: &str) -> Result<Option<EventRow>> {
-        let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = $1"))
-            .bind(event_id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(|row| EventRow::from_row(&self.codec, row)).transpose()
+        Ok(self.events_by_id(std::slice::from_ref(&event_id.to_owned())).await?.pop())
     }
 
-    /// Events by ID, in one query; missing IDs are simply absent.
+    /// Events by ID, from the event cache and one query for the rest; missing IDs are simply
+    /// absent, and each event comes once.
     pub async fn events_by_id(&self, event_ids: &[String]) -> Result<Vec<EventRow>> {
-        if event_ids.is_empty() {
-            return Ok(Vec::new());
+        let generation = self.event_cache.generation();
+        let mut events = Vec::with_capacity(event_ids.len());
+        let mut wanted = std::collections::HashSet::with_capacity(event_ids.len());
+        let mut missing = Vec::new();
+        for id in event_ids {
+            if !wanted.insert(id.as_str()) {
+                continue;
+            }
+            match self.event_cache.get(id.as_str()) {
+                Some(event) => events.push(EventRow::clone(&event)),
+                None => missing.push(id),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(events);
         }
         let sql =
-            format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id IN ({})", placeholders(1, event_ids.len()));
+            format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id IN ({})", placeholders(1, missing.len()));
         let mut query = sqlx::query(&sql);
-        for id in event_ids {
+        for id in missing {
             query = query.bind(id);
         }
-        let rows = query.fetch_all(&self.read).await?;
-        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
+        let read = query.fetch_all(&self.read).await?;
+        let read = read.iter().map(|row| EventRow::from_row(&self.codec, row)).collect::<Result<Vec<_>>>()?;
+        self.event_cache.insert_read(
+            generation,
+            read.iter().map(|event| (event.event_id.clone(), std::sync::Arc::new(event.clone()))),
+        );
+        events.extend(read);
+        Ok(events)
+    }
+
+    /// Forgets cached copies of events whose rows a committed write changed or deleted.
+    pub(super) fn events_changed<'a>(&self, event_ids: impl IntoIterator<Item = &'a String>) {
+        self.event_cache.invalidate(event_ids.into_iter().map(String::as_str));
     }
 
     /// Accepted events of a room with `after < stream_ordering <= up_to`, at most `limit`, from
@@ -261,8 +286,10 @@ impl Storage {
 
     /// For several rooms at once: the newest accepted events with `after < stream_ordering <=
     /// up_to`, at most `per_room` each, newest first within a room. Each room is its own
-    /// `LIMIT`ed walk of the `(room_id, stream_ordering)` index, so the cost follows `per_room`,
-    /// not the rooms' history; the walks are combined into one query per chunk of rooms.
+    /// `LIMIT`ed walk of the `(room_id, stream_ordering, …, event_id)` index, so the cost follows
+    /// `per_room`, not the rooms' history; the walks are combined into one query per chunk of
+    /// rooms and read only the index. The events come from the cache (which holds the newest),
+    /// the rest by ID.
     pub async fn recent_events_in_rooms(
         &self,
         room_ids: &[String],
@@ -270,14 +297,14 @@ impl Storage {
         up_to: i64,
         per_room: i64,
     ) -> Result<Vec<EventRow>> {
-        let mut events = Vec::new();
+        let mut event_ids = Vec::new();
         for chunk in room_ids.chunks(ROOMS_PER_TIMELINE_QUERY) {
             let walks: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     format!(
-                        "SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ${} \
-                         AND e.stream_ordering > $1 AND e.stream_ordering <= $2 AND e.rejected_reason IS NULL \
-                         AND e.outlier = 0 ORDER BY e.stream_ordering DESC LIMIT $3) AS walk{i}",
+                        "SELECT * FROM (SELECT e.event_id FROM events e WHERE e.room_id = ${} \
+                         AND e.stream_ordering > $1 AND e.stream_ordering <= $2 AND e.outlier = 0 \
+                         AND e.rejected_reason IS NULL ORDER BY e.stream_ordering DESC LIMIT $3) AS walk{i}",
                         4 + i
                     )
                 })
@@ -288,10 +315,10 @@ impl Storage {
                 query = query.bind(room_id);
             }
             for row in query.fetch_all(&self.read).await? {
-                events.push(EventRow::from_row(&self.codec, &row)?);
+                event_ids.push(row.try_get::<String, _>("event_id")?);
             }
         }
-        // A compound select promises no order across its parts.
+        let mut events = self.events_by_id(&event_ids).await?;
         events.sort_by(|a, b| a.room_id.cmp(&b.room_id).then(b.stream_ordering.cmp(&a.stream_ordering)));
         Ok(events)
     }
@@ -353,6 +380,7 @@ impl Storage {
             .bind(self.codec.encode(event_id, json))
             .execute(&self.write)
             .await?;
+        self.event_cache.invalidate([event_id]);
         Ok(())
     }
 
@@ -401,6 +429,7 @@ impl Storage {
             }
         }
         tx.commit().await?;
+        self.events_changed(updates.iter().map(|(event_id, _)| event_id));
         Ok(())
     }
 

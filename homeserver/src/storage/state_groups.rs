@@ -34,13 +34,39 @@ impl Storage {
 
     /// The full state of a state group, resolved through its delta chain in one query.
     pub async fn state_at_group(&self, state_group: i64) -> Result<StateMap> {
-        let mut conn = self.read.acquire().await?;
-        load_state(&mut conn, state_group, &[]).await
+        Ok(self.states_at_groups(&[state_group]).await?.remove(&state_group).unwrap_or_default())
     }
 
-    /// The full states of several state groups in one query.
+    /// The full states of several state groups: from the state cache, and one query for the rest.
     pub async fn states_at_groups(&self, groups: &[i64]) -> Result<HashMap<i64, StateMap>> {
-        self.state_entries_at_groups(groups, &[]).await
+        let generation = self.state_cache.generation();
+        let mut states = HashMap::with_capacity(groups.len());
+        let mut missing = Vec::new();
+        let mut wanted = std::collections::HashSet::with_capacity(groups.len());
+        for &group in groups {
+            if !wanted.insert(group) {
+                continue;
+            }
+            match self.state_cache.get(&group) {
+                Some(state) => {
+                    states.insert(group, StateMap::clone(&state));
+                }
+                None => missing.push(group),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(states);
+        }
+        let read = self.state_entries_at_groups(&missing, &[]).await?;
+        // Groups with no entries are not cached: a room's first group is empty, and so is the
+        // answer for a number not yet written.
+        self.state_cache
+            .insert_read(generation, read.iter().map(|(group, state)| (*group, std::sync::Arc::new(state.clone()))));
+        for group in missing {
+            states.entry(group).or_default();
+        }
+        states.extend(read);
+        Ok(states)
     }
 
     /// The given `(type, state_key)` entries (all of them when `keys` is empty) of several state

@@ -75,7 +75,7 @@ mod tests {
             state_group_before: 0,
             state_group_after: 0,
             rejected_reason: None,
-            json: serde_json::json!({}),
+            json: serde_json::json!({}).into(),
         }
     }
 

@@ -40,7 +40,7 @@ async fn report_json(state: &AppState, report: &ContentReportRow) -> Result<(Val
         "score": report.score,
         "sender": event.as_ref().map(|e| e.sender.clone()),
     });
-    Ok((body, event.map(|e| e.json)))
+    Ok((body, event.map(|e| std::sync::Arc::unwrap_or_clone(e.json))))
 }
 
 #[derive(Debug, Deserialize)]
