@@ -131,6 +131,15 @@ pub async fn evaluate(state: &AppState, pdu: &Pdu, audience: Audience) -> Result
     }
     let raw: ruma::serde::Raw<ruma::events::AnySyncTimelineEvent> = crate::rooms::client_event::to_raw(&event)?;
     let thread_id = thread_of(&event["content"]);
+    // Everyone's rules before the loop: uncached members' in one query, not one each (a join
+    // storm's new members would otherwise cost a read each, under the room lock).
+    let uncached: Vec<&OwnedUserId> =
+        audience.recipients.iter().map(|(user, _)| user).filter(|user| state.push_rules.get(user).is_none()).collect();
+    if !uncached.is_empty() {
+        for (user_id, ruleset) in crate::push_rules::rulesets(state, &uncached).await? {
+            state.push_rules.insert(user_id, Arc::new(ruleset));
+        }
+    }
     let mut actions = Vec::new();
     for (user_id, display_name) in audience.recipients {
         let ruleset = ruleset(state, &user_id).await?;

@@ -18,6 +18,17 @@ fn not_found() -> Error {
 /// The user's rules: the server defaults until they change something.
 pub async fn ruleset(state: &AppState, user_id: &UserId) -> Result<Ruleset> {
     let stored = state.storage.account_data(user_id.as_str(), "", ACCOUNT_DATA_TYPE).await?;
+    from_stored(user_id, stored)
+}
+
+/// Several users' push rules, read in one query.
+pub async fn rulesets(state: &AppState, user_ids: &[&ruma::OwnedUserId]) -> Result<Vec<(ruma::OwnedUserId, Ruleset)>> {
+    let names: Vec<&str> = user_ids.iter().map(|user| user.as_str()).collect();
+    let mut stored = state.storage.global_account_data_of_users(&names, ACCOUNT_DATA_TYPE).await?;
+    user_ids.iter().map(|user| Ok(((*user).clone(), from_stored(user, stored.remove(user.as_str()))?))).collect()
+}
+
+fn from_stored(user_id: &UserId, stored: Option<serde_json::Value>) -> Result<Ruleset> {
     match stored {
         Some(content) => serde_json::from_value(content["global"].clone())
             .map_err(|e| Error::internal(format!("stored push rules: {e}"))),
