@@ -43,13 +43,30 @@ impl RulesetCache {
     }
 }
 
-async fn ruleset(state: &AppState, user_id: &OwnedUserId) -> Result<Arc<Ruleset>> {
-    if let Some(cached) = state.push_rules.get(user_id) {
-        return Ok(cached);
+/// The recipients' push rules: from the cache, the rest read in one query (a join storm's new
+/// members would otherwise cost a read each, under the room lock).
+async fn rulesets(
+    state: &AppState,
+    recipients: &[(OwnedUserId, String)],
+) -> Result<HashMap<OwnedUserId, Arc<Ruleset>>> {
+    let mut rulesets = HashMap::with_capacity(recipients.len());
+    let mut uncached = Vec::new();
+    for (user_id, _) in recipients {
+        match state.push_rules.get(user_id) {
+            Some(cached) => {
+                rulesets.insert(user_id.clone(), cached);
+            }
+            None => uncached.push(user_id),
+        }
     }
-    let ruleset = Arc::new(crate::push_rules::ruleset(state, user_id).await?);
-    state.push_rules.insert(user_id.clone(), ruleset.clone());
-    Ok(ruleset)
+    if !uncached.is_empty() {
+        for (user_id, ruleset) in crate::push_rules::rulesets(state, &uncached).await? {
+            let ruleset = Arc::new(ruleset);
+            state.push_rules.insert(user_id.clone(), ruleset.clone());
+            rulesets.insert(user_id, ruleset);
+        }
+    }
+    Ok(rulesets)
 }
 
 /// The thread an event belongs to: its thread root, or `main`.
@@ -61,15 +78,29 @@ pub fn thread_of(content: &Value) -> String {
     }
 }
 
+/// The push actions of an event, to be stored with it: each member it may notify (as the room is
+/// before the event) with the actions their push rules give.
+pub async fn push_actions(
+    state: &AppState,
+    head: &mut RoomHead,
+    pdu: &Pdu,
+    rules: &RoomVersionRules,
+) -> Result<Vec<PushAction>> {
+    match audience(state, head, pdu, rules).await? {
+        Some(audience) => evaluate(state, pdu, audience).await,
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Who an event may notify, captured from the room as it was before the event: the joined
 /// members (and the target of an invite) except the sender, with their display names.
-pub struct Audience {
+struct Audience {
     recipients: Vec<(OwnedUserId, String)>,
     member_count: UInt,
     power_levels: Option<PushConditionPowerLevelsCtx>,
 }
 
-pub async fn audience(
+async fn audience(
     state: &AppState,
     head: &mut RoomHead,
     pdu: &Pdu,
@@ -116,8 +147,8 @@ async fn joined_names<'h>(state: &AppState, head: &'h mut RoomHead) -> Result<&'
     Ok(head.joined_names.get_or_insert_default())
 }
 
-/// Evaluates each recipient's push rules on the event: the push actions to store with it.
-pub async fn evaluate(state: &AppState, pdu: &Pdu, audience: Audience) -> Result<Vec<PushAction>> {
+/// Evaluates each recipient's push rules on the event.
+async fn evaluate(state: &AppState, pdu: &Pdu, audience: Audience) -> Result<Vec<PushAction>> {
     let mut event = json!({
         "type": pdu.event_type.to_string(),
         "content": pdu.content_value(),
@@ -131,18 +162,10 @@ pub async fn evaluate(state: &AppState, pdu: &Pdu, audience: Audience) -> Result
     }
     let raw: ruma::serde::Raw<ruma::events::AnySyncTimelineEvent> = crate::rooms::client_event::to_raw(&event)?;
     let thread_id = thread_of(&event["content"]);
-    // Everyone's rules before the loop: uncached members' in one query, not one each (a join
-    // storm's new members would otherwise cost a read each, under the room lock).
-    let uncached: Vec<&OwnedUserId> =
-        audience.recipients.iter().map(|(user, _)| user).filter(|user| state.push_rules.get(user).is_none()).collect();
-    if !uncached.is_empty() {
-        for (user_id, ruleset) in crate::push_rules::rulesets(state, &uncached).await? {
-            state.push_rules.insert(user_id, Arc::new(ruleset));
-        }
-    }
+    let rulesets = rulesets(state, &audience.recipients).await?;
     let mut actions = Vec::new();
     for (user_id, display_name) in audience.recipients {
-        let ruleset = ruleset(state, &user_id).await?;
+        let Some(ruleset) = rulesets.get(&user_id) else { continue };
         let mut context =
             PushConditionRoomCtx::new(pdu.room_id.clone(), audience.member_count, user_id.clone(), display_name);
         context.power_levels = audience.power_levels.clone();
@@ -152,8 +175,6 @@ pub async fn evaluate(state: &AppState, pdu: &Pdu, audience: Audience) -> Result
         }
         actions.push(PushAction {
             user_id: user_id.to_string(),
-            room_id: pdu.room_id.to_string(),
-            event_id: pdu.event_id.to_string(),
             thread_id: thread_id.clone(),
             highlight: matched.iter().any(Action::is_highlight),
             actions: serde_json::to_value(matched).unwrap_or(Value::Null),

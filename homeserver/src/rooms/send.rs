@@ -221,9 +221,7 @@ async fn authorize_and_prepare(
             Relay::AllExcept(origin) => head.destinations(&pdu, us).into_iter().filter(|s| s != origin).collect(),
         };
     }
-    if let Some(audience) = crate::notifications::audience(state, head, &pdu, &rules).await? {
-        event.push_actions = crate::notifications::evaluate(state, &pdu, audience).await?;
-    }
+    event.push_actions = crate::notifications::push_actions(state, head, &pdu, &rules).await?;
     if let Some(unsigned) = replaced {
         // `unsigned` is outside the hashes and signatures, so it can carry this for clients.
         event.json["unsigned"] = unsigned;

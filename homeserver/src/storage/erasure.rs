@@ -48,19 +48,8 @@ impl Storage {
         after: i64,
         limit: i64,
     ) -> Result<Vec<EventRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events e \
-             WHERE e.room_id = $1 AND e.sender = $2 AND e.state_key IS NULL \
-               AND e.outlier = 0 AND e.rejected_reason IS NULL AND e.stream_ordering > $3 \
-             ORDER BY e.stream_ordering LIMIT $4"
-        ))
-        .bind(room_id)
-        .bind(user_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
+        let filter = "e.sender = $2 AND e.state_key IS NULL AND e.outlier = 0 AND e.rejected_reason IS NULL";
+        self.room_events_page(filter, user_id, room_id, after, limit).await
     }
 
     /// One page of every stored event of a room that holds the user's content, after `after`:
@@ -73,10 +62,22 @@ impl Storage {
         after: i64,
         limit: i64,
     ) -> Result<Vec<EventRow>> {
+        let filter = "(e.sender = $2 OR (e.event_type = 'm.room.member' AND e.state_key = $2))";
+        self.room_events_page(filter, user_id, room_id, after, limit).await
+    }
+
+    /// A page of a room's events after `after` matching `filter` (which may use the user as
+    /// `$2`), oldest first.
+    async fn room_events_page(
+        &self,
+        filter: &str,
+        user_id: &str,
+        room_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events e \
-             WHERE e.room_id = $1 AND e.stream_ordering > $3 \
-               AND (e.sender = $2 OR (e.event_type = 'm.room.member' AND e.state_key = $2)) \
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering > $3 AND {filter} \
              ORDER BY e.stream_ordering LIMIT $4"
         ))
         .bind(room_id)

@@ -102,7 +102,7 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
                 let committed = batch.drain(..).zip(results).map(|(job, persisted)| {
                     replies.push((job.reply, persisted));
                     let row = committed_row(job.event, persisted);
-                    (row.event_id.clone(), Arc::new(row))
+                    (row.event_id.clone(), row)
                 });
                 writer.cache.insert_read(generation, committed.collect::<Vec<_>>());
                 for (reply, persisted) in replies {
@@ -148,10 +148,12 @@ async fn write_batch(pool: &AnyPool, codec: &Codec, jobs: &[Job]) -> Result<Vec<
         results.push(insert_event_at(codec, &mut tx, &job.event, stream_ordering).await?);
         stream_ordering += 1;
     }
-    let notified: Vec<(&super::PushAction, i64)> = jobs
+    let notified: Vec<(&NewEvent, i64, &super::PushAction)> = jobs
         .iter()
         .zip(&results)
-        .flat_map(|(job, persisted)| job.event.push_actions.iter().map(|action| (action, persisted.stream_ordering)))
+        .flat_map(|(job, persisted)| {
+            job.event.push_actions.iter().map(|action| (&job.event, persisted.stream_ordering, action))
+        })
         .collect();
     super::notifications::insert_push_actions(&mut tx, &notified).await?;
     // The whole batch's search rows in as few statements as possible. With encryption at rest

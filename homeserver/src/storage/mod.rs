@@ -130,7 +130,7 @@ const READER_PRAGMAS: &str = "PRAGMA cache_size = -1024;";
 const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 10000;";
 
 /// Decoded events by ID.
-type EventCache = cache::Cache<String, std::sync::Arc<EventRow>>;
+type EventCache = cache::Cache<String, EventRow>;
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 

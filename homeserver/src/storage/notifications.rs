@@ -3,7 +3,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::rooms::PushAction;
+use super::rooms::{NewEvent, PushAction};
 use super::{Result, Storage, flag, placeholders};
 
 /// Unread notifications of a user in one room and thread.
@@ -34,7 +34,10 @@ const READ_UP_TO: &str = "COALESCE((SELECT MAX(e.stream_ordering) FROM receipts 
 /// Writes the push actions of a batch of events on the event writer's transaction, each at its
 /// event's stream ordering. A member's rows are adjacent, so a batch dirties about one page per
 /// member however many events it holds.
-pub(super) async fn insert_push_actions(conn: &mut AnyConnection, actions: &[(&PushAction, i64)]) -> Result<()> {
+pub(super) async fn insert_push_actions(
+    conn: &mut AnyConnection,
+    actions: &[(&NewEvent, i64, &PushAction)],
+) -> Result<()> {
     // Small statements: SQLite looks bound parameters up by name, linearly, so one huge
     // statement costs quadratic time.
     for chunk in actions.chunks(64) {
@@ -45,11 +48,11 @@ pub(super) async fn insert_push_actions(conn: &mut AnyConnection, actions: &[(&P
             values.join(", ")
         );
         let mut query = sqlx::query(&sql);
-        for (action, stream_ordering) in chunk {
+        for (event, stream_ordering, action) in chunk {
             query = query
                 .bind(&action.user_id)
-                .bind(&action.room_id)
-                .bind(&action.event_id)
+                .bind(&event.room_id)
+                .bind(&event.event_id)
                 .bind(*stream_ordering)
                 .bind(&action.thread_id)
                 .bind(flag(action.highlight))

@@ -33,7 +33,7 @@ impl Storage {
             .bind(self.codec.encode(event_id, redacted));
         let Some(hold) = hold else {
             update.execute(&self.write).await?;
-            self.event_cache.invalidate([event_id]);
+            self.events_changed([event_id]);
             return Ok(());
         };
         let mut tx = self.write.begin().await?;
@@ -49,7 +49,7 @@ impl Storage {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.event_cache.invalidate([event_id]);
+        self.events_changed([event_id]);
         Ok(())
     }
 

@@ -118,7 +118,7 @@ impl Storage {
         }
         tx.commit().await?;
         // Outliers that joined the timeline have a new position.
-        self.events_changed(events.iter().map(|event| &event.event_id));
+        self.events_changed(events.iter().map(|event| event.event_id.as_str()));
         Ok(added)
     }
 

@@ -156,7 +156,7 @@ impl Storage {
                 .await?;
         }
         tx.commit().await?;
-        self.events_changed(batch.iter().map(|event| &event.event_id));
+        self.events_changed(batch.iter().map(|event| event.event_id.as_str()));
         Ok(batch)
     }
 

@@ -115,13 +115,11 @@ pub struct ResolvedCurrent {
     pub memberships: Vec<(String, String, String)>,
 }
 
-/// A member's push rule outcome for an event that notifies them (stored at the event's stream
-/// ordering).
+/// A member's push rule outcome for an event that notifies them (stored with the event's room,
+/// ID and stream ordering).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushAction {
     pub user_id: String,
-    pub room_id: String,
-    pub event_id: String,
     /// The thread root's event ID, or `main`.
     pub thread_id: String,
     pub highlight: bool,
@@ -229,7 +227,7 @@ impl Storage {
                 continue;
             }
             match self.event_cache.get(id.as_str()) {
-                Some(event) => events.push(EventRow::clone(&event)),
+                Some(event) => events.push(event),
                 None => missing.push(id),
             }
         }
@@ -244,17 +242,14 @@ impl Storage {
         }
         let read = query.fetch_all(&self.read).await?;
         let read = read.iter().map(|row| EventRow::from_row(&self.codec, row)).collect::<Result<Vec<_>>>()?;
-        self.event_cache.insert_read(
-            generation,
-            read.iter().map(|event| (event.event_id.clone(), std::sync::Arc::new(event.clone()))),
-        );
+        self.event_cache.insert_read(generation, read.iter().map(|event| (event.event_id.clone(), event.clone())));
         events.extend(read);
         Ok(events)
     }
 
     /// Forgets cached copies of events whose rows a committed write changed or deleted.
-    pub(super) fn events_changed<'a>(&self, event_ids: impl IntoIterator<Item = &'a String>) {
-        self.event_cache.invalidate(event_ids.into_iter().map(String::as_str));
+    pub(super) fn events_changed<'a>(&self, event_ids: impl IntoIterator<Item = &'a str>) {
+        self.event_cache.invalidate(event_ids);
     }
 
     /// Accepted events of a room with `after < stream_ordering <= up_to`, at most `limit`, from
@@ -380,7 +375,7 @@ impl Storage {
             .bind(self.codec.encode(event_id, json))
             .execute(&self.write)
             .await?;
-        self.event_cache.invalidate([event_id]);
+        self.events_changed([event_id]);
         Ok(())
     }
 
@@ -429,7 +424,7 @@ impl Storage {
             }
         }
         tx.commit().await?;
-        self.events_changed(updates.iter().map(|(event_id, _)| event_id));
+        self.events_changed(updates.iter().map(|(event_id, _)| event_id.as_str()));
         Ok(())
     }
 

@@ -11,6 +11,13 @@ use super::{Result, Storage, StorageError};
 /// Longest delta chain before a state group is written as a full snapshot.
 const MAX_STATE_CHAIN: i64 = 50;
 
+/// The delta chain of state group `$1`: each group on it with its distance from `$1`.
+const CHAIN_OF_ONE_GROUP: &str = "WITH RECURSIVE chain (state_group, distance) AS ( \
+     SELECT $1, 0 \
+     UNION ALL \
+     SELECT g.prev_group, chain.distance + 1 FROM state_groups g \
+     JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL)";
+
 impl Storage {
     /// Creates the empty state group a room starts from (before its create event) and makes it
     /// the room's current state.
@@ -124,19 +131,11 @@ impl Storage {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let clauses: Vec<String> = (0..keys.len())
-            .map(|i| format!("(s.event_type = ${} AND s.state_key = ${})", 2 + 2 * i, 3 + 2 * i))
-            .collect();
         let sql = format!(
-            "WITH RECURSIVE chain (state_group, distance) AS ( \
-                 SELECT $1, 0 \
-                 UNION ALL \
-                 SELECT g.prev_group, chain.distance + 1 FROM state_groups g \
-                 JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
-             SELECT {EVENT_COLUMNS} FROM state_group_entries s \
+            "{CHAIN_OF_ONE_GROUP} SELECT {EVENT_COLUMNS} FROM state_group_entries s \
              JOIN chain ON s.state_group = chain.state_group JOIN events e ON e.event_id = s.event_id \
-             WHERE {} ORDER BY chain.distance",
-            clauses.join(" OR ")
+             {} ORDER BY chain.distance",
+            key_filter(2, keys.len())
         );
         let mut query = sqlx::query(&sql).bind(state_group);
         for (event_type, state_key) in keys {
@@ -191,7 +190,6 @@ async fn insert_state_entries(conn: &mut AnyConnection, group: i64, entries: &[(
     Ok(())
 }
 
-/// Resolves a state group through its delta chain; with `keys`, only those entries.
 /// `WHERE` clause matching `count` `(type, state_key)` pairs bound from parameter `$first` on;
 /// empty for none.
 fn key_filter(first: usize, count: usize) -> String {
@@ -204,15 +202,11 @@ fn key_filter(first: usize, count: usize) -> String {
     format!("WHERE {}", clauses.join(" OR "))
 }
 
+/// Resolves a state group through its delta chain; with `keys`, only those entries.
 async fn load_state(conn: &mut AnyConnection, state_group: i64, keys: &[(String, String)]) -> Result<StateMap> {
     let key_filter = key_filter(2, keys.len());
     let sql = format!(
-        "WITH RECURSIVE chain (state_group, distance) AS ( \
-             SELECT $1, 0 \
-             UNION ALL \
-             SELECT g.prev_group, chain.distance + 1 FROM state_groups g \
-             JOIN chain ON g.state_group = chain.state_group WHERE g.prev_group IS NOT NULL) \
-         SELECT s.event_type, s.state_key, s.event_id FROM state_group_entries s \
+        "{CHAIN_OF_ONE_GROUP} SELECT s.event_type, s.state_key, s.event_id FROM state_group_entries s \
          JOIN chain ON s.state_group = chain.state_group {key_filter} ORDER BY chain.distance DESC"
     );
     let mut query = sqlx::query(&sql).bind(state_group);
