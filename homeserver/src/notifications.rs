@@ -69,6 +69,11 @@ async fn rulesets(
     Ok(rulesets)
 }
 
+/// Caches a user's push rules ahead of their first evaluation.
+pub async fn warm_rules(state: &AppState, user_id: &ruma::UserId) -> Result<()> {
+    rulesets(state, &[(user_id.to_owned(), String::new())]).await.map(drop)
+}
+
 /// The thread an event belongs to: its thread root, or `main`.
 pub fn thread_of(content: &Value) -> String {
     let relates_to = &content["m.relates_to"];

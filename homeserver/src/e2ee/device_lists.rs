@@ -33,7 +33,11 @@ pub async fn changes(state: &AppState, user_id: &str, window: Window) -> Result<
     let mut candidates_left = BTreeSet::new();
 
     // Membership changes in rooms we are in, or were in until this window.
-    let memberships = storage.memberships_of_user(user_id).await?;
+    let memberships = if window.events_after < window.events_up_to {
+        storage.memberships_of_user(user_id).await?
+    } else {
+        Vec::new()
+    };
     let rooms: Vec<String> = memberships
         .iter()
         .filter(|m| m.membership == "join" || m.stream_ordering > window.events_after)

@@ -43,6 +43,11 @@ pub async fn send_event(
     template: EventTemplate,
     txn: Option<ClientTxn>,
 ) -> Result<Sent> {
+    if template.event_type == ruma::events::TimelineEventType::RoomMember && template.content["membership"] == "join" {
+        // A new member is a recipient of the room's next event, whose push rules are evaluated
+        // under the room lock: read theirs now, outside it (a join storm serialised on the reads).
+        crate::notifications::warm_rules(state, sender).await?;
+    }
     let slot = state.rooms.room_lock(room_id);
     let mut guard = slot.lock().await;
     if let Some(txn) = &txn {

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream};
+use super::{Result, Storage, Stream, advance_stream, empty_window};
 
 /// One changed account data entry; `room_id` is empty for global data.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +90,9 @@ impl Storage {
 
     /// The user's account data changed in `after < stream_id <= up_to`.
     pub async fn account_data_changes(&self, user_id: &str, after: i64, up_to: i64) -> Result<Vec<AccountDataRow>> {
+        if empty_window(after, up_to) {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "SELECT room_id, data_type, stream_id, content FROM account_data \
              WHERE user_id = $1 AND stream_id > $2 AND stream_id <= $3 ORDER BY stream_id",

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, Stream, advance_stream, flag, placeholders};
+use super::{Result, Storage, Stream, advance_stream, empty_window, flag, placeholders};
 
 /// A device's uploaded identity keys, with the device's display name.
 #[derive(Debug, Clone, PartialEq)]
@@ -418,6 +418,9 @@ impl Storage {
 
     /// Users whose devices or keys changed in `after < position <= up_to`.
     pub async fn device_list_changes(&self, after: i64, up_to: i64) -> Result<Vec<String>> {
+        if empty_window(after, up_to) {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "SELECT user_id FROM device_list_changes WHERE stream_id > $1 AND stream_id <= $2 ORDER BY user_id",
         )

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, placeholders};
+use super::{Result, Storage, empty_window, placeholders};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipRow {
@@ -67,7 +67,7 @@ impl Storage {
 
     /// Current memberships in these rooms that changed in `after < stream_ordering <= up_to`.
     pub async fn membership_changes(&self, room_ids: &[String], after: i64, up_to: i64) -> Result<Vec<MembershipRow>> {
-        if room_ids.is_empty() {
+        if room_ids.is_empty() || empty_window(after, up_to) {
             return Ok(Vec::new());
         }
         let sql = format!(

@@ -181,8 +181,13 @@ impl Storage {
         let connect_options = AnyConnectOptions::from_str(&options.url)?;
         let statement_timeout_ms = options.statement_timeout.as_millis();
         let pool_options = |max: u32, sqlite_pragmas: &'static str| {
-            AnyPoolOptions::new().max_connections(max).acquire_timeout(options.acquire_timeout).after_connect(
-                move |conn, _meta| {
+            // No ping before every acquire: it doubled the round trips of every query (a broken
+            // connection still fails its query, and the pool then replaces it).
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(options.acquire_timeout)
+                .test_before_acquire(false)
+                .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         match engine {
                             Engine::Sqlite => {
@@ -202,8 +207,7 @@ impl Storage {
                         }
                         Ok(())
                     })
-                },
-            )
+                })
         };
         // SQLite writes go through one connection of their own (see [`Storage`]).
         let (read, write) = match engine {
@@ -422,6 +426,12 @@ impl Storage {
 /// `$first, $first+1, …` for `count` values of an `IN (…)` list.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether a stream window `(after, up_to]` is empty: a sync whose stream has not moved since
+/// its last token skips the query.
+fn empty_window(after: i64, up_to: i64) -> bool {
+    after >= up_to
 }
 
 /// Booleans are stored as 0/1 integers on both engines.

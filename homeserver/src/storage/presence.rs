@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream, placeholders};
+use super::{Result, Storage, Stream, advance_stream, empty_window, placeholders};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceRow {
@@ -65,6 +65,9 @@ impl Storage {
     /// Presence changed in `after < stream_id <= up_to` of the user and of everyone sharing a
     /// joined room with them, in one query (the room-mates are computed once, not per row).
     pub async fn presence_changes_for(&self, user_id: &str, after: i64, up_to: i64) -> Result<Vec<PresenceRow>> {
+        if empty_window(after, up_to) {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM presence p WHERE p.stream_id > $2 AND p.stream_id <= $3 AND (p.user_id = $1 \
              OR p.user_id IN (SELECT theirs.user_id FROM memberships mine \

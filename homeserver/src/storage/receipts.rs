@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream, placeholders};
+use super::{Result, Storage, Stream, advance_stream, empty_window, placeholders};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptRow {
@@ -51,7 +51,7 @@ impl Storage {
 
     /// Receipts in the given rooms changed in `after < stream_id <= up_to`, in one query.
     pub async fn receipt_changes(&self, room_ids: &[String], after: i64, up_to: i64) -> Result<Vec<ReceiptRow>> {
-        if room_ids.is_empty() {
+        if room_ids.is_empty() || empty_window(after, up_to) {
             return Ok(Vec::new());
         }
         let sql = format!(

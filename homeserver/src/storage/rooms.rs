@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::state_groups::write_state_group;
-use super::{Result, Storage, flag, placeholders};
+use super::{Result, Storage, empty_window, flag, placeholders};
 
 /// A state map: `(event type, state key)` → event ID.
 pub type StateMap = HashMap<(String, String), String>;
@@ -292,6 +292,9 @@ impl Storage {
         up_to: i64,
         per_room: i64,
     ) -> Result<Vec<EventRow>> {
+        if empty_window(after, up_to) {
+            return Ok(Vec::new());
+        }
         let mut event_ids = Vec::new();
         for chunk in room_ids.chunks(ROOMS_PER_TIMELINE_QUERY) {
             let walks: Vec<String> = (0..chunk.len())

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream_by, placeholders};
+use super::{Result, Storage, Stream, advance_stream_by, empty_window, placeholders};
 
 /// A message for one device, or for all of the user's devices when `device_id` is `None`.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +85,9 @@ impl Storage {
         up_to: i64,
         limit: i64,
     ) -> Result<Vec<ToDeviceRow>> {
+        if empty_window(after, up_to) {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "SELECT stream_id, sender, event_type, content FROM to_device_messages \
              WHERE user_id = $1 AND device_id = $2 AND stream_id > $3 AND stream_id <= $4 \

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::accounts::Authed;
 use crate::e2ee::{self, device_lists};
 use crate::error::{Error, Result};
-use crate::rooms::client_event::{client_event, stripped_state, to_raw};
+use crate::rooms::client_event::{ClientEvent, stripped_state, to_raw};
 use crate::rooms::timeline::{filter_visible, format_token, matches_filter, parse_token};
 use crate::state::AppState;
 use crate::storage::{EventRow, MembershipRow, Order};
@@ -229,7 +229,7 @@ async fn sync_once(
         .map(|r| r.event_id.clone())
         .collect();
     let timeline_ids: Vec<String> = plans.iter().flat_map(|p| p.rows.iter().map(|r| r.event_id.clone())).collect();
-    let ((states, state_events), txns, mut bundles) = tokio::try_join!(
+    let ((states, state_events), txns, bundles) = tokio::try_join!(
         full_states(state, &full_groups),
         async {
             let (user, device) = (authed.user_id.as_str(), authed.device_id.as_str());
@@ -258,17 +258,14 @@ async fn sync_once(
         timeline.events = timeline_rows
             .iter()
             .map(|row| {
-                let mut event = client_event(row, now, false, txns.get(&row.event_id).map(String::as_str));
-                if let Some(relations) = bundles.remove(&row.event_id) {
-                    event["unsigned"]["m.relations"] = relations;
-                }
-                to_raw(&event)
+                let transaction_id = txns.get(&row.event_id).map(String::as_str);
+                let relations = bundles.get(&row.event_id);
+                ClientEvent { row, now_ms: now, with_room_id: false, transaction_id, relations }.to_raw()
             })
             .collect::<Result<_>>()?;
         let mut joined_room = JoinedRoom::new();
         joined_room.timeline = timeline;
-        let state_events: Vec<_> =
-            state_rows.iter().map(|row| to_raw(&client_event(row, now, false, None))).collect::<Result<_>>()?;
+        let state_events: Vec<_> = state_rows.iter().map(|row| sync_event(row, now).to_raw()).collect::<Result<_>>()?;
         joined_room.state = State::Before(StateEvents::from(state_events));
         response.rooms.join.insert(room_id(&plan.room_id)?, joined_room);
     }
@@ -342,8 +339,7 @@ async fn sync_once(
             rows.reverse();
             let now = state.now_ms();
             let mut left = LeftRoom::new();
-            left.timeline.events =
-                rows.iter().map(|row| to_raw(&client_event(row, now, false, None))).collect::<Result<_>>()?;
+            left.timeline.events = rows.iter().map(|row| sync_event(row, now).to_raw()).collect::<Result<_>>()?;
             left.timeline.prev_batch = Some(format_token(rows.first().map_or(since, |r| r.stream_ordering - 1)));
             response.rooms.leave.insert(room_id(&membership.room_id)?, left);
         }
@@ -500,6 +496,11 @@ async fn bundled_relations(state: &AppState, authed: &Authed, event_ids: &[Strin
 
 /// Unread notification and highlight counts for every joined room in the response: per thread
 /// when the filter asks for that, otherwise all threads together.
+/// An event in a room's /sync section (which is keyed by room, so events carry no room ID).
+fn sync_event(row: &EventRow, now_ms: i64) -> ClientEvent<'_> {
+    ClientEvent { row, now_ms, with_room_id: false, transaction_id: None, relations: None }
+}
+
 fn add_unread_counts(counts: Vec<crate::storage::UnreadCount>, per_thread: bool, response: &mut Response) {
     use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
     let uint = |n: i64| ruma::UInt::try_from(n).unwrap_or_default();
