@@ -138,18 +138,7 @@ impl Storage {
             return Ok(Vec::new());
         }
         let mut tx = self.write.begin().await?;
-        let existing = sqlx::query("SELECT key_id, key_json FROM one_time_keys WHERE user_id = $1 AND device_id = $2")
-            .bind(user_id)
-            .bind(device_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut stored = HashMap::new();
-        for row in &existing {
-            let key_id: String = row.try_get("key_id")?;
-            let bytes: Vec<u8> = row.try_get("key_json")?;
-            let key = self.codec.decode(&one_time_record_id(user_id, device_id, &key_id), &bytes)?;
-            stored.insert(key_id, key);
-        }
+        let stored = self.stored_one_time_keys(&mut tx, user_id, device_id).await?;
         let mut conflicts = Vec::new();
         let mut new_keys = Vec::new();
         for (algorithm, key_id, key) in keys {
@@ -163,11 +152,15 @@ impl Storage {
         if !conflicts.is_empty() {
             return Ok(conflicts);
         }
+        // Clients send an upload again when unsure it arrived, sometimes while the first is still
+        // being stored: keys a concurrent upload stored meanwhile are skipped, then compared.
+        let mut inserted = HashSet::new();
         // Five parameters a row; 100 rows keep every statement well under both engines' limits.
         for chunk in new_keys.chunks(100) {
             let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 5 + 1, 5))).collect();
             let sql = format!(
-                "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key_json) VALUES {}",
+                "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key_json) VALUES {} \
+                 ON CONFLICT (user_id, device_id, algorithm, key_id) DO NOTHING RETURNING key_id",
                 values.join(", ")
             );
             let mut query = sqlx::query(&sql);
@@ -179,10 +172,45 @@ impl Storage {
                     .bind(full_id.as_str())
                     .bind(self.codec.encode(&one_time_record_id(user_id, device_id, full_id), key));
             }
-            query.execute(&mut *tx).await?;
+            for row in query.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get::<String, _>("key_id")?);
+            }
+        }
+        if inserted.len() < new_keys.len() {
+            let stored = self.stored_one_time_keys(&mut tx, user_id, device_id).await?;
+            let conflicts: Vec<String> = new_keys
+                .iter()
+                .filter(|(_, full_id, key)| !inserted.contains(full_id) && stored.get(full_id) != Some(*key))
+                .map(|(_, full_id, _)| full_id.clone())
+                .collect();
+            if !conflicts.is_empty() {
+                return Ok(conflicts);
+            }
         }
         tx.commit().await?;
         Ok(Vec::new())
+    }
+
+    /// The device's one-time keys, by `algorithm:key ID`.
+    async fn stored_one_time_keys(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<HashMap<String, serde_json::Value>> {
+        let rows = sqlx::query("SELECT key_id, key_json FROM one_time_keys WHERE user_id = $1 AND device_id = $2")
+            .bind(user_id)
+            .bind(device_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut stored = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let key_id: String = row.try_get("key_id")?;
+            let bytes: Vec<u8> = row.try_get("key_json")?;
+            let key = self.codec.decode(&one_time_record_id(user_id, device_id, &key_id), &bytes)?;
+            stored.insert(key_id, key);
+        }
+        Ok(stored)
     }
 
     /// How many one-time keys the device has left, per algorithm.
@@ -449,5 +477,56 @@ impl Storage {
         }
         let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(|row| Ok(row.try_get("user_id")?)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::accounts::{NewAccount, NewDevice};
+    use super::super::test_support::engines;
+    use super::super::tokens::NewTokens;
+    use super::*;
+
+    fn keys(prefix: &str, content: &str) -> Vec<(String, String, serde_json::Value)> {
+        (0..20)
+            .map(|i| ("signed_curve25519".to_owned(), format!("{prefix}{i}"), serde_json::json!({"key": content})))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn concurrent_uploads_of_one_time_keys_agree() {
+        for storage in engines().await {
+            let account = NewAccount {
+                user_id: "@k:test",
+                password_hash: None,
+                is_admin: false,
+                displayname: "k",
+                registration_token: None,
+            };
+            let tokens = NewTokens { access_hash: vec![1; 32], access_expires_ts: None, refresh: None };
+            let device = NewDevice { device_id: "D".into(), display_name: None, ip: None, tokens };
+            storage.register_account(account, Some(&device), 0).await.unwrap();
+            for round in 0..10 {
+                // The same upload twice at once (a client's retry) stores it once, without error.
+                let same = keys(&format!("same{round}_"), "a");
+                let (first, second) = tokio::join!(
+                    storage.add_one_time_keys("@k:test", "D", &same),
+                    storage.add_one_time_keys("@k:test", "D", &same)
+                );
+                assert_eq!((first.unwrap(), second.unwrap()), (vec![], vec![]));
+                // Different keys under the same IDs: one upload wins, the other is told of the conflict.
+                let id = format!("clash{round}_");
+                let (keys_a, keys_b) = (keys(&id, "a"), keys(&id, "b"));
+                let (first, second) = tokio::join!(
+                    storage.add_one_time_keys("@k:test", "D", &keys_a),
+                    storage.add_one_time_keys("@k:test", "D", &keys_b)
+                );
+                let (first, second) = (first.unwrap(), second.unwrap());
+                assert!(first.is_empty() != second.is_empty(), "{first:?} {second:?}");
+                assert_eq!(first.len() + second.len(), 20);
+            }
+            let counts = storage.one_time_key_counts("@k:test", "D").await.unwrap();
+            assert_eq!(counts.get("signed_curve25519"), Some(&400));
+        }
     }
 }
