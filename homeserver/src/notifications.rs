@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use federation::Pdu;
-use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
 use ruma::room_version_rules::{RoomPowerLevelsRules, RoomVersionRules};
 use ruma::{Int, OwnedEventId, OwnedUserId, UInt};
 use serde_json::{Value, json};
@@ -166,6 +166,8 @@ async fn evaluate(state: &AppState, pdu: &Pdu, audience: Audience) -> Result<Vec
         event["state_key"] = state_key.as_str().into();
     }
     let raw: ruma::serde::Raw<ruma::events::AnySyncTimelineEvent> = crate::rooms::client_event::to_raw(&event)?;
+    // Flattened once for every recipient (`Ruleset::get_actions` flattens on each call).
+    let flattened = FlattenedJson::from_raw(&raw);
     let thread_id = thread_of(&event["content"]);
     let rulesets = rulesets(state, &audience.recipients).await?;
     let mut actions = Vec::new();
@@ -174,7 +176,7 @@ async fn evaluate(state: &AppState, pdu: &Pdu, audience: Audience) -> Result<Vec
         let mut context =
             PushConditionRoomCtx::new(pdu.room_id.clone(), audience.member_count, user_id.clone(), display_name);
         context.power_levels = audience.power_levels.clone();
-        let matched = ruleset.get_actions(&raw, &context).await;
+        let matched = first_matching_actions(ruleset, &flattened, &context).await;
         if !matched.iter().any(Action::should_notify) {
             continue;
         }
@@ -186,6 +188,22 @@ async fn evaluate(state: &AppState, pdu: &Pdu, audience: Audience) -> Result<Vec
         });
     }
     Ok(actions)
+}
+
+/// The actions of the first rule in `ruleset` that applies to the event, as
+/// `Ruleset::get_actions` gives them (the sender is never a recipient, so its own-event check is
+/// not needed).
+async fn first_matching_actions<'r>(
+    ruleset: &'r Ruleset,
+    event: &FlattenedJson,
+    context: &PushConditionRoomCtx,
+) -> &'r [Action] {
+    for rule in ruleset {
+        if rule.applies(event, context).await {
+            return rule.actions();
+        }
+    }
+    &[]
 }
 
 /// The room's power levels as push conditions need them (for `@room` notifications).

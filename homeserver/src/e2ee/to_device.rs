@@ -83,10 +83,17 @@ pub async fn send(
 /// has acknowledged by syncing from there) and the position to resume from.
 pub async fn for_sync<T>(state: &AppState, authed: &Authed, after: i64, up_to: i64) -> Result<(Vec<Raw<T>>, i64)> {
     let (user_id, device_id) = (authed.user_id.as_str(), authed.device_id.as_str());
-    if after > 0 {
-        state.storage.acknowledge_to_device(user_id, device_id, after).await?;
-    }
-    let rows = state.storage.to_device_messages(user_id, device_id, after, up_to, MAX_PER_SYNC).await?;
+    // The messages up to `after` were delivered; those after it are read meanwhile.
+    let acknowledge = async {
+        if after > 0 {
+            state.storage.acknowledge_to_device(user_id, device_id, after).await?;
+        }
+        Ok::<_, crate::storage::StorageError>(())
+    };
+    let ((), rows) = tokio::try_join!(
+        acknowledge,
+        state.storage.to_device_messages(user_id, device_id, after, up_to, MAX_PER_SYNC)
+    )?;
     let next = match rows.last() {
         Some(last) if i64::try_from(rows.len()).unwrap_or(i64::MAX) >= MAX_PER_SYNC => last.stream_id,
         _ => up_to,

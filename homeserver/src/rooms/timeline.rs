@@ -38,14 +38,12 @@ pub async fn filter_visible(state: &AppState, user_id: &UserId, rows: Vec<EventR
         return Ok(rows);
     }
     let rooms: Vec<String> = rows.iter().map(|r| r.room_id.clone()).collect::<HashSet<_>>().into_iter().collect();
-    let memberships: HashMap<String, MembershipRow> = state
-        .storage
-        .memberships_of_user_in(user_id.as_str(), &rooms)
-        .await?
-        .into_iter()
-        .map(|m| (m.room_id.clone(), m))
-        .collect();
-    let by_group = visibility_at_groups(state, user_id, &rows).await?;
+    // Independent reads, concurrent: on PostgreSQL each is a round trip.
+    let (memberships, by_group) = tokio::try_join!(
+        async { Ok(state.storage.memberships_of_user_in(user_id.as_str(), &rooms).await?) },
+        visibility_at_groups(state, user_id, &rows),
+    )?;
+    let memberships: HashMap<String, MembershipRow> = memberships.into_iter().map(|m| (m.room_id.clone(), m)).collect();
     Ok(rows
         .into_iter()
         .filter(|row| {

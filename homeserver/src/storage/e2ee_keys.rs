@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, Stream, advance_stream, empty_window, flag, placeholders};
+use super::{Result, Storage, Stream, advance_stream, empty_window, flag, placeholders, rows_per_statement};
 
 /// A device's uploaded identity keys, with the device's display name.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,8 +155,7 @@ impl Storage {
         // Clients send an upload again when unsure it arrived, sometimes while the first is still
         // being stored: keys a concurrent upload stored meanwhile are skipped, then compared.
         let mut inserted = HashSet::new();
-        // Five parameters a row; 100 rows keep every statement well under both engines' limits.
-        for chunk in new_keys.chunks(100) {
+        for chunk in new_keys.chunks(rows_per_statement(5)) {
             let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 5 + 1, 5))).collect();
             let sql = format!(
                 "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key_json) VALUES {} \
@@ -485,7 +484,6 @@ mod tests {
     use super::super::accounts::{NewAccount, NewDevice};
     use super::super::test_support::engines;
     use super::super::tokens::NewTokens;
-    use super::*;
 
     fn keys(prefix: &str, content: &str) -> Vec<(String, String, serde_json::Value)> {
         (0..20)

@@ -8,6 +8,7 @@ use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::codec::Codec;
+use super::message_batch::{insert_messages, is_plain_message};
 use super::rooms::{EventRow, NewEvent, Persisted, insert_event_at, next_stream_ordering};
 use super::{EventCache, Result, StorageError};
 use crate::metrics::SharedHistogram;
@@ -144,9 +145,21 @@ async fn write_batch(pool: &AnyPool, codec: &Codec, jobs: &[Job]) -> Result<Vec<
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(jobs.len());
     let mut stream_ordering = next_stream_ordering(&mut tx).await?;
-    for job in jobs {
-        results.push(insert_event_at(codec, &mut tx, &job.event, stream_ordering).await?);
-        stream_ordering += 1;
+    let mut rest = jobs;
+    while let Some(first) = rest.first() {
+        // Runs of messages are written table by table; anything else one event at a time.
+        let run = rest.iter().take_while(|job| is_plain_message(&job.event)).count();
+        if run == 0 {
+            results.push(insert_event_at(codec, &mut tx, &first.event, stream_ordering).await?);
+            stream_ordering += 1;
+            rest = &rest[1..];
+            continue;
+        }
+        let (messages, tail) = rest.split_at(run);
+        let events: Vec<&NewEvent> = messages.iter().map(|job| &job.event).collect();
+        results.extend(insert_messages(codec, &mut tx, &events, stream_ordering).await?);
+        stream_ordering += i64::try_from(run).unwrap_or(i64::MAX);
+        rest = tail;
     }
     let notified: Vec<(&NewEvent, i64, &super::PushAction)> = jobs
         .iter()

@@ -24,6 +24,7 @@ mod key_check;
 mod media;
 mod media_admin;
 mod memberships;
+mod message_batch;
 mod notifications;
 mod openid;
 mod presence;
@@ -421,6 +422,15 @@ impl Storage {
             .await?;
         Ok(sqlx::Row::try_get(&row, "position")?)
     }
+}
+
+/// Bound parameters in one multi-row statement at most: SQLite finds each parameter by a linear
+/// search of the statement's parameter names, so binding costs grow with the square of the size.
+const PARAMS_PER_STATEMENT: usize = 128;
+
+/// Rows of `width` parameters each that one multi-row statement takes.
+fn rows_per_statement(width: usize) -> usize {
+    (PARAMS_PER_STATEMENT / width).max(1)
 }
 
 /// `$first, $first+1, …` for `count` values of an `IN (…)` list.

@@ -406,21 +406,30 @@ async fn add_encryption(
     response: &mut Response,
 ) -> Result<i64> {
     let after = since.map_or(0, |t| t.to_device);
-    let (events, next) = e2ee::to_device::for_sync(state, authed, after, to_device_up_to).await?;
-    response.to_device.events = events;
-
-    response.device_one_time_keys_count = e2ee::keys::one_time_key_counts(state, authed).await?;
-    let fallback = state.storage.unused_fallback_key_types(authed.user_id.as_str(), authed.device_id.as_str()).await?;
-    response.device_unused_fallback_key_types = Some(fallback.iter().map(|a| a.as_str().into()).collect());
-
-    if let Some(since) = since {
+    let device_list_changes = async {
+        let Some(since) = since else { return Ok(None) };
         let window = device_lists::Window {
             events_after: since.events,
             events_up_to,
             lists_after: since.device_lists,
             lists_up_to: device_lists_up_to,
         };
-        let changes = device_lists::changes(state, authed.user_id.as_str(), window).await?;
+        Ok(Some(device_lists::changes(state, authed.user_id.as_str(), window).await?))
+    };
+    // Independent reads, concurrent: on PostgreSQL each is a round trip.
+    let ((events, next), one_time_key_counts, fallback, device_list_changes) = tokio::try_join!(
+        e2ee::to_device::for_sync(state, authed, after, to_device_up_to),
+        e2ee::keys::one_time_key_counts(state, authed),
+        async {
+            let (user, device) = (authed.user_id.as_str(), authed.device_id.as_str());
+            Ok::<_, Error>(state.storage.unused_fallback_key_types(user, device).await?)
+        },
+        device_list_changes,
+    )?;
+    response.to_device.events = events;
+    response.device_one_time_keys_count = one_time_key_counts;
+    response.device_unused_fallback_key_types = Some(fallback.iter().map(|a| a.as_str().into()).collect());
+    if let Some(changes) = device_list_changes {
         response.device_lists.changed = device_lists::user_ids(changes.changed);
         response.device_lists.left = device_lists::user_ids(changes.left);
     }
