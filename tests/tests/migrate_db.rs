@@ -72,6 +72,8 @@ async fn sqlite_installation_moves_to_postgres() {
         .unwrap();
     let media_id = upload["content_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
     let before = snapshot(&old, &alice, &room, &media_id).await;
+    // The access log writes its entries a moment later: count once they are in.
+    old.state.access_log.flush().await;
     let source_counts = old.state.storage.table_counts().await.unwrap();
     let (sqlite_url, data_dir) = (old.state.config.effective_database_url(), old.state.config.data_dir.clone());
     drop(old);

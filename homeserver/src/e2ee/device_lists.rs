@@ -28,22 +28,15 @@ pub struct DeviceListChanges {
 
 pub async fn changes(state: &AppState, user_id: &str, window: Window) -> Result<DeviceListChanges> {
     let storage = &state.storage;
-    let mut candidates_changed: BTreeSet<String> =
-        storage.device_list_changes(window.lists_after, window.lists_up_to).await?.into_iter().collect();
+    // Devices that changed, and membership changes in rooms we are in or were in until this
+    // window: independent reads, concurrent.
+    let (device_changes, membership_changes) = tokio::try_join!(
+        storage.device_list_changes(window.lists_after, window.lists_up_to),
+        storage.membership_changes_around(user_id, window.events_after, window.events_up_to),
+    )?;
+    let mut candidates_changed: BTreeSet<String> = device_changes.into_iter().collect();
     let mut candidates_left = BTreeSet::new();
-
-    // Membership changes in rooms we are in, or were in until this window.
-    let memberships = if window.events_after < window.events_up_to {
-        storage.memberships_of_user(user_id).await?
-    } else {
-        Vec::new()
-    };
-    let rooms: Vec<String> = memberships
-        .iter()
-        .filter(|m| m.membership == "join" || m.stream_ordering > window.events_after)
-        .map(|m| m.room_id.clone())
-        .collect();
-    for change in storage.membership_changes(&rooms, window.events_after, window.events_up_to).await? {
+    for change in membership_changes {
         let joined = change.membership == "join";
         if change.user_id == user_id {
             // We joined or left: everyone in the room may be new to us, or gone.

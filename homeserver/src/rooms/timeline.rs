@@ -43,14 +43,37 @@ pub async fn filter_visible(state: &AppState, user_id: &UserId, rows: Vec<EventR
         async { Ok(state.storage.memberships_of_user_in(user_id.as_str(), &rooms).await?) },
         visibility_at_groups(state, user_id, &rows),
     )?;
-    let memberships: HashMap<String, MembershipRow> = memberships.into_iter().map(|m| (m.room_id.clone(), m)).collect();
-    Ok(rows
-        .into_iter()
+    Ok(keep_visible(user_id, rows, &memberships, &by_group))
+}
+
+/// [`filter_visible`] for a caller that has just read the user's memberships in the rows' rooms
+/// (a sync), which saves reading them again.
+pub async fn filter_visible_given(
+    state: &AppState,
+    user_id: &UserId,
+    rows: Vec<EventRow>,
+    memberships: &[MembershipRow],
+) -> Result<Vec<EventRow>> {
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let by_group = visibility_at_groups(state, user_id, &rows).await?;
+    Ok(keep_visible(user_id, rows, memberships, &by_group))
+}
+
+fn keep_visible(
+    user_id: &UserId,
+    rows: Vec<EventRow>,
+    memberships: &[MembershipRow],
+    by_group: &HashMap<i64, (String, String)>,
+) -> Vec<EventRow> {
+    let memberships: HashMap<&str, &MembershipRow> = memberships.iter().map(|m| (m.room_id.as_str(), m)).collect();
+    rows.into_iter()
         .filter(|row| {
             if row.state_key.as_deref() == Some(user_id.as_str()) && row.event_type == "m.room.member" {
                 return true;
             }
-            let membership_now = memberships.get(&row.room_id);
+            let membership_now = memberships.get(row.room_id.as_str());
             let currently_joined = membership_now.is_some_and(|m| m.membership == "join");
             let last_join = membership_now.and_then(|m| m.last_join_ordering);
             let (visibility, membership) = &by_group[&row.state_group_after];
@@ -63,7 +86,7 @@ pub async fn filter_visible(state: &AppState, user_id: &UserId, rows: Vec<EventR
                 _ => membership == "join",
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The history visibility and the user's membership at each row's state (after the event).

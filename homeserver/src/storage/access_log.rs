@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Result, Storage, Stream, advance_stream_by, placeholders};
+use super::{Result, Storage, Stream, advance_stream_by, placeholders, rows_per_statement};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AccessLogRow {
@@ -65,8 +65,6 @@ pub struct AccessLogQuery {
 
 const COLUMNS: &str = "id, ts, user_id, device_id, ip, user_agent, method, route, room_id, status, latency_us";
 const WIDTH: usize = 11;
-/// Rows per INSERT: under 300 bound parameters (SQLite looks them up linearly).
-const ROWS_PER_INSERT: usize = 27;
 
 impl Storage {
     /// Writes a batch in one transaction, assigning consecutive IDs.
@@ -78,7 +76,7 @@ impl Storage {
         let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         let last = advance_stream_by(&mut tx, Stream::AccessLog, count).await?;
         let mut next_id = last - count + 1;
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        for chunk in rows.chunks(rows_per_statement(WIDTH)) {
             let values: Vec<String> =
                 (0..chunk.len()).map(|i| format!("({})", placeholders(i * WIDTH + 1, WIDTH))).collect();
             let sql = format!("INSERT INTO access_log ({COLUMNS}) VALUES {}", values.join(", "));

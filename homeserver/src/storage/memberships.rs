@@ -83,6 +83,27 @@ impl Storage {
         rows.iter().map(from_row).collect()
     }
 
+    /// Memberships that changed in `after < stream_ordering <= up_to` in the rooms `user_id` is
+    /// joined to or whose membership of theirs changed in that window (one query for what
+    /// [`Self::memberships_of_user`] and [`Self::membership_changes`] give).
+    pub async fn membership_changes_around(&self, user_id: &str, after: i64, up_to: i64) -> Result<Vec<MembershipRow>> {
+        if empty_window(after, up_to) {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM memberships WHERE stream_ordering > $2 AND stream_ordering <= $3 \
+             AND room_id IN (SELECT room_id FROM memberships WHERE user_id = $1 AND forgotten = 0 \
+                 AND (membership = 'join' OR stream_ordering > $2)) \
+             ORDER BY stream_ordering"
+        ))
+        .bind(user_id)
+        .bind(after)
+        .bind(up_to)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     pub async fn room_memberships(&self, room_id: &str) -> Result<Vec<MembershipRow>> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM memberships WHERE room_id = $1 ORDER BY user_id"))
             .bind(room_id)

@@ -144,11 +144,25 @@ impl Storage {
              FROM event_relations r WHERE r.rel_type = 'm.thread' AND r.relates_to_id IN ({list}) \
              GROUP BY r.relates_to_id"
         );
-        let mut query = sqlx::query(&sql).bind(user_id);
+        let mut thread_query = sqlx::query(&sql).bind(user_id);
         for id in event_ids {
-            query = query.bind(id);
+            thread_query = thread_query.bind(id);
         }
-        let threads = query.fetch_all(&self.read).await?;
+        // Edits by the original sender and references, oldest first (so the last edit wins).
+        let sql = format!(
+            "SELECT r.event_id, r.relates_to_id, r.rel_type FROM event_relations r \
+             JOIN events p ON p.event_id = r.relates_to_id \
+             WHERE r.relates_to_id IN ({}) AND \
+             ((r.rel_type = 'm.replace' AND r.sender = p.sender) OR r.rel_type = 'm.reference') \
+             ORDER BY r.stream_ordering",
+            placeholders(1, event_ids.len())
+        );
+        let mut edit_query = sqlx::query(&sql);
+        for id in event_ids {
+            edit_query = edit_query.bind(id);
+        }
+        // Independent reads, concurrent: on PostgreSQL each is a round trip.
+        let (threads, edits) = tokio::try_join!(thread_query.fetch_all(&self.read), edit_query.fetch_all(&self.read))?;
         let mut latest_positions = Vec::new();
         for row in &threads {
             latest_positions.push(row.try_get::<i64, _>("latest")?);
@@ -162,20 +176,7 @@ impl Storage {
             result.entry(parent).or_default().thread = Some((row.try_get("n")?, latest_id.clone(), mine));
         }
 
-        // Edits by the original sender and references, oldest first (so the last edit wins).
-        let sql = format!(
-            "SELECT r.event_id, r.relates_to_id, r.rel_type FROM event_relations r \
-             JOIN events p ON p.event_id = r.relates_to_id \
-             WHERE r.relates_to_id IN ({}) AND \
-             ((r.rel_type = 'm.replace' AND r.sender = p.sender) OR r.rel_type = 'm.reference') \
-             ORDER BY r.stream_ordering",
-            placeholders(1, event_ids.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in event_ids {
-            query = query.bind(id);
-        }
-        for row in query.fetch_all(&self.read).await? {
+        for row in edits {
             let parent: String = row.try_get("relates_to_id")?;
             let event_id: String = row.try_get("event_id")?;
             let entry = result.entry(parent).or_default();

@@ -205,7 +205,7 @@ async fn sync_once(
     }
     // History visibility for every room's window at once; then each room keeps what is visible.
     let mut visible: HashMap<String, Vec<EventRow>> = HashMap::new();
-    for row in filter_visible(state, &authed.user_id, windows).await? {
+    for row in crate::rooms::timeline::filter_visible_given(state, &authed.user_id, windows, &memberships).await? {
         if crate::account_data::not_ignored(&ignored, &row) {
             visible.entry(row.room_id.clone()).or_default().push(row);
         }
