@@ -26,10 +26,33 @@ const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
 /// By default mimalloc commits its arenas eagerly on Linux: some 16 MiB resident before the
 /// first request. Committing on demand costs nothing measurable here. The environment
 /// (`MIMALLOC_ARENA_EAGER_COMMIT`) still wins.
+///
+/// mimalloc also asks for transparent huge pages for its arenas (before `main`, so its
+/// `allow_thp` option comes too late), and each huge page is resident in full however little of
+/// it is used: 18 of an idle server's 43 MiB. The process opts out of them instead; it made
+/// nothing measurably slower.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
         // SAFETY: a plain setter of a global option, called before any other thread exists.
         unsafe { mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+    }
+    #[cfg(target_os = "linux")]
+    {
+        unsafe extern "C" {
+            fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
+        }
+        const PR_SET_THP_DISABLE: std::ffi::c_int = 41;
+        // SAFETY: prctl with PR_SET_THP_DISABLE takes one integer argument and only sets a flag
+        // of this process; a failure (an old kernel) leaves huge pages on, which is harmless.
+        unsafe {
+            prctl(
+                PR_SET_THP_DISABLE,
+                1 as std::ffi::c_ulong,
+                0 as std::ffi::c_ulong,
+                0 as std::ffi::c_ulong,
+                0 as std::ffi::c_ulong,
+            )
+        };
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Result, Storage, Stream, advance_stream_by, placeholders, rows_per_statement};
+use super::{Result, Storage, Stream, advance_stream_by, placeholders, statement_chunks};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AccessLogRow {
@@ -76,7 +76,7 @@ impl Storage {
         let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         let last = advance_stream_by(&mut tx, Stream::AccessLog, count).await?;
         let mut next_id = last - count + 1;
-        for chunk in rows.chunks(rows_per_statement(WIDTH)) {
+        for chunk in statement_chunks(rows, WIDTH) {
             let values: Vec<String> =
                 (0..chunk.len()).map(|i| format!("({})", placeholders(i * WIDTH + 1, WIDTH))).collect();
             let sql = format!("INSERT INTO access_log ({COLUMNS}) VALUES {}", values.join(", "));

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, Stream, advance_stream, empty_window, flag, placeholders, rows_per_statement};
+use super::{Result, Storage, Stream, advance_stream, empty_window, flag, placeholders, statement_chunks};
 
 /// A device's uploaded identity keys, with the device's display name.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +155,7 @@ impl Storage {
         // Clients send an upload again when unsure it arrived, sometimes while the first is still
         // being stored: keys a concurrent upload stored meanwhile are skipped, then compared.
         let mut inserted = HashSet::new();
-        for chunk in new_keys.chunks(rows_per_statement(5)) {
+        for chunk in statement_chunks(&new_keys, 5) {
             let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 5 + 1, 5))).collect();
             let sql = format!(
                 "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key_json) VALUES {} \
@@ -179,7 +179,10 @@ impl Storage {
             let stored = self.stored_one_time_keys(&mut tx, user_id, device_id).await?;
             let conflicts: Vec<String> = new_keys
                 .iter()
-                .filter(|(_, full_id, key)| !inserted.contains(full_id) && stored.get(full_id) != Some(*key))
+                // Gone again means claimed since the other upload stored it: not a conflict.
+                .filter(|(_, full_id, key)| {
+                    !inserted.contains(full_id) && stored.get(full_id).is_some_and(|old| old != *key)
+                })
                 .map(|(_, full_id, _)| full_id.clone())
                 .collect();
             if !conflicts.is_empty() {

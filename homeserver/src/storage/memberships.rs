@@ -114,11 +114,15 @@ impl Storage {
 
     /// Hides a room the user has left from their room lists.
     pub async fn forget_room(&self, room_id: &str, user_id: &str) -> Result<()> {
-        sqlx::query("UPDATE memberships SET forgotten = 1 WHERE room_id = $1 AND user_id = $2")
-            .bind(room_id)
-            .bind(user_id)
-            .execute(&self.write)
-            .await?;
+        // Only while still left or banned: a rejoin since the caller looked must stay visible.
+        sqlx::query(
+            "UPDATE memberships SET forgotten = 1 WHERE room_id = $1 AND user_id = $2 \
+             AND membership IN ('leave', 'ban')",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use sqlx::AnyConnection;
 
 use super::codec::Codec;
 use super::rooms::{NewEvent, Persisted};
-use super::{Result, flag, placeholders, rows_per_statement};
+use super::{Result, flag, placeholders, statement_chunks};
 
 /// Whether `event` is a plain timeline message: accepted, not an outlier, not state, not
 /// joining forks. Only the tables [`insert_messages`] writes change for it.
@@ -51,7 +51,7 @@ fn values(rows: usize, width: usize) -> String {
 }
 
 async fn insert_event_rows(codec: &Codec, tx: &mut AnyConnection, events: &[(&NewEvent, i64)]) -> Result<()> {
-    for chunk in events.chunks(rows_per_statement(13)) {
+    for chunk in statement_chunks(events, 13) {
         let sql = format!(
             "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, depth, \
              origin_server_ts, state_group_before, state_group_after, rejected_reason, json, outlier) VALUES {}",
@@ -93,7 +93,7 @@ async fn update_extremities(tx: &mut AnyConnection, events: &[&NewEvent]) -> Res
         .map(|e| (e.room_id.as_str(), e.event_id.as_str()))
         .collect();
 
-    for chunk in removed.chunks(rows_per_statement(2)) {
+    for chunk in statement_chunks(&removed, 2) {
         let pairs: Vec<String> =
             (0..chunk.len()).map(|i| format!("(room_id = ${} AND event_id = ${})", 2 * i + 1, 2 * i + 2)).collect();
         let sql = format!("DELETE FROM forward_extremities WHERE {}", pairs.join(" OR "));
@@ -103,7 +103,7 @@ async fn update_extremities(tx: &mut AnyConnection, events: &[&NewEvent]) -> Res
         }
         query.execute(&mut *tx).await?;
     }
-    for chunk in added.chunks(rows_per_statement(2)) {
+    for chunk in statement_chunks(&added, 2) {
         let sql = format!("INSERT INTO forward_extremities (room_id, event_id) VALUES {}", values(chunk.len(), 2));
         let mut query = sqlx::query(&sql);
         for (room_id, event_id) in chunk {
@@ -117,7 +117,7 @@ async fn update_extremities(tx: &mut AnyConnection, events: &[&NewEvent]) -> Res
 async fn insert_txns(tx: &mut AnyConnection, events: &[&NewEvent]) -> Result<()> {
     let txns: Vec<(&(String, String, String), &str)> =
         events.iter().filter_map(|e| e.txn.as_ref().map(|txn| (txn, e.event_id.as_str()))).collect();
-    for chunk in txns.chunks(rows_per_statement(4)) {
+    for chunk in statement_chunks(&txns, 4) {
         let sql =
             format!("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES {}", values(chunk.len(), 4));
         let mut query = sqlx::query(&sql);
@@ -134,7 +134,7 @@ async fn queue_for_destinations(tx: &mut AnyConnection, events: &[(&NewEvent, i6
         .iter()
         .flat_map(|(event, ordering)| event.destinations.iter().map(move |d| (d.as_str(), *ordering)))
         .collect();
-    for chunk in queued.chunks(rows_per_statement(2)) {
+    for chunk in statement_chunks(&queued, 2) {
         let sql = format!(
             "INSERT INTO federation_outbox_pdus (destination, stream_ordering) VALUES {}",
             values(chunk.len(), 2)

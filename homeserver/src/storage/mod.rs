@@ -428,9 +428,21 @@ impl Storage {
 /// search of the statement's parameter names, so binding costs grow with the square of the size.
 const PARAMS_PER_STATEMENT: usize = 128;
 
-/// Rows of `width` parameters each that one multi-row statement takes.
-fn rows_per_statement(width: usize) -> usize {
-    (PARAMS_PER_STATEMENT / width).max(1)
+/// `rows` split for multi-row statements of `width` parameters a row: each piece under
+/// [`PARAMS_PER_STATEMENT`], and a power of two long, so a table's statements come in a few
+/// shapes that the per-connection statement cache keeps prepared.
+fn statement_chunks<T>(rows: &[T], width: usize) -> impl Iterator<Item = &[T]> {
+    let most = (PARAMS_PER_STATEMENT / width).max(1);
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let len = rest.len().min(most);
+        let (chunk, tail) = rest.split_at(1 << len.ilog2());
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 /// `$first, $first+1, …` for `count` values of an `IN (…)` list.
@@ -529,6 +541,21 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statement_chunks_are_powers_of_two_under_the_parameter_limit() {
+        let rows: Vec<usize> = (0..100).collect();
+        let sizes: Vec<usize> = statement_chunks(&rows, 13).map(<[usize]>::len).collect();
+        // 128 / 13 = 9 rows at most, so pieces of 8, then 4 and 2 and 1 for what is left.
+        assert_eq!(sizes, vec![8; 12].into_iter().chain([4]).collect::<Vec<_>>());
+        let joined: Vec<usize> = statement_chunks(&rows, 13).flatten().copied().collect();
+        assert_eq!(joined, rows);
+        let sizes: Vec<usize> = statement_chunks(&rows[..7], 2).map(<[usize]>::len).collect();
+        assert_eq!(sizes, vec![4, 2, 1]);
+        assert_eq!(statement_chunks(&rows[..0], 2).count(), 0);
+        // A row wider than the limit still goes in, one per statement.
+        assert_eq!(statement_chunks(&rows[..3], 500).count(), 3);
+    }
 
     #[tokio::test]
     async fn postgres_statements_time_out() {

@@ -4,7 +4,7 @@
 use sqlx::{AnyConnection, Row};
 
 use super::rooms::{NewEvent, PushAction};
-use super::{Result, Storage, flag, placeholders, rows_per_statement};
+use super::{Result, Storage, flag, placeholders, statement_chunks};
 
 /// Unread notifications of a user in one room and thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub(super) async fn insert_push_actions(
     conn: &mut AnyConnection,
     actions: &[(&NewEvent, i64, &PushAction)],
 ) -> Result<()> {
-    for chunk in actions.chunks(rows_per_statement(7)) {
+    for chunk in statement_chunks(actions, 7) {
         let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
         let sql = format!(
             "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, \

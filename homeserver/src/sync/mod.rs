@@ -18,7 +18,7 @@ use crate::accounts::Authed;
 use crate::e2ee::{self, device_lists};
 use crate::error::{Error, Result};
 use crate::rooms::client_event::{ClientEvent, stripped_state, to_raw};
-use crate::rooms::timeline::{filter_visible, format_token, matches_filter, parse_token};
+use crate::rooms::timeline::{filter_visible, filter_visible_given, format_token, matches_filter, parse_token};
 use crate::state::AppState;
 use crate::storage::{EventRow, MembershipRow, Order};
 
@@ -205,7 +205,7 @@ async fn sync_once(
     }
     // History visibility for every room's window at once; then each room keeps what is visible.
     let mut visible: HashMap<String, Vec<EventRow>> = HashMap::new();
-    for row in crate::rooms::timeline::filter_visible_given(state, &authed.user_id, windows, &memberships).await? {
+    for row in filter_visible_given(state, &authed.user_id, windows, &memberships).await? {
         if crate::account_data::not_ignored(&ignored, &row) {
             visible.entry(row.room_id.clone()).or_default().push(row);
         }
