@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Result, Storage, Stream, advance_stream_by, placeholders, statement_chunks};
+use super::{Result, Storage, Stream, advance_stream_by, row_values, statement_chunks};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AccessLogRow {
@@ -77,9 +77,7 @@ impl Storage {
         let last = advance_stream_by(&mut tx, Stream::AccessLog, count).await?;
         let mut next_id = last - count + 1;
         for chunk in statement_chunks(rows, WIDTH) {
-            let values: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({})", placeholders(i * WIDTH + 1, WIDTH))).collect();
-            let sql = format!("INSERT INTO access_log ({COLUMNS}) VALUES {}", values.join(", "));
+            let sql = format!("INSERT INTO access_log ({COLUMNS}) VALUES {}", row_values(chunk.len(), WIDTH));
             let mut query = sqlx::query(&sql);
             for row in chunk {
                 query = query

@@ -206,9 +206,7 @@ fn read_row(row: &sqlx::any::AnyRow, columns: &[(String, Kind)]) -> Result<Vec<V
 
 async fn insert_batch(conn: &mut AnyConnection, table: &str, names: &[&str], rows: Vec<Vec<Value>>) -> Result<()> {
     let width = names.len();
-    let values: Vec<String> =
-        (0..rows.len()).map(|i| format!("({})", super::placeholders(i * width + 1, width))).collect();
-    let sql = format!("INSERT INTO {table} ({}) VALUES {}", names.join(", "), values.join(", "));
+    let sql = format!("INSERT INTO {table} ({}) VALUES {}", names.join(", "), super::row_values(rows.len(), width));
     let mut query = sqlx::query(&sql);
     for value in rows.into_iter().flatten() {
         query = match value {

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, Stream, advance_stream, empty_window, flag, placeholders, statement_chunks};
+use super::{Result, Storage, Stream, advance_stream, empty_window, flag, placeholders, row_values, statement_chunks};
 
 /// A device's uploaded identity keys, with the device's display name.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,11 +156,10 @@ impl Storage {
         // being stored: keys a concurrent upload stored meanwhile are skipped, then compared.
         let mut inserted = HashSet::new();
         for chunk in statement_chunks(&new_keys, 5) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 5 + 1, 5))).collect();
             let sql = format!(
                 "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key_json) VALUES {} \
                  ON CONFLICT (user_id, device_id, algorithm, key_id) DO NOTHING RETURNING key_id",
-                values.join(", ")
+                row_values(chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql);
             for (algorithm, full_id, key) in chunk {

@@ -11,7 +11,7 @@ use sqlx::AnyConnection;
 
 use super::codec::Codec;
 use super::rooms::{NewEvent, Persisted};
-use super::{Result, flag, placeholders, statement_chunks};
+use super::{Result, flag, row_values, statement_chunks};
 
 /// Whether `event` is a plain timeline message: accepted, not an outlier, not state, not
 /// joining forks. Only the tables [`insert_messages`] writes change for it.
@@ -45,17 +45,12 @@ pub(super) async fn insert_messages(
         .collect())
 }
 
-/// `VALUES (…), (…)` for `rows` rows of `width` parameters each.
-fn values(rows: usize, width: usize) -> String {
-    (0..rows).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
-}
-
 async fn insert_event_rows(codec: &Codec, tx: &mut AnyConnection, events: &[(&NewEvent, i64)]) -> Result<()> {
     for chunk in statement_chunks(events, 13) {
         let sql = format!(
             "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, depth, \
              origin_server_ts, state_group_before, state_group_after, rejected_reason, json, outlier) VALUES {}",
-            values(chunk.len(), 13)
+            row_values(chunk.len(), 13)
         );
         let mut query = sqlx::query(&sql);
         for (event, stream_ordering) in chunk {
@@ -104,7 +99,7 @@ async fn update_extremities(tx: &mut AnyConnection, events: &[&NewEvent]) -> Res
         query.execute(&mut *tx).await?;
     }
     for chunk in statement_chunks(&added, 2) {
-        let sql = format!("INSERT INTO forward_extremities (room_id, event_id) VALUES {}", values(chunk.len(), 2));
+        let sql = format!("INSERT INTO forward_extremities (room_id, event_id) VALUES {}", row_values(chunk.len(), 2));
         let mut query = sqlx::query(&sql);
         for (room_id, event_id) in chunk {
             query = query.bind(*room_id).bind(*event_id);
@@ -118,8 +113,10 @@ async fn insert_txns(tx: &mut AnyConnection, events: &[&NewEvent]) -> Result<()>
     let txns: Vec<(&(String, String, String), &str)> =
         events.iter().filter_map(|e| e.txn.as_ref().map(|txn| (txn, e.event_id.as_str()))).collect();
     for chunk in statement_chunks(&txns, 4) {
-        let sql =
-            format!("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES {}", values(chunk.len(), 4));
+        let sql = format!(
+            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES {}",
+            row_values(chunk.len(), 4)
+        );
         let mut query = sqlx::query(&sql);
         for ((user_id, device_id, txn_id), event_id) in chunk {
             query = query.bind(user_id).bind(device_id).bind(txn_id).bind(*event_id);
@@ -137,7 +134,7 @@ async fn queue_for_destinations(tx: &mut AnyConnection, events: &[(&NewEvent, i6
     for chunk in statement_chunks(&queued, 2) {
         let sql = format!(
             "INSERT INTO federation_outbox_pdus (destination, stream_ordering) VALUES {}",
-            values(chunk.len(), 2)
+            row_values(chunk.len(), 2)
         );
         let mut query = sqlx::query(&sql);
         for (destination, ordering) in chunk {

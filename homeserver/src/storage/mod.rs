@@ -445,6 +445,11 @@ fn statement_chunks<T>(rows: &[T], width: usize) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// `($1, …, $width), ($width+1, …), …` for a multi-row `VALUES` of `rows` rows.
+fn row_values(rows: usize, width: usize) -> String {
+    (0..rows).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
+}
+
 /// `$first, $first+1, …` for `count` values of an `IN (…)` list.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")

@@ -4,7 +4,7 @@
 use sqlx::{AnyConnection, Row};
 
 use super::rooms::{NewEvent, PushAction};
-use super::{Result, Storage, flag, placeholders, statement_chunks};
+use super::{Result, Storage, flag, placeholders, row_values, statement_chunks};
 
 /// Unread notifications of a user in one room and thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +39,10 @@ pub(super) async fn insert_push_actions(
     actions: &[(&NewEvent, i64, &PushAction)],
 ) -> Result<()> {
     for chunk in statement_chunks(actions, 7) {
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
         let sql = format!(
             "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, \
              actions) VALUES {} ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
-            values.join(", ")
+            row_values(chunk.len(), 7)
         );
         let mut query = sqlx::query(&sql);
         for (event, stream_ordering, action) in chunk {

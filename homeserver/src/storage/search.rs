@@ -6,7 +6,7 @@
 use sqlx::{AnyConnection, Row};
 
 use super::rooms::NewEvent;
-use super::{Engine, Result, Storage, Stream, placeholders, statement_chunks};
+use super::{Engine, Result, Storage, Stream, placeholders, row_values, statement_chunks};
 
 /// The searchable text of an event: `(key, value)`, for the event types search covers.
 pub fn searchable_text(event_type: &str, content: &serde_json::Value) -> Option<(&'static str, String)> {
@@ -54,11 +54,10 @@ pub(super) async fn index_events(conn: &mut AnyConnection, events: &[(&NewEvent,
 
 async fn insert_rows(conn: &mut AnyConnection, rows: &[IndexRow<'_>]) -> Result<()> {
     for chunk in statement_chunks(rows, 7) {
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
         let sql = format!(
             "INSERT INTO event_search (stream_ordering, event_id, room_id, sender, search_key, origin_server_ts, value) \
              VALUES {} ON CONFLICT (stream_ordering) DO NOTHING",
-            values.join(", ")
+            row_values(chunk.len(), 7)
         );
         let mut query = sqlx::query(&sql);
         for row in chunk {

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream_by, empty_window, placeholders};
+use super::{Result, Storage, Stream, advance_stream_by, empty_window, placeholders, row_values};
 
 /// A message for one device, or for all of the user's devices when `device_id` is `None`.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,10 +185,9 @@ async fn deliver(
     let last = advance_stream_by(conn, Stream::ToDevice, count).await?;
     let mut stream_id = last - count;
     for chunk in deliveries.chunks(100) {
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 6 + 1, 6))).collect();
         let sql = format!(
             "INSERT INTO to_device_messages (stream_id, user_id, device_id, sender, event_type, content) VALUES {}",
-            values.join(", ")
+            row_values(chunk.len(), 6)
         );
         let mut query = sqlx::query(&sql);
         for (user_id, device_id, content) in chunk {
