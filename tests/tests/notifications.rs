@@ -72,6 +72,14 @@ async fn unread_counts_follow_receipts_and_mentions(engine: Engine) {
     send(&server, &bob, &room, text("muted")).await;
     assert_eq!(counts(&server, &carol, &room, "").await.0, before, "the master rule silences everything");
 
+    // Counts already reported grow by exactly what arrives since.
+    let (before, _) = counts(&server, &alice, &room, "").await;
+    send(&server, &bob, &room, text("four")).await;
+    assert_eq!(counts(&server, &alice, &room, "").await.0, before + 1);
+    send(&server, &bob, &room, text("five")).await;
+    send(&server, &bob, &room, text("six")).await;
+    assert_eq!(counts(&server, &alice, &room, "").await.0, before + 3);
+
     // An incremental sync carries the counts of rooms with news.
     let next = server.sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
     send(&server, &bob, &room, text("new")).await;

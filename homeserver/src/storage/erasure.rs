@@ -115,6 +115,8 @@ impl Storage {
             removed += sqlx::query(statement).bind(user_id).execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
+        // The user's push actions and receipts, and others' push actions for their events.
+        self.unread_cache.clear();
         Ok(removed)
     }
 }

@@ -55,14 +55,28 @@ impl Storage {
     }
 
     /// Every room the user has a non-forgotten membership in.
+    /// Read by every sync: the rows come folded into one (see [`super::Engine::json_rows`]).
     pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<MembershipRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM memberships WHERE user_id = $1 AND forgotten = 0 ORDER BY room_id"
+        let columns: Vec<&str> = COLUMNS.split(", ").collect();
+        let row = sqlx::query(&format!(
+            "SELECT {} AS memberships FROM memberships WHERE user_id = $1 AND forgotten = 0",
+            self.engine.json_rows(&columns, "room_id")
         ))
         .bind(user_id)
-        .fetch_all(&self.read)
+        .fetch_one(&self.read)
         .await?;
-        rows.iter().map(from_row).collect()
+        type Columns = (String, String, String, String, i64, Option<i64>);
+        Ok(super::json_rows_in::<Columns>(&row, "memberships")?
+            .into_iter()
+            .map(|(room_id, user_id, membership, event_id, stream_ordering, last_join_ordering)| MembershipRow {
+                room_id,
+                user_id,
+                membership,
+                event_id,
+                stream_ordering,
+                last_join_ordering,
+            })
+            .collect())
     }
 
     /// Current memberships in these rooms that changed in `after < stream_ordering <= up_to`.
@@ -136,7 +150,7 @@ pub struct MemberSummary {
 }
 
 impl Storage {
-    /// Summaries of several rooms in two queries; heroes are up to `heroes` joined or invited
+    /// Summaries of several rooms in two concurrent queries; heroes are up to `heroes` joined or invited
     /// members other than `user_id`, in the order they arrived.
     pub async fn member_summaries(
         &self,
@@ -153,28 +167,31 @@ impl Storage {
              AND room_id IN ({}) GROUP BY room_id, membership",
             placeholders(1, room_ids.len())
         );
-        let mut query = sqlx::query(&counts);
+        let mut count_query = sqlx::query(&counts);
         for room_id in room_ids {
-            query = query.bind(room_id);
+            count_query = count_query.bind(room_id);
         }
-        for row in query.fetch_all(&self.read).await? {
+        let firsts = format!(
+            "SELECT {} AS heroes FROM (SELECT room_id, user_id, ROW_NUMBER() OVER \
+             (PARTITION BY room_id ORDER BY stream_ordering) AS rn FROM memberships \
+             WHERE membership IN ('join', 'invite') AND user_id <> $1 AND room_id IN ({})) m \
+             WHERE m.rn <= $2",
+            self.engine.json_rows(&["room_id", "user_id"], "room_id, rn"),
+            placeholders(3, room_ids.len())
+        );
+        let mut hero_query = sqlx::query(&firsts).bind(user_id).bind(heroes);
+        for room_id in room_ids {
+            hero_query = hero_query.bind(room_id);
+        }
+        // Independent: on PostgreSQL each is a round trip.
+        let (counted, firsts) = tokio::try_join!(count_query.fetch_all(&self.read), hero_query.fetch_one(&self.read))?;
+        for row in counted {
             let entry = summaries.entry(row.try_get("room_id")?).or_default();
             let n: i64 = row.try_get("n")?;
             if row.try_get::<String, _>("membership")? == "join" { entry.joined = n } else { entry.invited = n }
         }
-        let firsts = format!(
-            "SELECT room_id, user_id FROM (SELECT room_id, user_id, ROW_NUMBER() OVER \
-             (PARTITION BY room_id ORDER BY stream_ordering) AS rn FROM memberships \
-             WHERE membership IN ('join', 'invite') AND user_id <> $1 AND room_id IN ({})) m \
-             WHERE m.rn <= $2 ORDER BY room_id, rn",
-            placeholders(3, room_ids.len())
-        );
-        let mut query = sqlx::query(&firsts).bind(user_id).bind(heroes);
-        for room_id in room_ids {
-            query = query.bind(room_id);
-        }
-        for row in query.fetch_all(&self.read).await? {
-            summaries.entry(row.try_get("room_id")?).or_default().heroes.push(row.try_get("user_id")?);
+        for (room_id, user_id) in super::json_rows_in::<(String, String)>(&firsts, "heroes")? {
+            summaries.entry(room_id).or_default().heroes.push(user_id);
         }
         Ok(summaries)
     }

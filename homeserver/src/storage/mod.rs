@@ -170,6 +170,8 @@ pub struct Storage {
     event_cache: std::sync::Arc<EventCache>,
     /// Resolved state groups (immutable; cleared when a room purge frees group numbers).
     state_cache: std::sync::Arc<cache::Cache<i64, std::sync::Arc<StateMap>>>,
+    /// Unread counts by user and room, each exact through a stream position.
+    unread_cache: std::sync::Arc<notifications::UnreadCache>,
 }
 
 impl Storage {
@@ -245,6 +247,7 @@ impl Storage {
             state_cache: std::sync::Arc::new(cache::Cache::new(options.cached_state_entries, |state| {
                 state.len().max(1)
             })),
+            unread_cache: std::sync::Arc::new(cache::Cache::new(notifications::CACHED_UNREAD_ROOMS, |_| 1)),
         };
         storage.migrate().await?;
         Ok(storage)
@@ -453,6 +456,31 @@ fn row_values(rows: usize, width: usize) -> String {
 /// `$first, $first+1, …` for `count` values of an `IN (…)` list.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+impl Engine {
+    /// The `columns` of every row of a query, folded into one row: a JSON array (as text) of
+    /// values, or of arrays of values for several columns, ordered by `order_by` (or unordered
+    /// when empty). On SQLite each row of a result is a hand-off between the connection's
+    /// thread and the reading task, so hundreds of short rows cost more than one long one.
+    fn json_rows(self, columns: &[&str], order_by: &str) -> String {
+        let order = if order_by.is_empty() { String::new() } else { format!(" ORDER BY {order_by}") };
+        let (array, value) = match self {
+            Engine::Sqlite => ("json_array", columns.join(", ")),
+            Engine::Postgres => ("json_build_array", columns.join(", ")),
+        };
+        let value = if columns.len() == 1 { value } else { format!("{array}({value})") };
+        match self {
+            Engine::Sqlite => format!("json_group_array({value}{order})"),
+            Engine::Postgres => format!("CAST(COALESCE(json_agg({value}{order}), '[]') AS TEXT)"),
+        }
+    }
+}
+
+/// The rows of a [`Engine::json_rows`] column.
+fn json_rows_in<T: serde::de::DeserializeOwned>(row: &sqlx::any::AnyRow, column: &str) -> Result<Vec<T>> {
+    let text: String = sqlx::Row::try_get(row, column)?;
+    serde_json::from_str(&text).map_err(|e| StorageError::Corrupt(format!("aggregated {column}: {e}")))
 }
 
 /// Whether a stream window `(after, up_to]` is empty: a sync whose stream has not moved since

@@ -15,6 +15,19 @@ pub struct UnreadCount {
     pub highlights: i64,
 }
 
+/// A user's unread counts in one room, exact through stream position `through`.
+#[derive(Debug)]
+pub(super) struct RoomUnread {
+    through: i64,
+    counts: Vec<UnreadCount>,
+}
+
+/// Cached unread counts by `(user, room)`.
+pub(super) type UnreadCache = super::cache::Cache<(String, String), std::sync::Arc<RoomUnread>>;
+
+/// `(user, room)` pairs whose unread counts are kept in memory.
+pub(super) const CACHED_UNREAD_ROOMS: usize = 20_000;
+
 /// One entry of `/notifications`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NotificationRow {
@@ -61,14 +74,57 @@ pub(super) async fn insert_push_actions(
 }
 
 impl Storage {
-    /// Unread notification and highlight counts per room and thread, for these rooms.
-    pub async fn unread_counts(&self, user_id: &str, room_ids: &[String]) -> Result<Vec<UnreadCount>> {
-        if room_ids.is_empty() {
-            return Ok(Vec::new());
+    /// Unread notification and highlight counts per room and thread, for these rooms, through
+    /// stream position `up_to` (which every push action at or before it has committed by).
+    ///
+    /// Counts are cached per user and room, exact through a stream position: a later call counts
+    /// only the push actions since, added to the cached counts (a push action is always newer
+    /// than the receipts it is counted against). Receipts and deletions of push actions or
+    /// receipts drop the cached counts they change.
+    pub async fn unread_counts(&self, user_id: &str, room_ids: &[String], up_to: i64) -> Result<Vec<UnreadCount>> {
+        let generation = self.unread_cache.generation();
+        let mut counts = Vec::new();
+        let mut windows: Vec<(&str, i64, Option<std::sync::Arc<RoomUnread>>)> = Vec::new();
+        for room_id in room_ids {
+            match self.unread_cache.get(&(user_id.to_owned(), room_id.clone())) {
+                Some(cached) if cached.through >= up_to => counts.extend(cached.counts.iter().cloned()),
+                Some(cached) => windows.push((room_id, cached.through, Some(cached))),
+                None => windows.push((room_id, 0, None)),
+            }
         }
+        if windows.is_empty() {
+            return Ok(counts);
+        }
+        let after: Vec<(&str, i64)> = windows.iter().map(|(room, after, _)| (*room, *after)).collect();
+        let mut new_counts = self.count_unread(user_id, &after, up_to).await?;
+        let mut fresh = Vec::with_capacity(windows.len());
+        for (room_id, _, cached) in windows {
+            let mut room_counts: Vec<UnreadCount> = cached.map(|c| c.counts.clone()).unwrap_or_default();
+            for new in new_counts.extract_if(.., |c| c.room_id == room_id) {
+                match room_counts.iter_mut().find(|c| c.thread_id == new.thread_id) {
+                    Some(count) => {
+                        count.notifications += new.notifications;
+                        count.highlights += new.highlights;
+                    }
+                    None => room_counts.push(new),
+                }
+            }
+            counts.extend(room_counts.iter().cloned());
+            let entry = RoomUnread { through: up_to, counts: room_counts };
+            fresh.push(((user_id.to_owned(), room_id.to_owned()), std::sync::Arc::new(entry)));
+        }
+        self.unread_cache.insert_read(generation, fresh);
+        Ok(counts)
+    }
+
+    /// Counts the push actions in each `(room, after)` window that are after the user's read
+    /// receipts and at or before `up_to`, per room and thread, in one query.
+    async fn count_unread(&self, user_id: &str, windows: &[(&str, i64)], up_to: i64) -> Result<Vec<UnreadCount>> {
         // The read positions first (few rows), joined to the push actions: a correlated lookup
         // per push action made the count cost a receipt search per unread event.
-        let rooms = placeholders(2, room_ids.len());
+        let rooms = placeholders(3, windows.len());
+        let bounds: Vec<String> =
+            (0..windows.len()).map(|i| format!("(${}, CAST(${} AS BIGINT))", 3 + i, 3 + windows.len() + i)).collect();
         let sql = format!(
             "WITH reads AS (SELECT r.room_id, r.thread_id, MAX(e.stream_ordering) AS pos FROM receipts r \
                  JOIN events e ON e.event_id = r.event_id WHERE r.user_id = $1 \
@@ -76,17 +132,22 @@ impl Storage {
                  GROUP BY r.room_id, r.thread_id) \
              SELECT a.room_id, a.thread_id, COUNT(*) AS notifications, CAST(SUM(a.highlight) AS BIGINT) AS highlights \
              FROM event_push_actions a \
+             JOIN (VALUES {}) AS w ON w.column1 = a.room_id AND a.stream_ordering > w.column2 \
              LEFT JOIN reads unthreaded ON unthreaded.room_id = a.room_id AND unthreaded.thread_id = '' \
              LEFT JOIN reads threaded ON threaded.room_id = a.room_id AND threaded.thread_id = a.thread_id \
                  AND threaded.thread_id <> '' \
-             WHERE a.user_id = $1 AND a.room_id IN ({rooms}) \
+             WHERE a.user_id = $1 AND a.room_id IN ({rooms}) AND a.stream_ordering <= $2 \
              AND a.stream_ordering > COALESCE(unthreaded.pos, threaded.pos, 0) \
              AND (threaded.pos IS NULL OR a.stream_ordering > threaded.pos) \
-             GROUP BY a.room_id, a.thread_id"
+             GROUP BY a.room_id, a.thread_id",
+            bounds.join(", ")
         );
-        let mut query = sqlx::query(&sql).bind(user_id);
-        for room_id in room_ids {
-            query = query.bind(room_id);
+        let mut query = sqlx::query(&sql).bind(user_id).bind(up_to);
+        for (room_id, _) in windows {
+            query = query.bind(*room_id);
+        }
+        for (_, after) in windows {
+            query = query.bind(*after);
         }
         let rows = query.fetch_all(&self.read).await?;
         rows.iter()
@@ -99,6 +160,11 @@ impl Storage {
                 })
             })
             .collect()
+    }
+
+    /// Forgets the cached unread counts of a user in a room (their read receipt moved).
+    pub(super) fn unread_changed(&self, user_id: &str, room_id: &str) {
+        self.unread_cache.invalidate([&(user_id.to_owned(), room_id.to_owned())]);
     }
 
     /// The user's notifications before stream position `before`, newest first.

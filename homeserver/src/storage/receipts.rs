@@ -46,6 +46,7 @@ impl Storage {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.unread_changed(receipt.user_id, receipt.room_id);
         Ok(stream_id)
     }
 

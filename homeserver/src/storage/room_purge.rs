@@ -72,6 +72,7 @@ impl Storage {
         // The room's events are gone, and its state group numbers may be handed out again.
         self.event_cache.clear();
         self.state_cache.clear();
+        self.unread_cache.clear();
         Ok(())
     }
 
@@ -157,6 +158,8 @@ impl Storage {
         }
         tx.commit().await?;
         self.events_changed(batch.iter().map(|event| event.event_id.as_str()));
+        // Push actions and receipts of the batch are gone.
+        self.unread_cache.clear();
         Ok(batch)
     }
 

@@ -266,17 +266,25 @@ impl Storage {
             Order::NewestFirst => "DESC",
             Order::OldestFirst => "ASC",
         };
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering > $2 \
-             AND e.stream_ordering <= $3 AND e.rejected_reason IS NULL AND e.outlier = 0 ORDER BY e.stream_ordering {direction} LIMIT $4"
+        // The page's IDs from the index, in one row; the events from the cache, the rest by ID.
+        let row = sqlx::query(&format!(
+            "SELECT {} AS ids FROM (SELECT e.event_id FROM events e WHERE e.room_id = $1 AND e.stream_ordering > $2 \
+             AND e.stream_ordering <= $3 AND e.rejected_reason IS NULL AND e.outlier = 0 \
+             ORDER BY e.stream_ordering {direction} LIMIT $4) AS page",
+            self.engine.json_rows(&["event_id"], "")
         ))
         .bind(room_id)
         .bind(after)
         .bind(up_to)
         .bind(limit)
-        .fetch_all(&self.read)
+        .fetch_one(&self.read)
         .await?;
-        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
+        let mut events = self.events_by_id(&super::json_rows_in::<String>(&row, "ids")?).await?;
+        match order {
+            Order::NewestFirst => events.sort_by_key(|e| std::cmp::Reverse(e.stream_ordering)),
+            Order::OldestFirst => events.sort_by_key(|e| e.stream_ordering),
+        }
+        Ok(events)
     }
 
     /// For several rooms at once: the newest accepted events with `after < stream_ordering <=
@@ -307,14 +315,16 @@ impl Storage {
                     )
                 })
                 .collect();
-            let sql = walks.join(" UNION ALL ");
+            let sql = format!(
+                "SELECT {} AS ids FROM ({}) AS walks",
+                self.engine.json_rows(&["event_id"], ""),
+                walks.join(" UNION ALL ")
+            );
             let mut query = sqlx::query(&sql).bind(after).bind(up_to).bind(per_room);
             for room_id in chunk {
                 query = query.bind(room_id);
             }
-            for row in query.fetch_all(&self.read).await? {
-                event_ids.push(row.try_get::<String, _>("event_id")?);
-            }
+            event_ids.extend(super::json_rows_in::<String>(&query.fetch_one(&self.read).await?, "ids")?);
         }
         let mut events = self.events_by_id(&event_ids).await?;
         events.sort_by(|a, b| a.room_id.cmp(&b.room_id).then(b.stream_ordering.cmp(&a.stream_ordering)));

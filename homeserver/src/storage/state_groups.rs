@@ -64,7 +64,7 @@ impl Storage {
         if missing.is_empty() {
             return Ok(states);
         }
-        let read = self.state_entries_at_groups(&missing, &[]).await?;
+        let read = self.read_state_entries(&missing, &[]).await?;
         // Groups with no entries are not cached: a room's first group is empty, and so is the
         // answer for a number not yet written.
         self.state_cache
@@ -76,13 +76,30 @@ impl Storage {
         Ok(states)
     }
 
-    /// The given `(type, state_key)` entries (all of them when `keys` is empty) of several state
-    /// groups, each resolved through its delta chain, in one query.
+    /// The given `(type, state_key)` entries of several state groups: taken from the state cache
+    /// where a group's full state is there, the others resolved in one query.
     pub async fn state_entries_at_groups(
         &self,
         groups: &[i64],
         keys: &[(String, String)],
     ) -> Result<HashMap<i64, StateMap>> {
+        let mut states = HashMap::with_capacity(groups.len());
+        let mut missing = Vec::new();
+        for &group in groups {
+            match self.state_cache.get(&group) {
+                Some(state) => {
+                    states.insert(group, entries_of(&state, keys));
+                }
+                None => missing.push(group),
+            }
+        }
+        states.extend(self.read_state_entries(&missing, keys).await?);
+        Ok(states)
+    }
+
+    /// The given `(type, state_key)` entries (all of them when `keys` is empty) of several state
+    /// groups, each resolved through its delta chain, in one query.
+    async fn read_state_entries(&self, groups: &[i64], keys: &[(String, String)]) -> Result<HashMap<i64, StateMap>> {
         let mut states: HashMap<i64, StateMap> = HashMap::new();
         if groups.is_empty() {
             return Ok(states);
@@ -122,6 +139,9 @@ impl Storage {
         if keys.is_empty() {
             return Ok(StateMap::new());
         }
+        if let Some(state) = self.state_cache.get(&state_group) {
+            return Ok(entries_of(&state, keys));
+        }
         let mut conn = self.read.acquire().await?;
         load_state(&mut conn, state_group, keys).await
     }
@@ -153,6 +173,14 @@ impl Storage {
         }
         Ok(events)
     }
+}
+
+/// The entries of `keys` that a full state holds. An empty `keys` means all of them.
+fn entries_of(state: &StateMap, keys: &[(String, String)]) -> StateMap {
+    if keys.is_empty() {
+        return state.clone();
+    }
+    keys.iter().filter_map(|key| state.get(key).map(|id| (key.clone(), id.clone()))).collect()
 }
 
 /// Writes a full snapshot state group for `state`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ruma::api::client::filter::{FilterDefinition, LazyLoadOptions, RoomEventFilter};
 use ruma::api::client::sync::sync_events::v3::{
-    InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response, State, StateEvents, Timeline,
+    InviteState, InvitedRoom, KnockState, KnockedRoom, LeftRoom, Response, State, StateEvents,
 };
 use ruma::serde::Raw;
 use ruma::{OwnedRoomId, UserId};
@@ -218,9 +218,34 @@ async fn sync_once(
         };
     }
 
-    // Full states of every room that needs one, and the transaction IDs of the user's own
-    // events, each in one query for all rooms.
-    // Aggregations (threads, edits, references) of every timeline event, in one batch.
+    // Room account data and ephemeral events first: they decide, with the timelines, which rooms
+    // the response holds, and so whose unread counts and summaries the next reads fetch.
+    let joined_set: HashSet<&str> = joined.iter().map(|m| m.room_id.as_str()).collect();
+    add_account_data(account_data, &joined_set, &mut response)?;
+    for (room, user_ids) in state.typing.changed_since(&joined_ids, since_typing) {
+        let event = serde_json::json!({"type": "m.typing", "content": {"user_ids": user_ids}});
+        response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
+    }
+    add_receipts(authed, receipts, &mut response)?;
+    let mut response_rooms: Vec<String> = response.rooms.join.keys().map(ToString::to_string).collect();
+    response_rooms.extend(
+        plans.iter().filter(|p| !response.rooms.join.contains_key(p.room_id.as_str())).map(|p| p.room_id.clone()),
+    );
+    // Member counts and heroes may be needed where membership may have changed: a superset of
+    // [`rooms_needing_summaries`], which picks from these once the states are known.
+    let summary_candidates: Vec<String> = if since.is_none() {
+        response_rooms.clone()
+    } else {
+        plans
+            .iter()
+            .filter(|p| p.mode != StateMode::Unchanged || p.rows.iter().any(|r| r.event_type == "m.room.member"))
+            .map(|p| p.room_id.clone())
+            .collect()
+    };
+
+    // Full states of every room that needs one, the transaction IDs of the user's own events,
+    // the aggregations (threads, edits, references) of every timeline event, member summaries
+    // and unread counts: each one query for all rooms, all concurrent.
     let full_groups: Vec<i64> = plans.iter().filter(|p| p.mode == StateMode::Full).map(|p| p.start_group).collect();
     let own_ids: Vec<String> = plans
         .iter()
@@ -229,13 +254,15 @@ async fn sync_once(
         .map(|r| r.event_id.clone())
         .collect();
     let timeline_ids: Vec<String> = plans.iter().flat_map(|p| p.rows.iter().map(|r| r.event_id.clone())).collect();
-    let ((states, state_events), txns, bundles) = tokio::try_join!(
+    let ((states, state_events), txns, bundles, mut summaries, unread) = tokio::try_join!(
         full_states(state, &full_groups),
         async {
             let (user, device) = (authed.user_id.as_str(), authed.device_id.as_str());
             Ok(state.storage.txn_ids_for_events(user, device, &own_ids).await?)
         },
         bundled_relations(state, authed, &timeline_ids),
+        async { Ok(state.storage.member_summaries(&summary_candidates, authed.user_id.as_str(), 5).await?) },
+        async { Ok(state.storage.unread_counts(authed.user_id.as_str(), &response_rooms, up_to).await?) },
     )?;
     let now = state.now_ms();
 
@@ -252,7 +279,8 @@ async fn sync_once(
         };
         let state_rows = select_state(state_rows, &timeline_rows, &authed.user_id, lazy_members, &room_filter.state);
 
-        let mut timeline = Timeline::new();
+        let joined_room = response.rooms.join.entry(room_id(&plan.room_id)?).or_default();
+        let timeline = &mut joined_room.timeline;
         timeline.limited = plan.limited;
         timeline.prev_batch = Some(format_token(plan.rows.first().map_or(up_to, |r| r.stream_ordering - 1)));
         timeline.events = timeline_rows
@@ -263,28 +291,14 @@ async fn sync_once(
                 ClientEvent { row, now_ms: now, with_room_id: false, transaction_id, relations }.to_raw()
             })
             .collect::<Result<_>>()?;
-        let mut joined_room = JoinedRoom::new();
-        joined_room.timeline = timeline;
         let state_events: Vec<_> = state_rows.iter().map(|row| sync_event(row, now).to_raw()).collect::<Result<_>>()?;
         joined_room.state = State::Before(StateEvents::from(state_events));
-        response.rooms.join.insert(room_id(&plan.room_id)?, joined_room);
     }
 
     // Rooms whose summary (member counts, heroes) clients need: all on an initial sync, else
-    // those whose membership may have changed. Chosen before ephemeral-only rooms are added.
-    let summary_rooms = rooms_needing_summaries(&response, since.is_none());
-    let joined_set: HashSet<&str> = joined.iter().map(|m| m.room_id.as_str()).collect();
-    add_account_data(account_data, &joined_set, &mut response)?;
-    for (room, user_ids) in state.typing.changed_since(&joined_ids, since_typing) {
-        let event = serde_json::json!({"type": "m.typing", "content": {"user_ids": user_ids}});
-        response.rooms.join.entry(room_id(&room)?).or_default().ephemeral.events.push(to_raw(&event)?);
-    }
-    add_receipts(authed, receipts, &mut response)?;
-    let response_rooms: Vec<String> = response.rooms.join.keys().map(ToString::to_string).collect();
-    let (summaries, unread) = tokio::try_join!(
-        state.storage.member_summaries(&summary_rooms, authed.user_id.as_str(), 5),
-        state.storage.unread_counts(authed.user_id.as_str(), &response_rooms),
-    )?;
+    // those whose membership may have changed.
+    let wanted_summaries: HashSet<String> = rooms_needing_summaries(&response, since.is_none()).into_iter().collect();
+    summaries.retain(|room, _| wanted_summaries.contains(room));
     add_summaries(summaries, &mut response);
     add_unread_counts(unread, timeline_filter.unread_thread_notifications, &mut response);
     let presence_filter = &request.filter.presence;
