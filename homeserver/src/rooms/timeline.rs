@@ -192,12 +192,16 @@ pub async fn messages(
     room_id: &RoomId,
     query: MessagesQuery<'_>,
 ) -> Result<MessagesPage> {
-    super::state::room(state, room_id.as_str()).await?;
-    let Some(ceiling) = readable_up_to(state, room_id, user_id).await? else {
+    // Independent reads, concurrent (on PostgreSQL each is a round trip).
+    let (_, ceiling, ignored) = tokio::try_join!(
+        super::state::room(state, room_id.as_str()),
+        readable_up_to(state, room_id, user_id),
+        crate::account_data::ignored_users(state, user_id),
+    )?;
+    let Some(ceiling) = ceiling else {
         return Err(Error::forbidden("You have not been in this room"));
     };
     let MessagesQuery { from, to, dir, limit, filter } = query;
-    let ignored = crate::account_data::ignored_users(state, user_id).await?;
     let limit = limit.clamp(1, 1000);
     let from_position = match from {
         Some(token) => parse_token(token)?,
