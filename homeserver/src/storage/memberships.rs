@@ -28,6 +28,29 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<MembershipRow> {
 
 const COLUMNS: &str = "room_id, user_id, membership, event_id, stream_ordering, last_join_ordering";
 
+/// A query of the non-forgotten memberships of user `$1`, folded into one JSON value (read by
+/// every sync; see [`super::Engine::json_rows`]).
+pub(super) fn user_memberships_json(engine: super::Engine) -> String {
+    let columns: Vec<&str> = COLUMNS.split(", ").collect();
+    format!("SELECT {} FROM memberships WHERE user_id = $1 AND forgotten = 0", engine.json_rows(&columns, "room_id"))
+}
+
+/// The memberships of a [`user_memberships_json`] column.
+pub(super) fn memberships_in_json(row: &sqlx::any::AnyRow, column: &str) -> Result<Vec<MembershipRow>> {
+    type Columns = (String, String, String, String, i64, Option<i64>);
+    Ok(super::json_rows_in::<Columns>(row, column)?
+        .into_iter()
+        .map(|(room_id, user_id, membership, event_id, stream_ordering, last_join_ordering)| MembershipRow {
+            room_id,
+            user_id,
+            membership,
+            event_id,
+            stream_ordering,
+            last_join_ordering,
+        })
+        .collect())
+}
+
 impl Storage {
     pub async fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<MembershipRow>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM memberships WHERE room_id = $1 AND user_id = $2"))
@@ -55,28 +78,10 @@ impl Storage {
     }
 
     /// Every room the user has a non-forgotten membership in.
-    /// Read by every sync: the rows come folded into one (see [`super::Engine::json_rows`]).
     pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<MembershipRow>> {
-        let columns: Vec<&str> = COLUMNS.split(", ").collect();
-        let row = sqlx::query(&format!(
-            "SELECT {} AS memberships FROM memberships WHERE user_id = $1 AND forgotten = 0",
-            self.engine.json_rows(&columns, "room_id")
-        ))
-        .bind(user_id)
-        .fetch_one(&self.read)
-        .await?;
-        type Columns = (String, String, String, String, i64, Option<i64>);
-        Ok(super::json_rows_in::<Columns>(&row, "memberships")?
-            .into_iter()
-            .map(|(room_id, user_id, membership, event_id, stream_ordering, last_join_ordering)| MembershipRow {
-                room_id,
-                user_id,
-                membership,
-                event_id,
-                stream_ordering,
-                last_join_ordering,
-            })
-            .collect())
+        let sql = format!("SELECT ({}) AS memberships", user_memberships_json(self.engine));
+        let row = sqlx::query(&sql).bind(user_id).fetch_one(&self.read).await?;
+        memberships_in_json(&row, "memberships")
     }
 
     /// Current memberships in these rooms that changed in `after < stream_ordering <= up_to`.

@@ -392,17 +392,23 @@ impl Storage {
     }
 
     /// The newest position of every stream a sync reads, in one query (so from one snapshot).
-    pub async fn sync_positions(&self) -> Result<SyncPositions> {
+    /// Where every stream stands and the user's memberships, read in one statement so both
+    /// come from the same snapshot: a membership committed between two reads could otherwise be
+    /// covered by the positions yet missing from the memberships.
+    pub async fn sync_start(&self, user_id: &str) -> Result<(SyncPositions, Vec<MembershipRow>)> {
         let sql = format!(
-            "SELECT stream, position FROM stream_positions \
-             UNION ALL SELECT 'events' AS stream, MAX(n) AS position FROM ({}) AS highest",
-            rooms::HIGHEST_ORDERINGS
+            "SELECT ({}) AS positions, ({}) AS memberships",
+            format_args!(
+                "SELECT {} FROM (SELECT stream, position FROM stream_positions \
+                 UNION ALL SELECT 'events' AS stream, MAX(n) AS position FROM ({}) AS highest) AS p",
+                self.engine.json_rows(&["stream", "position"], ""),
+                rooms::HIGHEST_ORDERINGS
+            ),
+            memberships::user_memberships_json(self.engine),
         );
-        let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
+        let row = sqlx::query(&sql).bind(user_id).fetch_one(&self.read).await?;
         let mut positions = SyncPositions::default();
-        for row in rows {
-            let stream: String = sqlx::Row::try_get(&row, "stream")?;
-            let position: i64 = sqlx::Row::try_get(&row, "position")?;
+        for (stream, position) in json_rows_in::<(String, i64)>(&row, "positions")? {
             let slot = match stream.as_str() {
                 "events" => &mut positions.events,
                 s if s == Stream::AccountData.name() => &mut positions.account_data,
@@ -414,7 +420,7 @@ impl Storage {
             };
             *slot = position;
         }
-        Ok(positions)
+        Ok((positions, memberships::memberships_in_json(&row, "memberships")?))
     }
 
     /// The newest position of a stream.
@@ -473,6 +479,42 @@ impl Engine {
         match self {
             Engine::Sqlite => format!("json_group_array({value}{order})"),
             Engine::Postgres => format!("CAST(COALESCE(json_agg({value}{order}), '[]') AS TEXT)"),
+        }
+    }
+}
+
+/// The SQL type of a column of [`Engine::json_table`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonColumn {
+    Text,
+    Int,
+}
+
+impl Engine {
+    /// The engine behind a connection.
+    fn of(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME { Engine::Sqlite } else { Engine::Postgres }
+    }
+
+    /// A `SELECT` of the rows of the JSON array bound as `$param` (each row an array of values
+    /// typed `columns`), to feed a multi-row `INSERT`: one statement with one parameter whatever
+    /// the number of rows, so a batch is one round trip and one statement shape.
+    fn json_table(self, param: usize, columns: &[JsonColumn]) -> String {
+        let values: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, column)| match (self, column) {
+                (Engine::Sqlite, _) => format!("value ->> {i}"),
+                (Engine::Postgres, JsonColumn::Text) => format!("x ->> {i}"),
+                (Engine::Postgres, JsonColumn::Int) => format!("CAST(x ->> {i} AS BIGINT)"),
+            })
+            .collect();
+        match self {
+            // `WHERE true` tells SQLite's parser that a following `ON CONFLICT` is an upsert.
+            Engine::Sqlite => format!("SELECT {} FROM json_each(${param}) WHERE true", values.join(", ")),
+            Engine::Postgres => {
+                format!("SELECT {} FROM json_array_elements(CAST(${param} AS json)) AS x", values.join(", "))
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 use sqlx::{AnyConnection, Row};
 
 use super::rooms::{NewEvent, PushAction};
-use super::{Result, Storage, flag, placeholders, row_values, statement_chunks};
+use super::{Engine, JsonColumn, Result, Storage, flag, placeholders};
 
 /// Unread notifications of a user in one room and thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,31 +44,42 @@ const READ_UP_TO: &str = "COALESCE((SELECT MAX(e.stream_ordering) FROM receipts 
      WHERE r.room_id = a.room_id AND r.user_id = a.user_id AND r.receipt_type IN ('m.read', 'm.read.private') \
      AND (r.thread_id = '' OR r.thread_id = a.thread_id)), 0)";
 
+/// Push-action rows written per statement at most (a batch's rows are one JSON parameter).
+const PUSH_ACTIONS_PER_INSERT: usize = 2_000;
+
 /// Writes the push actions of a batch of events on the event writer's transaction, each at its
-/// event's stream ordering. A member's rows are adjacent, so a batch dirties about one page per
-/// member however many events it holds.
+/// event's stream ordering, in one statement (see [`Engine::json_table`]). A member's rows are
+/// adjacent, so a batch dirties about one page per member however many events it holds.
 pub(super) async fn insert_push_actions(
     conn: &mut AnyConnection,
     actions: &[(&NewEvent, i64, &PushAction)],
 ) -> Result<()> {
-    for chunk in statement_chunks(actions, 7) {
-        let sql = format!(
-            "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, \
-             actions) VALUES {} ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
-            row_values(chunk.len(), 7)
-        );
-        let mut query = sqlx::query(&sql);
-        for (event, stream_ordering, action) in chunk {
-            query = query
-                .bind(&action.user_id)
-                .bind(&event.room_id)
-                .bind(&event.event_id)
-                .bind(*stream_ordering)
-                .bind(&action.thread_id)
-                .bind(flag(action.highlight))
-                .bind(action.actions.to_string());
-        }
-        query.execute(&mut *conn).await?;
+    use JsonColumn::{Int, Text};
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let engine = Engine::of(conn);
+    let sql = format!(
+        "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, actions) \
+         {} ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
+        engine.json_table(1, &[Text, Text, Text, Int, Text, Int, Text])
+    );
+    for chunk in actions.chunks(PUSH_ACTIONS_PER_INSERT) {
+        let rows: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|(event, stream_ordering, action)| {
+                serde_json::json!([
+                    action.user_id,
+                    event.room_id,
+                    event.event_id,
+                    stream_ordering,
+                    action.thread_id,
+                    flag(action.highlight),
+                    action.actions.to_string(),
+                ])
+            })
+            .collect();
+        sqlx::query(&sql).bind(serde_json::Value::Array(rows).to_string()).execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -6,13 +6,23 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::state_groups::write_state_group;
-use super::{Result, Storage, empty_window, flag, placeholders};
+use super::{Engine, Result, Storage, StorageError, empty_window, flag, placeholders};
 
 /// A state map: `(event type, state key)` → event ID.
 pub type StateMap = HashMap<(String, String), String>;
 
 /// Rooms whose timelines one query reads (SQLite allows at most 500 parts in a compound select).
 const ROOMS_PER_TIMELINE_QUERY: usize = 100;
+
+/// The walk of room `room` (an SQL expression) back from `$2` to `$1` (exclusive): at most `$3`
+/// accepted events, newest first. Reads only the timeline index.
+fn timeline_walk(room: &str) -> String {
+    format!(
+        "SELECT e.event_id FROM events e WHERE e.room_id = {room} AND e.stream_ordering > $1 \
+         AND e.stream_ordering <= $2 AND e.outlier = 0 AND e.rejected_reason IS NULL \
+         ORDER BY e.stream_ordering DESC LIMIT $3"
+    )
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomRow {
@@ -305,26 +315,37 @@ impl Storage {
         }
         let mut event_ids = Vec::new();
         for chunk in room_ids.chunks(ROOMS_PER_TIMELINE_QUERY) {
-            let walks: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "SELECT * FROM (SELECT e.event_id FROM events e WHERE e.room_id = ${} \
-                         AND e.stream_ordering > $1 AND e.stream_ordering <= $2 AND e.outlier = 0 \
-                         AND e.rejected_reason IS NULL ORDER BY e.stream_ordering DESC LIMIT $3) AS walk{i}",
-                        4 + i
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "SELECT {} AS ids FROM ({}) AS walks",
-                self.engine.json_rows(&["event_id"], ""),
-                walks.join(" UNION ALL ")
-            );
-            let mut query = sqlx::query(&sql).bind(after).bind(up_to).bind(per_room);
-            for room_id in chunk {
-                query = query.bind(room_id);
-            }
-            event_ids.extend(super::json_rows_in::<String>(&query.fetch_one(&self.read).await?, "ids")?);
+            let ids = match self.engine {
+                Engine::Sqlite => {
+                    let walks: Vec<String> = (0..chunk.len())
+                        .map(|i| format!("SELECT * FROM ({}) AS walk{i}", timeline_walk(&format!("${}", 4 + i))))
+                        .collect();
+                    let sql = format!(
+                        "SELECT {} AS ids FROM ({}) AS walks",
+                        self.engine.json_rows(&["event_id"], ""),
+                        walks.join(" UNION ALL ")
+                    );
+                    let mut query = sqlx::query(&sql).bind(after).bind(up_to).bind(per_room);
+                    for room_id in chunk {
+                        query = query.bind(room_id);
+                    }
+                    query.fetch_one(&self.read).await?
+                }
+                // One statement whatever the number of rooms (passed as a JSON array): its plan
+                // is made once per connection, where a union of one walk per room was planned
+                // anew for each room count, and planning it cost more than running it.
+                Engine::Postgres => {
+                    let sql = format!(
+                        "SELECT {} AS ids FROM json_array_elements_text(CAST($4 AS json)) AS r (room_id) \
+                         CROSS JOIN LATERAL ({}) AS w",
+                        self.engine.json_rows(&["w.event_id"], ""),
+                        timeline_walk("r.room_id")
+                    );
+                    let rooms = serde_json::to_string(chunk).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                    sqlx::query(&sql).bind(after).bind(up_to).bind(per_room).bind(rooms).fetch_one(&self.read).await?
+                }
+            };
+            event_ids.extend(super::json_rows_in::<String>(&ids, "ids")?);
         }
         let mut events = self.events_by_id(&event_ids).await?;
         events.sort_by(|a, b| a.room_id.cmp(&b.room_id).then(b.stream_ordering.cmp(&a.stream_ordering)));

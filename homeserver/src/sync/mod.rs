@@ -114,7 +114,11 @@ async fn sync_once(
     let since_receipts = tokens.map(|t| t.receipts);
     // Read the typing serial first: a change after this point is reported next time.
     let typing_up_to = state.typing.serial();
-    let positions = state.storage.sync_positions().await?;
+    // Stream positions with the memberships (one snapshot); meanwhile the ignored users.
+    let ((positions, memberships), ignored) = tokio::try_join!(
+        async { Ok(state.storage.sync_start(authed.user_id.as_str()).await?) },
+        crate::account_data::ignored_users(state, &authed.user_id),
+    )?;
     let up_to = positions.events;
     let account_data_up_to = positions.account_data;
     let receipts_up_to = positions.receipts;
@@ -122,22 +126,6 @@ async fn sync_once(
     let to_device_up_to = positions.to_device;
     let presence_up_to = positions.presence;
     let mut response = Response::new(String::new());
-    // Independent reads run concurrently (on PostgreSQL each is a round trip of its own).
-    let (to_device_next, memberships, ignored) = tokio::try_join!(
-        add_encryption(state, authed, tokens, up_to, device_lists_up_to, to_device_up_to, &mut response),
-        async { Ok(state.storage.memberships_of_user(authed.user_id.as_str()).await?) },
-        crate::account_data::ignored_users(state, &authed.user_id),
-    )?;
-    response.next_batch = SyncToken {
-        events: up_to,
-        account_data: account_data_up_to,
-        typing: Some(typing_up_to),
-        receipts: receipts_up_to,
-        device_lists: device_lists_up_to,
-        to_device: to_device_next,
-        presence: presence_up_to,
-    }
-    .to_string();
     let room_filter = &request.filter.room;
     let timeline_filter = &room_filter.timeline;
     let limit = timeline_filter
@@ -154,8 +142,6 @@ async fn sync_once(
     let joined: Vec<&MembershipRow> = memberships.iter().filter(|m| m.membership == "join" && wanted(m)).collect();
     let joined_ids: Vec<String> = joined.iter().map(|m| m.room_id.clone()).collect();
 
-    // One query for every joined room's recent timeline; meanwhile the joined rooms' account
-    // data, receipts and presence.
     let per_room = i64::try_from(limit + 1).unwrap_or(i64::MAX);
     let since_presence = tokens.map_or(0, |t| t.presence);
     let presence_window = crate::presence::SyncWindow {
@@ -164,7 +150,11 @@ async fn sync_once(
         events: since.map(|since| (since, up_to)),
         joined_rooms: &joined_ids,
     };
-    let (recent, account_data, receipts, presence) = tokio::try_join!(
+    // Independent reads run concurrently (on PostgreSQL each is a round trip of its own): the
+    // encryption sections, every joined room's recent timeline (one query), and the account
+    // data, receipts and presence.
+    let (to_device_next, recent, account_data, receipts, presence) = tokio::try_join!(
+        add_encryption(state, authed, tokens, up_to, device_lists_up_to, to_device_up_to, &mut response),
         async { Ok(state.storage.recent_events_in_rooms(&joined_ids, after, up_to, per_room).await?) },
         async {
             let after = since_account_data.unwrap_or(0);
@@ -176,6 +166,16 @@ async fn sync_once(
         },
         crate::presence::for_sync(state, &authed.user_id, presence_window),
     )?;
+    response.next_batch = SyncToken {
+        events: up_to,
+        account_data: account_data_up_to,
+        typing: Some(typing_up_to),
+        receipts: receipts_up_to,
+        device_lists: device_lists_up_to,
+        to_device: to_device_next,
+        presence: presence_up_to,
+    }
+    .to_string();
     let mut by_room: HashMap<String, Vec<EventRow>> = HashMap::new();
     for row in recent {
         by_room.entry(row.room_id.clone()).or_default().push(row);
