@@ -9,7 +9,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::codec::Codec;
 use super::message_batch::{insert_messages, is_plain_message};
-use super::rooms::{EventRow, NewEvent, Persisted, insert_event_at, next_stream_ordering};
+use super::rooms::{EventRow, NewEvent, NextOrdering, Persisted, insert_event_at, next_stream_ordering};
 use super::{EventCache, Result, StorageError};
 use crate::metrics::SharedHistogram;
 
@@ -42,11 +42,12 @@ impl EventWriter {
         pool: AnyPool,
         codec: Codec,
         order: Arc<Mutex<()>>,
+        next_ordering: Arc<NextOrdering>,
         latency: Arc<SharedHistogram>,
         cache: Arc<EventCache>,
     ) -> Self {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(Writer { pool, codec, order, latency, cache }, receiver));
+        tokio::spawn(run(Writer { pool, codec, order, next_ordering, latency, cache }, receiver));
         Self { jobs }
     }
 
@@ -83,6 +84,7 @@ struct Writer {
     pool: AnyPool,
     codec: Codec,
     order: Arc<Mutex<()>>,
+    next_ordering: Arc<NextOrdering>,
     latency: Arc<SharedHistogram>,
     cache: Arc<EventCache>,
 }
@@ -94,7 +96,7 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
         let started = std::time::Instant::now();
         // Taken before the write: a change to cached events meanwhile keeps these out.
         let generation = writer.cache.generation();
-        let written = write_batch(&writer.pool, &writer.codec, &batch).await;
+        let written = write_batch(&writer, &batch).await;
         writer.latency.observe(started.elapsed());
         match written {
             Ok(results) => {
@@ -113,9 +115,7 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
             // One bad event must not fail its neighbours: retry each on its own.
             Err(_) => {
                 for job in batch.drain(..) {
-                    let result = write_batch(&writer.pool, &writer.codec, std::slice::from_ref(&job))
-                        .await
-                        .map(|mut r| r.remove(0));
+                    let result = write_batch(&writer, std::slice::from_ref(&job)).await.map(|mut r| r.remove(0));
                     let _ = job.reply.send(result);
                 }
             }
@@ -141,10 +141,29 @@ fn committed_row(event: NewEvent, persisted: Persisted) -> EventRow {
     }
 }
 
-async fn write_batch(pool: &AnyPool, codec: &Codec, jobs: &[Job]) -> Result<Vec<Persisted>> {
-    let mut tx = pool.begin().await?;
+/// Writes a batch in one transaction, numbering its events from the remembered next ordering
+/// (read from the database when unknown), and remembers the next one after the commit.
+async fn write_batch(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persisted>> {
+    let written = write_batch_numbered(writer, jobs).await;
+    match &written {
+        Ok(results) => {
+            if let Some(last) = results.iter().map(|p| p.stream_ordering).max() {
+                writer.next_ordering.set(last + 1);
+            }
+        }
+        Err(_) => writer.next_ordering.forget(),
+    }
+    written
+}
+
+async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persisted>> {
+    let codec = &writer.codec;
+    let mut tx = writer.pool.begin().await?;
     let mut results = Vec::with_capacity(jobs.len());
-    let mut stream_ordering = next_stream_ordering(&mut tx).await?;
+    let mut stream_ordering = match writer.next_ordering.known() {
+        Some(next) => next,
+        None => next_stream_ordering(&mut tx).await?,
+    };
     let mut rest = jobs;
     while let Some(first) = rest.first() {
         // Runs of messages are written table by table; anything else one event at a time.

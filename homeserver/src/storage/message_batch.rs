@@ -221,4 +221,22 @@ mod tests {
             assert_eq!(stored.json["content"]["body"], "hi");
         }
     }
+
+    #[tokio::test]
+    async fn the_writer_numbers_after_events_stored_outside_it() {
+        for storage in test_support::engines().await {
+            storage.create_room("!r:x", "11", "@alice:x", false, false, 1).await.unwrap();
+            storage.create_room("!o:x", "11", "@alice:x", false, false, 1).await.unwrap();
+            let first = storage.persist_event(&message("!r:x", "$m1", &[])).await.unwrap();
+            // Another write path (a leave from a room we are not in) takes the next ordering.
+            storage.record_remote_leave("!o:x", "@alice:x", &message("!o:x", "$leave", &[])).await.unwrap();
+            let outside = storage.event("$leave").await.unwrap().expect("stored").stream_ordering;
+            assert_eq!(outside, first.stream_ordering + 1);
+            // The writer's remembered ordering is stale now: it must not reuse that one (the
+            // other path forgets it; a batch that still collided would be retried one by one).
+            let second = storage.persist_event(&message("!r:x", "$m2", &["$m1"])).await.unwrap();
+            let third = storage.persist_event(&message("!r:x", "$m3", &["$m2"])).await.unwrap();
+            assert_eq!((second.stream_ordering, third.stream_ordering), (outside + 1, outside + 2));
+        }
+    }
 }

@@ -162,6 +162,8 @@ pub struct Storage {
     engine: Engine,
     /// Held while writing events or state groups, so their counters are assigned in commit order.
     event_order: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The next event stream ordering, when known (under `event_order`).
+    next_ordering: std::sync::Arc<rooms::NextOrdering>,
     event_writer: event_writer::EventWriter,
     event_commit_latency: std::sync::Arc<crate::metrics::SharedHistogram>,
     codec: Codec,
@@ -228,10 +230,12 @@ impl Storage {
         let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
         let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
         let event_cache = std::sync::Arc::new(cache::Cache::new(options.cached_events, |_| 1));
+        let next_ordering: std::sync::Arc<rooms::NextOrdering> = Default::default();
         let event_writer = event_writer::EventWriter::spawn(
             write.clone(),
             options.codec.clone(),
             event_order.clone(),
+            next_ordering.clone(),
             latency.clone(),
             event_cache.clone(),
         );
@@ -240,6 +244,7 @@ impl Storage {
             write,
             engine,
             event_order,
+            next_ordering,
             event_writer,
             event_commit_latency: latency,
             codec: options.codec.clone(),

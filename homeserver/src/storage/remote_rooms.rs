@@ -58,7 +58,7 @@ impl Storage {
         if known.is_empty() {
             let mut outlier = invite.event.clone();
             outlier.outlier = true;
-            let persisted = insert_event(&self.codec, &mut tx, &outlier).await?;
+            let persisted = insert_event(&self.codec, &mut tx, &outlier, &self.next_ordering).await?;
             let (room_id, user_id, event_id) = (invite.room_id, invite.user_id, &invite.event.event_id);
             upsert_membership(&mut tx, room_id, user_id, invite.membership, event_id, persisted.stream_ordering)
                 .await?;
@@ -96,7 +96,7 @@ impl Storage {
                 None => {
                     let mut row = event.clone();
                     row.outlier = true;
-                    insert_event(&self.codec, &mut tx, &row).await?;
+                    insert_event(&self.codec, &mut tx, &row, &self.next_ordering).await?;
                     true
                 }
             };
@@ -156,7 +156,7 @@ impl Storage {
         let mut tx = self.write.begin().await?;
         let mut outlier = event.clone();
         outlier.outlier = true;
-        let persisted = insert_event(&self.codec, &mut tx, &outlier).await?;
+        let persisted = insert_event(&self.codec, &mut tx, &outlier, &self.next_ordering).await?;
         sqlx::query(
             "UPDATE memberships SET membership = 'leave', event_id = $3, stream_ordering = $4 \
              WHERE room_id = $1 AND user_id = $2",
@@ -213,7 +213,7 @@ impl Storage {
             let mut outlier = event.clone();
             outlier.outlier = true;
             outlier.state_group_before = group;
-            let persisted = insert_event(&self.codec, &mut tx, &outlier).await?;
+            let persisted = insert_event(&self.codec, &mut tx, &outlier, &self.next_ordering).await?;
             let in_state = event
                 .state_key
                 .as_ref()

@@ -502,13 +502,36 @@ pub(super) const HIGHEST_ORDERINGS: &str = "SELECT COALESCE(MAX(stream_ordering)
 
 /// Writes one event and everything that follows from it (state group, forward extremities,
 /// current state, membership, transaction ID) on `tx`, with the next stream ordering.
+/// The event writer's remembered next ordering is forgotten: this write takes one it cannot see.
 pub(super) async fn insert_event(
     codec: &super::codec::Codec,
     tx: &mut AnyConnection,
     event: &NewEvent,
+    next: &NextOrdering,
 ) -> Result<Persisted> {
+    next.forget();
     let stream_ordering = next_stream_ordering(tx).await?;
     insert_event_at(codec, tx, event, stream_ordering).await
+}
+
+/// The stream ordering the next event gets, as the event writer last committed it, so a batch
+/// need not ask the database; unknown (0) until the first batch, after a failed one, and after
+/// any other write of events. Read and changed only under the event order lock.
+#[derive(Debug, Default)]
+pub(super) struct NextOrdering(std::sync::atomic::AtomicI64);
+
+impl NextOrdering {
+    pub(super) fn known(&self) -> Option<i64> {
+        Some(self.0.load(std::sync::atomic::Ordering::Relaxed)).filter(|next| *next > 0)
+    }
+
+    pub(super) fn set(&self, next: i64) {
+        self.0.store(next, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(super) fn forget(&self) {
+        self.set(0);
+    }
 }
 
 /// The stream ordering the next event written on `tx` gets.
