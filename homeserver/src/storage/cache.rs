@@ -7,8 +7,9 @@
 //! entries cannot take unbounded memory.
 //!
 //! A generation counter keeps a reader from caching what it read before a change: readers take
-//! the generation before their query, and [`Cache::insert_read`] drops rows when it moved since.
-//! Writers call [`Cache::invalidate`] or [`Cache::clear`] after their commit.
+//! the generation before their query, and [`Cache::insert_read`] drops the rows whose key was
+//! invalidated since (every row, after a [`Cache::clear`] or when too many keys changed to
+//! remember which). Writers call [`Cache::invalidate`] or [`Cache::clear`] after their commit.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -29,7 +30,14 @@ struct Segments<K, V> {
     hot_weight: usize,
     cold: HashMap<K, V>,
     generation: u64,
+    /// The generation at which each recently invalidated key changed last.
+    changed: HashMap<K, u64>,
+    /// Reads that began before this generation may hold any change: `changed` was emptied then.
+    changed_since: u64,
 }
+
+/// Invalidated keys remembered at most; past that, reads in flight are dropped whole.
+const REMEMBERED_CHANGES: usize = 4096;
 
 /// The cache's generation when a read began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +46,14 @@ pub(super) struct Generation(u64);
 impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// A cache holding entries of at most `capacity` weight in all.
     pub(super) fn new(capacity: usize, weigh: fn(&V) -> usize) -> Self {
-        let segments = Segments { hot: HashMap::new(), hot_weight: 0, cold: HashMap::new(), generation: 0 };
+        let segments = Segments {
+            hot: HashMap::new(),
+            hot_weight: 0,
+            cold: HashMap::new(),
+            generation: 0,
+            changed: HashMap::new(),
+            changed_since: 0,
+        };
         Self { segments: Mutex::new(segments), segment_capacity: capacity / 2, weigh }
     }
 
@@ -66,10 +81,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
             return;
         }
         let mut segments = self.lock();
-        if segments.generation != generation.0 {
+        if generation.0 < segments.changed_since {
             return;
         }
         for (key, value) in rows {
+            if segments.changed.get(&key).is_some_and(|&changed| changed > generation.0) {
+                continue;
+            }
             self.put(&mut segments, key, value);
         }
     }
@@ -78,15 +96,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     pub(super) fn invalidate<'a, Q>(&self, keys: impl IntoIterator<Item = &'a Q>)
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized + 'a,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized + 'a,
     {
         let mut segments = self.lock();
         segments.generation += 1;
+        let generation = segments.generation;
         for key in keys {
             if let Some(value) = segments.hot.remove(key) {
                 segments.hot_weight -= (self.weigh)(&value);
             }
             segments.cold.remove(key);
+            segments.changed.insert(key.to_owned(), generation);
+        }
+        if segments.changed.len() > REMEMBERED_CHANGES {
+            segments.forget_changes();
         }
     }
 
@@ -97,6 +120,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         segments.hot.clear();
         segments.hot_weight = 0;
         segments.cold.clear();
+        segments.forget_changes();
     }
 
     fn put(&self, segments: &mut Segments<K, V>, key: K, value: V) {
@@ -120,6 +144,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         // A panic elsewhere cannot leave the maps inconsistent (every update is one insert or
         // remove), so a poisoned lock is still usable.
         self.segments.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<K, V> Segments<K, V> {
+    /// Stops tracking changes key by key: every read in flight counts as stale.
+    fn forget_changes(&mut self) {
+        self.changed.clear();
+        self.changed_since = self.generation;
     }
 }
 
@@ -168,6 +200,23 @@ mod tests {
         assert_eq!(cache.get("a"), Some(2));
         cache.clear();
         assert_eq!(cache.get("a"), None);
+    }
+
+    #[test]
+    fn a_change_to_one_key_keeps_reads_of_others() {
+        let cache: Cache<String, u32> = Cache::new(8, |_| 1);
+        let before = cache.generation();
+        cache.invalidate(["a"]);
+        cache.insert_read(before, [("a".to_owned(), 1), ("b".to_owned(), 2)]);
+        assert_eq!((cache.get("a"), cache.get("b")), (None, Some(2)));
+        // Too many changes to remember: a read from before them is dropped whole.
+        let before = cache.generation();
+        let keys: Vec<String> = (0..=REMEMBERED_CHANGES).map(|i| i.to_string()).collect();
+        cache.invalidate(keys.iter().map(String::as_str));
+        cache.insert_read(before, [("c".to_owned(), 3)]);
+        assert_eq!(cache.get("c"), None);
+        cache.insert_read(cache.generation(), [("c".to_owned(), 3)]);
+        assert_eq!(cache.get("c"), Some(3));
     }
 
     #[test]
