@@ -276,25 +276,17 @@ impl Storage {
             Order::NewestFirst => "DESC",
             Order::OldestFirst => "ASC",
         };
-        // The page's IDs from the index, in one row; the events from the cache, the rest by ID.
-        let row = sqlx::query(&format!(
-            "SELECT {} AS ids FROM (SELECT e.event_id FROM events e WHERE e.room_id = $1 AND e.stream_ordering > $2 \
-             AND e.stream_ordering <= $3 AND e.rejected_reason IS NULL AND e.outlier = 0 \
-             ORDER BY e.stream_ordering {direction} LIMIT $4) AS page",
-            self.engine.json_rows(&["event_id"], "")
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering > $2 \
+             AND e.stream_ordering <= $3 AND e.rejected_reason IS NULL AND e.outlier = 0 ORDER BY e.stream_ordering {direction} LIMIT $4"
         ))
         .bind(room_id)
         .bind(after)
         .bind(up_to)
         .bind(limit)
-        .fetch_one(&self.read)
+        .fetch_all(&self.read)
         .await?;
-        let mut events = self.events_by_id(&super::json_rows_in::<String>(&row, "ids")?).await?;
-        match order {
-            Order::NewestFirst => events.sort_by_key(|e| std::cmp::Reverse(e.stream_ordering)),
-            Order::OldestFirst => events.sort_by_key(|e| e.stream_ordering),
-        }
-        Ok(events)
+        rows.iter().map(|row| EventRow::from_row(&self.codec, row)).collect()
     }
 
     /// For several rooms at once: the newest accepted events with `after < stream_ordering <=
