@@ -401,15 +401,15 @@ impl Storage {
     /// come from the same snapshot: a membership committed between two reads could otherwise be
     /// covered by the positions yet missing from the memberships.
     pub async fn sync_start(&self, user_id: &str) -> Result<(SyncPositions, Vec<MembershipRow>)> {
+        let positions = format!(
+            "SELECT {} FROM (SELECT stream, position FROM stream_positions \
+             UNION ALL SELECT 'events' AS stream, MAX(n) AS position FROM ({}) AS highest) AS p",
+            self.engine.json_rows(&["stream", "position"], ""),
+            rooms::HIGHEST_ORDERINGS
+        );
         let sql = format!(
-            "SELECT ({}) AS positions, ({}) AS memberships",
-            format_args!(
-                "SELECT {} FROM (SELECT stream, position FROM stream_positions \
-                 UNION ALL SELECT 'events' AS stream, MAX(n) AS position FROM ({}) AS highest) AS p",
-                self.engine.json_rows(&["stream", "position"], ""),
-                rooms::HIGHEST_ORDERINGS
-            ),
-            memberships::user_memberships_json(self.engine),
+            "SELECT ({positions}) AS positions, ({}) AS memberships",
+            memberships::user_memberships_json(self.engine)
         );
         let row = sqlx::query(&sql).bind(user_id).fetch_one(&self.read).await?;
         let mut positions = SyncPositions::default();
@@ -476,26 +476,17 @@ impl Engine {
     /// thread and the reading task, so hundreds of short rows cost more than one long one.
     fn json_rows(self, columns: &[&str], order_by: &str) -> String {
         let order = if order_by.is_empty() { String::new() } else { format!(" ORDER BY {order_by}") };
-        let (array, value) = match self {
-            Engine::Sqlite => ("json_array", columns.join(", ")),
-            Engine::Postgres => ("json_build_array", columns.join(", ")),
+        let array = match self {
+            Engine::Sqlite => "json_array",
+            Engine::Postgres => "json_build_array",
         };
-        let value = if columns.len() == 1 { value } else { format!("{array}({value})") };
+        let value = if columns.len() == 1 { columns[0].to_owned() } else { format!("{array}({})", columns.join(", ")) };
         match self {
             Engine::Sqlite => format!("json_group_array({value}{order})"),
             Engine::Postgres => format!("CAST(COALESCE(json_agg({value}{order}), '[]') AS TEXT)"),
         }
     }
-}
 
-/// The SQL type of a column of [`Engine::json_table`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum JsonColumn {
-    Text,
-    Int,
-}
-
-impl Engine {
     /// The engine behind a connection.
     fn of(conn: &sqlx::AnyConnection) -> Self {
         if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME { Engine::Sqlite } else { Engine::Postgres }
@@ -522,6 +513,13 @@ impl Engine {
             }
         }
     }
+}
+
+/// The SQL type of a column of [`Engine::json_table`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonColumn {
+    Text,
+    Int,
 }
 
 /// The rows of a [`Engine::json_rows`] column.

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::state_groups::write_state_group;
-use super::{Engine, Result, Storage, StorageError, empty_window, flag, placeholders};
+use super::{Engine, Result, Storage, empty_window, flag, placeholders};
 
 /// A state map: `(event type, state key)` → event ID.
 pub type StateMap = HashMap<(String, String), String>;
@@ -333,7 +333,7 @@ impl Storage {
                         self.engine.json_rows(&["w.event_id"], ""),
                         timeline_walk("r.room_id")
                     );
-                    let rooms = serde_json::to_string(chunk).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                    let rooms = serde_json::json!(chunk).to_string();
                     sqlx::query(&sql).bind(after).bind(up_to).bind(per_room).bind(rooms).fetch_one(&self.read).await?
                 }
             };

@@ -47,20 +47,7 @@ impl Storage {
     /// The full states of several state groups: from the state cache, and one query for the rest.
     pub async fn states_at_groups(&self, groups: &[i64]) -> Result<HashMap<i64, StateMap>> {
         let generation = self.state_cache.generation();
-        let mut states = HashMap::with_capacity(groups.len());
-        let mut missing = Vec::new();
-        let mut wanted = std::collections::HashSet::with_capacity(groups.len());
-        for &group in groups {
-            if !wanted.insert(group) {
-                continue;
-            }
-            match self.state_cache.get(&group) {
-                Some(state) => {
-                    states.insert(group, StateMap::clone(&state));
-                }
-                None => missing.push(group),
-            }
-        }
+        let (mut states, missing) = self.cached_state_entries(groups, &[]);
         if missing.is_empty() {
             return Ok(states);
         }
@@ -83,9 +70,21 @@ impl Storage {
         groups: &[i64],
         keys: &[(String, String)],
     ) -> Result<HashMap<i64, StateMap>> {
+        let (mut states, missing) = self.cached_state_entries(groups, keys);
+        states.extend(self.read_state_entries(&missing, keys).await?);
+        Ok(states)
+    }
+
+    /// The `keys` entries (all when empty) of the groups whose full state is cached, and the
+    /// groups that are not; each group once.
+    fn cached_state_entries(&self, groups: &[i64], keys: &[(String, String)]) -> (HashMap<i64, StateMap>, Vec<i64>) {
         let mut states = HashMap::with_capacity(groups.len());
         let mut missing = Vec::new();
+        let mut wanted = std::collections::HashSet::with_capacity(groups.len());
         for &group in groups {
+            if !wanted.insert(group) {
+                continue;
+            }
             match self.state_cache.get(&group) {
                 Some(state) => {
                     states.insert(group, entries_of(&state, keys));
@@ -93,8 +92,7 @@ impl Storage {
                 None => missing.push(group),
             }
         }
-        states.extend(self.read_state_entries(&missing, keys).await?);
-        Ok(states)
+        (states, missing)
     }
 
     /// The given `(type, state_key)` entries (all of them when `keys` is empty) of several state
