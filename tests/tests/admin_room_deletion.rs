@@ -25,6 +25,7 @@ const ROOM_TABLES: &[&str] = &[
     "event_relations",
     "event_search",
     "event_push_actions",
+    "recent_push_actions",
     "account_data",
 ];
 

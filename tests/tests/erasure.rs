@@ -77,7 +77,8 @@ async fn leave_traces(server: &TestServer, alice: &Session, bob: &Session) -> Tr
     let theirs = format!("sender = '{}'", alice.user_id);
     assert!(server.count_rows(&format!("SELECT COUNT(*) FROM event_search WHERE {theirs}")).await > 0);
     let pushed = format!(
-        "SELECT COUNT(*) FROM event_push_actions WHERE event_id IN (SELECT event_id FROM events WHERE {theirs})"
+        "SELECT COUNT(*) FROM (SELECT event_id FROM event_push_actions UNION ALL SELECT event_id FROM recent_push_actions) p \
+         WHERE event_id IN (SELECT event_id FROM events WHERE {theirs})"
     );
     assert!(server.count_rows(&pushed).await > 0, "bob was notified of alice's messages");
     server.state.access_log.flush().await;
@@ -138,7 +139,8 @@ async fn assert_erased(server: &TestServer, engine: Engine, bob: &Session, alice
     let theirs = format!("sender = '{alice_id}'");
     assert_eq!(server.count_rows(&format!("SELECT COUNT(*) FROM event_search WHERE {theirs}")).await, 0);
     let pushed = format!(
-        "SELECT COUNT(*) FROM event_push_actions WHERE event_id IN (SELECT event_id FROM events WHERE {theirs})"
+        "SELECT COUNT(*) FROM (SELECT event_id FROM event_push_actions UNION ALL SELECT event_id FROM recent_push_actions) p \
+         WHERE event_id IN (SELECT event_id FROM events WHERE {theirs})"
     );
     assert_eq!(server.count_rows(&pushed).await, 0);
     assert_eq!(server.count_rows(&format!("SELECT COUNT(*) FROM to_device_messages WHERE {theirs}")).await, 0);

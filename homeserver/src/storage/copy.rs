@@ -28,6 +28,7 @@ pub const TABLES: &[&str] = &[
     "account_data",
     "receipts",
     "event_push_actions",
+    "recent_push_actions",
     "event_relations",
     "event_search",
     "device_keys",

@@ -99,6 +99,8 @@ impl Storage {
             "DELETE FROM event_relations WHERE sender = $1",
             "DELETE FROM event_push_actions WHERE event_id IN (SELECT event_id FROM events WHERE sender = $1)",
             "DELETE FROM event_push_actions WHERE user_id = $1",
+            "DELETE FROM recent_push_actions WHERE event_id IN (SELECT event_id FROM events WHERE sender = $1)",
+            "DELETE FROM recent_push_actions WHERE user_id = $1",
             "DELETE FROM to_device_messages WHERE sender = $1",
             "DELETE FROM account_data WHERE user_id = $1",
             "DELETE FROM key_backup_keys WHERE user_id = $1",
@@ -109,6 +111,9 @@ impl Storage {
             "DELETE FROM access_log WHERE user_id = $1",
             "UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = $1",
         ];
+        // The event writer moves push actions between their two tables under this lock: a move
+        // running alongside could put back rows deleted here.
+        let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
         let mut removed = 0;
         for statement in STATEMENTS {

@@ -9,8 +9,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::codec::Codec;
 use super::message_batch::{insert_messages, is_plain_message};
+use super::notifications::{RECENT_PUSH_ACTIONS_MOVED_AT, move_recent_push_actions};
 use super::rooms::{EventRow, NewEvent, NextOrdering, Persisted, insert_event_at, next_stream_ordering};
-use super::{EventCache, Result, StorageError};
+use super::{Engine, EventCache, Result, StorageError};
 use crate::metrics::SharedHistogram;
 
 /// Most events committed in one transaction.
@@ -35,10 +36,11 @@ impl std::fmt::Debug for Job {
 }
 
 impl EventWriter {
-    /// Starts the writer task on the current runtime. `order` is held while writing so other
+    /// Starts the writer on a thread of its own. `order` is held while writing so other
     /// writers of the same counters (state groups) do not interleave.
     /// Committed events go into `cache`: the newest events are what syncs read next.
     pub(super) fn spawn(
+        engine: Engine,
         pool: AnyPool,
         codec: Codec,
         order: Arc<Mutex<()>>,
@@ -47,7 +49,21 @@ impl EventWriter {
         cache: Arc<EventCache>,
     ) -> Self {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(Writer { pool, codec, order, next_ordering, latency, cache }, receiver));
+        let stages_push_actions = engine.stages_push_actions();
+        let writer = Writer { pool, codec, order, next_ordering, latency, cache, stages_push_actions };
+        // A thread of its own: a batch is several statements in a row, and on the shared runtime
+        // the task queued behind request handlers after each one, which left the writer, the
+        // one serial step of every send, waiting most of the time it was busy.
+        let started = std::thread::Builder::new().name("event-writer".into()).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(run(writer, receiver)),
+                // Every write then fails with "the event writer has stopped".
+                Err(e) => tracing::error!(error = %e, "the event writer cannot start"),
+            }
+        });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "the event writer cannot start");
+        }
         Self { jobs }
     }
 
@@ -87,12 +103,20 @@ struct Writer {
     next_ordering: Arc<NextOrdering>,
     latency: Arc<SharedHistogram>,
     cache: Arc<EventCache>,
+    /// Whether this engine writes push actions to `recent_push_actions`, to be moved.
+    stages_push_actions: bool,
 }
 
 async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Push actions written to `recent_push_actions` since they were last moved (or since start:
+    // rows an earlier run left there are moved along with the next ones).
+    let mut recent_push_actions = 0;
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let _order = writer.order.lock().await;
+        if writer.stages_push_actions {
+            recent_push_actions += batch.iter().map(|job| job.event.push_actions.len()).sum::<usize>();
+        }
         let started = std::time::Instant::now();
         // Taken before the write: a change to cached events meanwhile keeps these out.
         let generation = writer.cache.generation();
@@ -120,7 +144,23 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
                 }
             }
         }
+        // After the replies, so no sender waits for it; under the order lock, so no purge of
+        // push actions runs meanwhile.
+        if recent_push_actions >= RECENT_PUSH_ACTIONS_MOVED_AT {
+            match move_push_actions(&writer.pool).await {
+                Ok(()) => recent_push_actions = 0,
+                // They stay where readers find them too; the next batch tries again.
+                Err(e) => tracing::warn!(error = %e, "moving recent push actions failed"),
+            }
+        }
     }
+}
+
+async fn move_push_actions(pool: &AnyPool) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    move_recent_push_actions(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The row of a committed event, as reading it back would give it.

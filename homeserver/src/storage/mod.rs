@@ -232,6 +232,7 @@ impl Storage {
         let event_cache = std::sync::Arc::new(cache::Cache::new(options.cached_events, |_| 1));
         let next_ordering: std::sync::Arc<rooms::NextOrdering> = Default::default();
         let event_writer = event_writer::EventWriter::spawn(
+            engine,
             write.clone(),
             options.codec.clone(),
             event_order.clone(),

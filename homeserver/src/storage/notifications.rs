@@ -48,8 +48,10 @@ const READ_UP_TO: &str = "COALESCE((SELECT MAX(e.stream_ordering) FROM receipts 
 const PUSH_ACTIONS_PER_INSERT: usize = 2_000;
 
 /// Writes the push actions of a batch of events on the event writer's transaction, each at its
-/// event's stream ordering, in one statement (see [`Engine::json_table`]). A member's rows are
-/// adjacent, so a batch dirties about one page per member however many events it holds.
+/// event's stream ordering, in one statement (see [`Engine::json_table`]). Where the engine
+/// stages them (see [`Engine::stages_push_actions`]) they go to `recent_push_actions`, ordered by
+/// position, so a batch appends to a page or two however many members it notifies;
+/// [`move_recent_push_actions`] later files them by member.
 pub(super) async fn insert_push_actions(
     conn: &mut AnyConnection,
     actions: &[(&NewEvent, i64, &PushAction)],
@@ -59,9 +61,14 @@ pub(super) async fn insert_push_actions(
         return Ok(());
     }
     let engine = Engine::of(conn);
+    let (table, key) = if engine.stages_push_actions() {
+        ("recent_push_actions", "stream_ordering, user_id")
+    } else {
+        ("event_push_actions", "user_id, room_id, stream_ordering")
+    };
     let sql = format!(
-        "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, actions) \
-         {} ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
+        "INSERT INTO {table} (user_id, room_id, event_id, stream_ordering, thread_id, highlight, actions) \
+         {} ON CONFLICT ({key}) DO NOTHING",
         engine.json_table(1, &[Text, Text, Text, Int, Text, Int, Text])
     );
     for chunk in actions.chunks(PUSH_ACTIONS_PER_INSERT) {
@@ -83,6 +90,40 @@ pub(super) async fn insert_push_actions(
     }
     Ok(())
 }
+
+/// Recent push actions are moved into `event_push_actions` once this many have been written:
+/// the move then adds many rows to each member's range at once. It also bounds the recent
+/// rows a count or a `/notifications` page reads without a per-member index.
+pub(super) const RECENT_PUSH_ACTIONS_MOVED_AT: usize = 4_096;
+
+/// Moves every recent push action into `event_push_actions` in one transaction, in member
+/// order, so each member's range takes its rows together. The caller holds the event order
+/// lock: nothing adds or deletes push actions meanwhile.
+pub(super) async fn move_recent_push_actions(conn: &mut AnyConnection) -> Result<u64> {
+    const COLUMNS: &str = "user_id, room_id, stream_ordering, event_id, thread_id, highlight, actions";
+    let moved = sqlx::query(&format!(
+        "INSERT INTO event_push_actions ({COLUMNS}) SELECT {COLUMNS} FROM recent_push_actions \
+         WHERE true ORDER BY user_id, room_id, stream_ordering ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING"
+    ))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM recent_push_actions").execute(&mut *conn).await?;
+    Ok(moved)
+}
+
+impl Engine {
+    /// Whether push actions are written to `recent_push_actions` first. SQLite's write-ahead log
+    /// takes whole pages, so a row added to each notified member's range of
+    /// `event_push_actions` cost a page per member per commit; PostgreSQL logs the rows, and
+    /// writes them straight where they belong (its `recent_push_actions` stays empty).
+    pub(super) fn stages_push_actions(self) -> bool {
+        self == Engine::Sqlite
+    }
+}
+
+/// Both tables of push actions, read as one.
+const PUSH_ACTION_TABLES: [&str; 2] = ["event_push_actions", "recent_push_actions"];
 
 impl Storage {
     /// Unread notification and highlight counts per room and thread, for these rooms, through
@@ -136,22 +177,30 @@ impl Storage {
         let rooms = placeholders(3, windows.len());
         let bounds: Vec<String> =
             (0..windows.len()).map(|i| format!("(${}, CAST(${} AS BIGINT))", 3 + i, 3 + windows.len() + i)).collect();
+        // Both tables alike; `$min_after` lets the recent rows be read as a range of positions.
+        let min_after = 3 + 2 * windows.len();
+        let counted = PUSH_ACTION_TABLES.map(|table| {
+            format!(
+                "SELECT a.room_id, a.thread_id, a.highlight FROM {table} a \
+                 JOIN (VALUES {}) AS w ON w.column1 = a.room_id AND a.stream_ordering > w.column2 \
+                 LEFT JOIN reads unthreaded ON unthreaded.room_id = a.room_id AND unthreaded.thread_id = '' \
+                 LEFT JOIN reads threaded ON threaded.room_id = a.room_id AND threaded.thread_id = a.thread_id \
+                     AND threaded.thread_id <> '' \
+                 WHERE a.user_id = $1 AND a.room_id IN ({rooms}) AND a.stream_ordering <= $2 \
+                 AND a.stream_ordering > ${min_after} \
+                 AND a.stream_ordering > COALESCE(unthreaded.pos, threaded.pos, 0) \
+                 AND (threaded.pos IS NULL OR a.stream_ordering > threaded.pos)",
+                bounds.join(", ")
+            )
+        });
         let sql = format!(
             "WITH reads AS (SELECT r.room_id, r.thread_id, MAX(e.stream_ordering) AS pos FROM receipts r \
                  JOIN events e ON e.event_id = r.event_id WHERE r.user_id = $1 \
                  AND r.receipt_type IN ('m.read', 'm.read.private') AND r.room_id IN ({rooms}) \
                  GROUP BY r.room_id, r.thread_id) \
-             SELECT a.room_id, a.thread_id, COUNT(*) AS notifications, CAST(SUM(a.highlight) AS BIGINT) AS highlights \
-             FROM event_push_actions a \
-             JOIN (VALUES {}) AS w ON w.column1 = a.room_id AND a.stream_ordering > w.column2 \
-             LEFT JOIN reads unthreaded ON unthreaded.room_id = a.room_id AND unthreaded.thread_id = '' \
-             LEFT JOIN reads threaded ON threaded.room_id = a.room_id AND threaded.thread_id = a.thread_id \
-                 AND threaded.thread_id <> '' \
-             WHERE a.user_id = $1 AND a.room_id IN ({rooms}) AND a.stream_ordering <= $2 \
-             AND a.stream_ordering > COALESCE(unthreaded.pos, threaded.pos, 0) \
-             AND (threaded.pos IS NULL OR a.stream_ordering > threaded.pos) \
-             GROUP BY a.room_id, a.thread_id",
-            bounds.join(", ")
+             SELECT room_id, thread_id, COUNT(*) AS notifications, CAST(SUM(highlight) AS BIGINT) AS highlights \
+             FROM ({}) AS unread GROUP BY room_id, thread_id",
+            counted.join(" UNION ALL ")
         );
         let mut query = sqlx::query(&sql).bind(user_id).bind(up_to);
         for (room_id, _) in windows {
@@ -160,7 +209,8 @@ impl Storage {
         for (_, after) in windows {
             query = query.bind(*after);
         }
-        let rows = query.fetch_all(&self.read).await?;
+        let lowest_after = windows.iter().map(|(_, after)| *after).min().unwrap_or(0);
+        let rows = query.bind(lowest_after).fetch_all(&self.read).await?;
         rows.iter()
             .map(|row| {
                 Ok(UnreadCount {
@@ -186,12 +236,14 @@ impl Storage {
         limit: i64,
         only_highlights: bool,
     ) -> Result<Vec<NotificationRow>> {
-        let sql = format!(
-            "SELECT a.room_id, a.event_id, a.stream_ordering, a.actions, \
-             CASE WHEN a.stream_ordering <= {READ_UP_TO} THEN 1 ELSE 0 END AS is_read \
-             FROM event_push_actions a WHERE a.user_id = $1 AND a.stream_ordering < $2 \
-             AND ($3 = 0 OR a.highlight = 1) ORDER BY a.stream_ordering DESC LIMIT $4"
-        );
+        let listed = PUSH_ACTION_TABLES.map(|table| {
+            format!(
+                "SELECT a.room_id, a.event_id, a.stream_ordering, a.actions, \
+                 CASE WHEN a.stream_ordering <= {READ_UP_TO} THEN 1 ELSE 0 END AS is_read \
+                 FROM {table} a WHERE a.user_id = $1 AND a.stream_ordering < $2 AND ($3 = 0 OR a.highlight = 1)"
+            )
+        });
+        let sql = format!("{} ORDER BY stream_ordering DESC LIMIT $4", listed.join(" UNION ALL "));
         let rows = sqlx::query(&sql)
             .bind(user_id)
             .bind(before)
@@ -212,5 +264,135 @@ impl Storage {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::receipts::NewReceipt;
+    use super::super::test_support;
+    use super::*;
+
+    fn notified(user_id: &str, thread_id: &str, highlight: bool) -> PushAction {
+        PushAction {
+            user_id: user_id.into(),
+            thread_id: thread_id.into(),
+            highlight,
+            actions: serde_json::json!(["notify"]),
+        }
+    }
+
+    fn message(event_id: &str, push_actions: Vec<PushAction>) -> NewEvent {
+        NewEvent {
+            event_id: event_id.into(),
+            room_id: "!r:x".into(),
+            event_type: "m.room.message".into(),
+            state_key: None,
+            sender: "@alice:x".into(),
+            depth: 1,
+            origin_server_ts: 1,
+            json: serde_json::json!({"event_id": event_id, "content": {"body": "hi"}}),
+            prev_events: Vec::new(),
+            rejected_reason: None,
+            state_group_before: 0,
+            txn: None,
+            outlier: false,
+            destinations: Vec::new(),
+            resolved_current: None,
+            push_actions,
+        }
+    }
+
+    async fn rows_in(storage: &Storage, table: &str) -> i64 {
+        sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .fetch_one(&storage.read)
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap()
+    }
+
+    /// Counts read from the database, not from the cache.
+    async fn fresh_counts(storage: &Storage, user_id: &str) -> Vec<UnreadCount> {
+        storage.unread_cache.clear();
+        let mut counts = storage.unread_counts(user_id, &["!r:x".to_owned()], i64::MAX).await.unwrap();
+        counts.sort_by(|a, b| a.thread_id.cmp(&b.thread_id));
+        counts
+    }
+
+    fn count(thread_id: &str, notifications: i64, highlights: i64) -> UnreadCount {
+        UnreadCount { room_id: "!r:x".into(), thread_id: thread_id.into(), notifications, highlights }
+    }
+
+    #[tokio::test]
+    async fn counts_and_notifications_read_both_tables_the_same_before_and_after_a_move() {
+        for storage in test_support::engines().await {
+            storage.create_room("!r:x", "11", "@alice:x", false, false, 1).await.unwrap();
+            let mut positions = Vec::new();
+            for i in 0..6 {
+                let highlight = i % 3 == 0;
+                let actions = vec![notified("@bob:x", "main", highlight), notified("@carol:x", "$root", false)];
+                positions
+                    .push(storage.persist_event(&message(&format!("$e{i}"), actions)).await.unwrap().stream_ordering);
+            }
+            // Bob has read the first two.
+            let receipt = NewReceipt {
+                room_id: "!r:x",
+                user_id: "@bob:x",
+                receipt_type: "m.read",
+                thread_id: "",
+                event_id: "$e1",
+                ts: 1,
+            };
+            storage.set_receipt(receipt).await.unwrap();
+            let staged = if storage.engine().stages_push_actions() { 12 } else { 0 };
+            assert_eq!(rows_in(&storage, "recent_push_actions").await, staged);
+            let bob_before = fresh_counts(&storage, "@bob:x").await;
+            assert_eq!(bob_before, vec![count("main", 4, 1)]);
+            assert_eq!(fresh_counts(&storage, "@carol:x").await, vec![count("$root", 6, 0)]);
+            let listed_before = storage.notifications("@bob:x", i64::MAX, 10, false).await.unwrap();
+            let listed: Vec<(i64, bool)> = listed_before.iter().map(|n| (n.stream_ordering, n.read)).collect();
+            let expected: Vec<(i64, bool)> = positions.iter().rev().map(|p| (*p, *p <= positions[1])).collect();
+            assert_eq!(listed, expected);
+
+            let mut tx = storage.write.begin().await.unwrap();
+            assert_eq!(move_recent_push_actions(&mut tx).await.unwrap(), staged as u64);
+            tx.commit().await.unwrap();
+            assert_eq!(
+                (rows_in(&storage, "recent_push_actions").await, rows_in(&storage, "event_push_actions").await),
+                (0, 12)
+            );
+            assert_eq!(fresh_counts(&storage, "@bob:x").await, bob_before);
+            assert_eq!(storage.notifications("@bob:x", i64::MAX, 10, false).await.unwrap(), listed_before);
+
+            // Newer rows in the recent table add to the moved ones, in counts and in the list.
+            let late = vec![notified("@bob:x", "main", true)];
+            let newest = storage.persist_event(&message("$e6", late)).await.unwrap().stream_ordering;
+            assert_eq!(fresh_counts(&storage, "@bob:x").await, vec![count("main", 5, 2)]);
+            let highlights = storage.notifications("@bob:x", i64::MAX, 2, true).await.unwrap();
+            let highlighted: Vec<i64> = highlights.iter().map(|n| n.stream_ordering).collect();
+            assert_eq!(highlighted, vec![newest, positions[3]]);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_event_writer_moves_recent_push_actions_once_enough_are_written() {
+        // PostgreSQL writes them in place: nothing is ever staged there.
+        for storage in test_support::engines().await {
+            storage.create_room("!r:x", "11", "@alice:x", false, false, 1).await.unwrap();
+            let few = vec![notified("@bob:x", "main", false)];
+            storage.persist_event(&message("$few", few)).await.unwrap();
+            let staged = i64::from(storage.engine().stages_push_actions());
+            assert_eq!(rows_in(&storage, "recent_push_actions").await, staged);
+            let many =
+                (0..RECENT_PUSH_ACTIONS_MOVED_AT).map(|i| notified(&format!("@u{i}:x"), "main", false)).collect();
+            storage.persist_event(&message("$many", many)).await.unwrap();
+            // The move follows the reply; the next write waits for it (one writer, in order).
+            storage.persist_event(&message("$after", Vec::new())).await.unwrap();
+            assert_eq!(rows_in(&storage, "recent_push_actions").await, 0);
+            let total = i64::try_from(RECENT_PUSH_ACTIONS_MOVED_AT).unwrap() + 1;
+            assert_eq!(rows_in(&storage, "event_push_actions").await, total);
+            assert_eq!(fresh_counts(&storage, "@u7:x").await, vec![count("main", 1, 0)]);
+        }
     }
 }

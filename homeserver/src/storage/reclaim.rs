@@ -20,6 +20,7 @@ const PURGED_TABLES: &[&str] = &[
     "events",
     "event_search",
     "event_push_actions",
+    "recent_push_actions",
     "event_relations",
     "receipts",
     "event_txns",

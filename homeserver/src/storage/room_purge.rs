@@ -22,6 +22,7 @@ const ROOM_TABLES: &[&str] = &[
     "room_aliases",
     "account_data",
     "event_push_actions",
+    "recent_push_actions",
     "event_relations",
     "event_search",
     "remote_invites",
@@ -137,6 +138,7 @@ impl Storage {
         for sql in [
             "DELETE FROM federation_outbox_pdus WHERE stream_ordering IN ({purged})",
             "DELETE FROM event_push_actions WHERE room_id = $1 AND stream_ordering IN ({purged})",
+            "DELETE FROM recent_push_actions WHERE room_id = $1 AND stream_ordering IN ({purged})",
             "DELETE FROM event_relations WHERE room_id = $1 AND stream_ordering IN ({purged})",
             "DELETE FROM event_search WHERE room_id = $1 AND stream_ordering IN ({purged})",
             "DELETE FROM receipts WHERE room_id = $1 AND event_id IN \
