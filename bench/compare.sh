@@ -2,7 +2,8 @@
 # Side by side: the same benchmark, with the same parameters, against Myelin on SQLite, Myelin on
 # PostgreSQL (when one answers on 127.0.0.1:5432) and Synapse (when `matrix-synapse` is installed
 # from PyPI), one server at a time on this machine. Samples each server's peak RSS and CPU time
-# from /proc and prints a markdown table with Synapse/Myelin ratios.
+# from /proc, times Myelin's restart on the database the run left (until it answers /versions),
+# and prints a markdown table with Synapse/Myelin ratios.
 #
 #   bench/compare.sh [myelin-bench options…]      e.g. bench/compare.sh --messages 2000
 #
@@ -60,18 +61,42 @@ run_bench() { # url label pid
     sample "$3" "$2"
 }
 
+start_myelin() { # dir port database_url
+    MYELIN_SERVER_NAME=localhost MYELIN_LISTEN="127.0.0.1:$2" MYELIN_DATA_DIR="$1" \
+        MYELIN_DATABASE_URL="$3" MYELIN_REGISTRATION=open MYELIN_LOG__LEVEL=warn \
+        "$MYELIN" serve >>"$1/server.log" 2>&1 &
+    SERVER_PID=$!
+}
+
+# Milliseconds from starting the server on the database the benchmark left until it answers
+# /versions (best of three restarts: the first may wait for the OS to page the binary in).
+time_restart() { # label dir port database_url
+    local best="" started ready elapsed
+    for _ in 1 2 3; do
+        started=$(date +%s%N)
+        start_myelin "$2" "$3" "$4"
+        until curl -fsS "http://127.0.0.1:$3/_matrix/client/versions" >/dev/null 2>&1; do
+            kill -0 "$SERVER_PID" 2>/dev/null || { echo "server $1 exited on restart" >&2; return 1; }
+            sleep 0.002
+        done
+        ready=$(date +%s%N)
+        stop_server
+        elapsed=$(( (ready - started) / 1000000 ))
+        if [ -z "$best" ] || [ "$elapsed" -lt "$best" ]; then best=$elapsed; fi
+    done
+    printf '{"server":"%s","scenario":"restart","ready_ms":%s}\n' "$1" "$best" >>"$RESULTS"
+}
+
 run_myelin() { # label database_url
     local port dir
     port=$(free_port)
     dir="$WORK/$1"
     mkdir -p "$dir"
-    MYELIN_SERVER_NAME=localhost MYELIN_LISTEN="127.0.0.1:$port" MYELIN_DATA_DIR="$dir" \
-        MYELIN_DATABASE_URL="$2" MYELIN_REGISTRATION=open MYELIN_LOG__LEVEL=warn \
-        "$MYELIN" serve >"$dir/server.log" 2>&1 &
-    SERVER_PID=$!
+    start_myelin "$dir" "$port" "$2"
     wait_ready "http://127.0.0.1:$port"
     run_bench "http://127.0.0.1:$port" "$1" "$SERVER_PID"
     stop_server
+    time_restart "$1" "$dir" "$port" "$2"
 }
 
 run_synapse() {
