@@ -194,9 +194,28 @@ pub(crate) async fn accept_pdu(
     relay: Relay<'_>,
 ) -> Result<Sent> {
     let (event, awaiting) = authorize_and_prepare(state, head, pdu, txn, relay).await?.split();
-    let persisted = state.storage.persist_event(&event).await?;
+    let state_after = shared_state_after(head, &awaiting.pdu);
+    let persisted = state.storage.persist_event_sharing_state(&event, state_after).await?;
     head.advance(&awaiting.pdu, persisted);
     Ok(awaiting.committed(state, persisted))
+}
+
+/// Rooms with at most this many current state entries hand the state after each of their state
+/// events to the state cache (a copy per state event; larger rooms leave it to the readers).
+const SHARED_STATE_ENTRIES: usize = 1_000;
+
+/// The room's full state after the state event `pdu`, as the head knows it: syncs look up entries
+/// of the room's newest state group, which no full read may have loaded, and each such lookup
+/// walked the group's delta chain in the database.
+fn shared_state_after(head: &RoomHead, pdu: &Pdu) -> Option<crate::storage::StateMap> {
+    let state_key = pdu.state_key.as_ref()?;
+    if head.state.len() >= SHARED_STATE_ENTRIES {
+        return None;
+    }
+    let mut state: crate::storage::StateMap =
+        head.state.iter().map(|((kind, key), id)| ((kind.clone(), key.clone()), id.to_string())).collect();
+    state.insert((pdu.event_type.to_string(), state_key.clone()), pdu.event_id.to_string());
+    Some(state)
 }
 
 /// An authorized event, ready to be written, with what must happen once it is committed.

@@ -204,6 +204,26 @@ impl Storage {
         self.event_writer.persist(event.clone()).await
     }
 
+    /// Persists an event and, when it starts a new state group, caches `state_after` as that
+    /// group's full state (the caller's copy of the state after the event, e.g. a room head's).
+    pub async fn persist_event_sharing_state(
+        &self,
+        event: &NewEvent,
+        state_after: Option<StateMap>,
+    ) -> Result<Persisted> {
+        // Taken before the write: a purge meanwhile (which may free group numbers for reuse)
+        // keeps the state out.
+        let generation = self.state_cache.generation();
+        let persisted = self.persist_event(event).await?;
+        if let Some(state) = state_after
+            && persisted.state_group_after != event.state_group_before
+            && !state.is_empty()
+        {
+            self.state_cache.insert_read(generation, [(persisted.state_group_after, std::sync::Arc::new(state))]);
+        }
+        Ok(persisted)
+    }
+
     /// Queues an event for writing without waiting for its commit: events are committed in the
     /// order they are queued, so a room's next event may be built on it at once.
     pub async fn queue_event(&self, event: NewEvent) -> Result<super::QueuedEvent> {
@@ -648,4 +668,55 @@ pub(super) async fn upsert_membership(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support;
+    use super::*;
+
+    fn event(event_id: &str, state_key: Option<&str>, state_group_before: i64) -> NewEvent {
+        NewEvent {
+            event_id: event_id.into(),
+            room_id: "!r:x".into(),
+            event_type: if state_key.is_some() { "m.room.topic" } else { "m.room.message" }.into(),
+            state_key: state_key.map(str::to_owned),
+            sender: "@alice:x".into(),
+            depth: 1,
+            origin_server_ts: 1,
+            json: serde_json::json!({"event_id": event_id, "content": {}}),
+            prev_events: Vec::new(),
+            rejected_reason: None,
+            state_group_before,
+            txn: None,
+            outlier: false,
+            destinations: Vec::new(),
+            resolved_current: None,
+            push_actions: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_state_event_shares_the_state_after_it_and_a_message_shares_nothing() {
+        for storage in test_support::engines().await {
+            storage.create_room("!r:x", "11", "@alice:x", false, false, 1).await.unwrap();
+            let topic: StateMap = [(("m.room.topic".to_owned(), String::new()), "$topic".to_owned())].into();
+            let empty = storage.create_empty_state_group("!r:x").await.unwrap();
+            let persisted = storage
+                .persist_event_sharing_state(&event("$topic", Some(""), empty), Some(topic.clone()))
+                .await
+                .unwrap();
+            let group = persisted.state_group_after;
+            assert_ne!(group, empty, "a state event starts a group");
+            assert_eq!(storage.state_cache.get(&group).as_deref(), Some(&topic));
+            // What was shared is what the database holds for the group.
+            storage.state_cache.clear();
+            assert_eq!(storage.state_at_group(group).await.unwrap(), topic);
+
+            let bogus: StateMap = [(("x".to_owned(), "y".to_owned()), "$bogus".to_owned())].into();
+            let message = storage.persist_event_sharing_state(&event("$m", None, group), Some(bogus)).await.unwrap();
+            assert_eq!(message.state_group_after, group);
+            assert_eq!(storage.state_cache.get(&group).as_deref(), Some(&topic));
+        }
+    }
 }
