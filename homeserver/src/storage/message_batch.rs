@@ -152,22 +152,9 @@ mod tests {
 
     fn message(room_id: &str, event_id: &str, prev_events: &[&str]) -> NewEvent {
         NewEvent {
-            event_id: event_id.into(),
-            room_id: room_id.into(),
-            event_type: "m.room.message".into(),
-            state_key: None,
-            sender: "@alice:x".into(),
-            depth: 1,
-            origin_server_ts: 1,
-            json: serde_json::json!({"event_id": event_id, "content": {"body": "hi"}}),
             prev_events: prev_events.iter().map(|p| (*p).to_owned()).collect(),
-            rejected_reason: None,
             state_group_before: 7,
-            txn: None,
-            outlier: false,
-            destinations: Vec::new(),
-            resolved_current: None,
-            push_actions: Vec::new(),
+            ..test_support::message(room_id, event_id)
         }
     }
 

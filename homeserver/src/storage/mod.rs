@@ -598,6 +598,29 @@ pub(crate) mod test_support {
         all
     }
 
+    /// A plain message by `@alice:x` with no prev events, on no state group: tests set what
+    /// they need on top (`NewEvent { …, ..message(room, id) }`).
+    pub fn message(room_id: &str, event_id: &str) -> NewEvent {
+        NewEvent {
+            event_id: event_id.into(),
+            room_id: room_id.into(),
+            event_type: "m.room.message".into(),
+            state_key: None,
+            sender: "@alice:x".into(),
+            depth: 1,
+            origin_server_ts: 1,
+            json: serde_json::json!({"event_id": event_id, "content": {"body": "hi"}}),
+            prev_events: Vec::new(),
+            rejected_reason: None,
+            state_group_before: 0,
+            txn: None,
+            outlier: false,
+            destinations: Vec::new(),
+            resolved_current: None,
+            push_actions: Vec::new(),
+        }
+    }
+
     fn options(url: String) -> StorageOptions {
         StorageOptions {
             url,

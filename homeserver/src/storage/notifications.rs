@@ -283,24 +283,7 @@ mod tests {
     }
 
     fn message(event_id: &str, push_actions: Vec<PushAction>) -> NewEvent {
-        NewEvent {
-            event_id: event_id.into(),
-            room_id: "!r:x".into(),
-            event_type: "m.room.message".into(),
-            state_key: None,
-            sender: "@alice:x".into(),
-            depth: 1,
-            origin_server_ts: 1,
-            json: serde_json::json!({"event_id": event_id, "content": {"body": "hi"}}),
-            prev_events: Vec::new(),
-            rejected_reason: None,
-            state_group_before: 0,
-            txn: None,
-            outlier: false,
-            destinations: Vec::new(),
-            resolved_current: None,
-            push_actions,
-        }
+        NewEvent { push_actions, ..test_support::message("!r:x", event_id) }
     }
 
     async fn rows_in(storage: &Storage, table: &str) -> i64 {

@@ -676,23 +676,12 @@ mod tests {
     use super::*;
 
     fn event(event_id: &str, state_key: Option<&str>, state_group_before: i64) -> NewEvent {
+        let event_type = if state_key.is_some() { "m.room.topic" } else { "m.room.message" };
         NewEvent {
-            event_id: event_id.into(),
-            room_id: "!r:x".into(),
-            event_type: if state_key.is_some() { "m.room.topic" } else { "m.room.message" }.into(),
+            event_type: event_type.into(),
             state_key: state_key.map(str::to_owned),
-            sender: "@alice:x".into(),
-            depth: 1,
-            origin_server_ts: 1,
-            json: serde_json::json!({"event_id": event_id, "content": {}}),
-            prev_events: Vec::new(),
-            rejected_reason: None,
             state_group_before,
-            txn: None,
-            outlier: false,
-            destinations: Vec::new(),
-            resolved_current: None,
-            push_actions: Vec::new(),
+            ..test_support::message("!r:x", event_id)
         }
     }
 
