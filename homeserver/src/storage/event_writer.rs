@@ -36,7 +36,7 @@ impl std::fmt::Debug for Job {
 }
 
 impl EventWriter {
-    /// Starts the writer on a thread of its own. `order` is held while writing so other
+    /// Starts the writer (on SQLite, on a thread of its own). `order` is held while writing so other
     /// writers of the same counters (state groups) do not interleave.
     /// Committed events go into `cache`: the newest events are what syncs read next.
     pub(super) fn spawn(
@@ -51,9 +51,16 @@ impl EventWriter {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
         let stages_push_actions = engine.stages_push_actions();
         let writer = Writer { pool, codec, order, next_ordering, latency, cache, stages_push_actions };
-        // A thread of its own: a batch is several statements in a row, and on the shared runtime
-        // the task queued behind request handlers after each one, which left the writer, the
-        // one serial step of every send, waiting most of the time it was busy.
+        if engine != Engine::Sqlite {
+            // PostgreSQL connections are driven by the shared runtime's I/O driver: a writer on
+            // a runtime of its own added a wake-up between the two to every statement.
+            tokio::spawn(run(writer, receiver));
+            return Self { jobs };
+        }
+        // On SQLite, a thread of its own: each of a batch's statements is a hand-off to the
+        // connection's worker thread and back, and on the shared runtime the writer then queued
+        // behind request handlers, so the one serial step of every send waited most of the
+        // time it was busy.
         let started = std::thread::Builder::new().name("event-writer".into()).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime.block_on(run(writer, receiver)),
