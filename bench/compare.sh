@@ -71,12 +71,14 @@ start_myelin() { # dir port database_url
 # Milliseconds from starting the server on the database the benchmark left until it answers
 # /versions (best of three restarts: the first may wait for the OS to page the binary in).
 time_restart() { # label dir port database_url
-    local best="" started ready elapsed
+    local best="" started ready elapsed deadline
     for _ in 1 2 3; do
         started=$(date +%s%N)
+        deadline=$((started + 30000000000))
         start_myelin "$2" "$3" "$4"
         until curl -fsS "http://127.0.0.1:$3/_matrix/client/versions" >/dev/null 2>&1; do
             kill -0 "$SERVER_PID" 2>/dev/null || { echo "server $1 exited on restart" >&2; return 1; }
+            [ "$(date +%s%N)" -lt "$deadline" ] || { echo "server $1 not ready 30 s after a restart" >&2; return 1; }
             sleep 0.002
         done
         ready=$(date +%s%N)

@@ -200,7 +200,7 @@ pub(crate) async fn accept_pdu(
     Ok(awaiting.committed(state, persisted))
 }
 
-/// Rooms with at most this many current state entries hand the state after each of their state
+/// Rooms with fewer current state entries than this hand the state after each of their state
 /// events to the state cache (a copy per state event; larger rooms leave it to the readers).
 const SHARED_STATE_ENTRIES: usize = 1_000;
 

@@ -111,9 +111,8 @@ impl Storage {
             "DELETE FROM access_log WHERE user_id = $1",
             "UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = $1",
         ];
-        // The event writer moves push actions between their two tables under this lock: a move
-        // running alongside could put back rows deleted here.
-        let _order = self.event_order.lock().await;
+        // A move of push actions between their two tables is one transaction on SQLite's single
+        // write connection, like this one, so the two never interleave.
         let mut tx = self.write.begin().await?;
         let mut removed = 0;
         for statement in STATEMENTS {

@@ -116,9 +116,10 @@ struct Writer {
 
 async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Push actions written to `recent_push_actions` since they were last moved (or since start:
-    // rows an earlier run left there are moved along with the next ones).
-    let mut recent_push_actions = 0;
+    // Push actions written to `recent_push_actions` since they were last moved. Counted as due at
+    // start, so the first batch also moves what an earlier run (or a copy from another engine,
+    // on any engine) left there.
+    let mut recent_push_actions = RECENT_PUSH_ACTIONS_MOVED_AT;
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let _order = writer.order.lock().await;
         if writer.stages_push_actions {
@@ -154,10 +155,11 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
         // After the replies, so no sender waits for it; under the order lock, so no purge of
         // push actions runs meanwhile.
         if recent_push_actions >= RECENT_PUSH_ACTIONS_MOVED_AT {
-            match move_push_actions(&writer.pool).await {
-                Ok(()) => recent_push_actions = 0,
-                // They stay where readers find them too; the next batch tries again.
-                Err(e) => tracing::warn!(error = %e, "moving recent push actions failed"),
+            // Either way the count starts again: a failed move is retried after as many more rows,
+            // not after every batch (the rows stay where readers find them meanwhile).
+            recent_push_actions = 0;
+            if let Err(e) = move_push_actions(&writer.pool).await {
+                tracing::warn!(error = %e, "moving recent push actions failed");
             }
         }
     }
