@@ -36,8 +36,8 @@ impl std::fmt::Debug for Job {
 }
 
 impl EventWriter {
-    /// Starts the writer (on SQLite, on a thread of its own). `order` is held while writing so other
-    /// writers of the same counters (state groups) do not interleave.
+    /// Starts the writer (on SQLite, on a thread of its own). `order` is held while writing so
+    /// other writers of the same counters (state groups) do not interleave.
     /// Committed events go into `cache`: the newest events are what syncs read next.
     pub(super) fn spawn(
         engine: Engine,
