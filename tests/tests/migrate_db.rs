@@ -82,6 +82,8 @@ async fn sqlite_installation_moves_to_postgres() {
     let copied = homeserver::storage::copy_database(&sqlite_url, &postgres).await.expect("copy");
     assert_eq!(copied, source_counts, "every row of every table");
     assert!(copied.iter().any(|(table, rows)| *table == "events" && *rows > 30));
+    // Bob's notifications were still staged on SQLite; the copy files them by member.
+    assert!(copied.iter().any(|(table, rows)| *table == "recent_push_actions" && *rows > 0), "{copied:?}");
     // A second copy into the same (now populated) database is refused.
     assert!(homeserver::storage::copy_database(&sqlite_url, &postgres).await.is_err());
 
@@ -90,6 +92,7 @@ async fn sqlite_installation_moves_to_postgres() {
         config.data_dir = data_dir.clone();
     })
     .await;
+    assert_eq!(new.count_rows("SELECT COUNT(*) FROM recent_push_actions").await, 0);
     // Existing sessions and passwords keep working.
     assert_eq!(new.get("/_matrix/client/v3/account/whoami", alice.token()).await.0, StatusCode::OK);
     new.login("bob", PASSWORD).await;

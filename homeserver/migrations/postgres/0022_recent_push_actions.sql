@@ -1,7 +1,7 @@
 -- Staged push actions (see the SQLite migration). PostgreSQL logs rows, not pages, so its
--- event writer writes push actions straight to event_push_actions; this table only holds rows a
--- copy from SQLite brought, which the writer moves at its first write after start. It
--- exists so that one set of queries reads, purges and copies both engines.
+-- event writer writes push actions straight to event_push_actions and this table stays empty (a
+-- copy from SQLite files the rows it brings); it exists so that one set of queries reads,
+-- purges and copies both engines.
 CREATE TABLE recent_push_actions (
     stream_ordering BIGINT NOT NULL,
     user_id         TEXT NOT NULL,

@@ -186,7 +186,14 @@ pub async fn copy_database(from: &str, to: &str) -> Result<Vec<(&'static str, i6
     };
     let source = Storage::connect(&options(from)).await?;
     let target = Storage::connect(&options(to)).await?;
-    let result = source.copy_into(&target).await;
+    let mut result = source.copy_into(&target).await;
+    if result.is_ok() {
+        // Push actions a SQLite source had not yet filed by member: filed now, since PostgreSQL's
+        // event writer never moves them (the returned counts are those copied).
+        if let Err(e) = super::notifications::move_recent_push_actions(&target.write).await {
+            result = Err(e);
+        }
+    }
     source.close().await;
     target.close().await;
     result

@@ -116,10 +116,10 @@ struct Writer {
 
 async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Push actions written to `recent_push_actions` since they were last moved. Counted as due at
-    // start, so the first batch also moves what an earlier run (or a copy from another engine,
-    // on any engine) left there.
-    let mut recent_push_actions = RECENT_PUSH_ACTIONS_MOVED_AT;
+    // Push actions written to `recent_push_actions` since they were last moved. Where the engine
+    // stages them they are counted as due at start, so the first batch also moves what an
+    // earlier run left there.
+    let mut recent_push_actions = if writer.stages_push_actions { RECENT_PUSH_ACTIONS_MOVED_AT } else { 0 };
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let _order = writer.order.lock().await;
         if writer.stages_push_actions {
@@ -158,18 +158,11 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
             // Either way the count starts again: a failed move is retried after as many more rows,
             // not after every batch (the rows stay where readers find them meanwhile).
             recent_push_actions = 0;
-            if let Err(e) = move_push_actions(&writer.pool).await {
+            if let Err(e) = move_recent_push_actions(&writer.pool).await {
                 tracing::warn!(error = %e, "moving recent push actions failed");
             }
         }
     }
-}
-
-async fn move_push_actions(pool: &AnyPool) -> Result<()> {
-    let mut tx = pool.begin().await?;
-    move_recent_push_actions(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// The row of a committed event, as reading it back would give it.
