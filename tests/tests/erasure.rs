@@ -174,7 +174,7 @@ async fn assert_erased(server: &TestServer, engine: Engine, bob: &Session, alice
 /// PostgreSQL, every row of every table as text (bytes show as hex).
 pub(crate) async fn assert_no_marker_on_disk(server: &TestServer, engine: Engine, markers: &[String]) {
     if engine == Engine::Sqlite {
-        server.raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").await;
+        server.checkpoint_sqlite().await;
     }
     for file in files_under(&server.state.config.data_dir) {
         let bytes = std::fs::read(&file).unwrap();

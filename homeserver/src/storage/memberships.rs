@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, empty_window, placeholders};
+use super::{Result, Storage, empty_window};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipRow {
@@ -67,13 +67,10 @@ impl Storage {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {COLUMNS} FROM memberships WHERE user_id = $1 AND room_id IN ({})",
-            placeholders(2, room_ids.len())
+            "SELECT {COLUMNS} FROM memberships WHERE user_id = $1 AND room_id {}",
+            self.engine.in_list(2, room_ids.len())
         );
-        let mut query = sqlx::query(&sql).bind(user_id);
-        for room_id in room_ids {
-            query = query.bind(room_id);
-        }
+        let query = self.engine.bind_list(sqlx::query(&sql).bind(user_id), room_ids);
         query.fetch_all(&self.read).await?.iter().map(from_row).collect()
     }
 
@@ -91,13 +88,10 @@ impl Storage {
         }
         let sql = format!(
             "SELECT {COLUMNS} FROM memberships WHERE stream_ordering > $1 AND stream_ordering <= $2 \
-             AND room_id IN ({}) ORDER BY stream_ordering",
-            placeholders(3, room_ids.len())
+             AND room_id {} ORDER BY stream_ordering",
+            self.engine.in_list(3, room_ids.len())
         );
-        let mut query = sqlx::query(&sql).bind(after).bind(up_to);
-        for room_id in room_ids {
-            query = query.bind(room_id);
-        }
+        let query = self.engine.bind_list(sqlx::query(&sql).bind(after).bind(up_to), room_ids);
         let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(from_row).collect()
     }
@@ -169,25 +163,19 @@ impl Storage {
         }
         let counts = format!(
             "SELECT room_id, membership, COUNT(*) AS n FROM memberships WHERE membership IN ('join', 'invite') \
-             AND room_id IN ({}) GROUP BY room_id, membership",
-            placeholders(1, room_ids.len())
+             AND room_id {} GROUP BY room_id, membership",
+            self.engine.in_list(1, room_ids.len())
         );
-        let mut count_query = sqlx::query(&counts);
-        for room_id in room_ids {
-            count_query = count_query.bind(room_id);
-        }
+        let count_query = self.engine.bind_list(sqlx::query(&counts), room_ids);
         let firsts = format!(
             "SELECT {} AS heroes FROM (SELECT room_id, user_id, ROW_NUMBER() OVER \
              (PARTITION BY room_id ORDER BY stream_ordering) AS rn FROM memberships \
-             WHERE membership IN ('join', 'invite') AND user_id <> $1 AND room_id IN ({})) m \
+             WHERE membership IN ('join', 'invite') AND user_id <> $1 AND room_id {}) m \
              WHERE m.rn <= $2",
             self.engine.json_rows(&["room_id", "user_id"], "room_id, rn"),
-            placeholders(3, room_ids.len())
+            self.engine.in_list(3, room_ids.len())
         );
-        let mut hero_query = sqlx::query(&firsts).bind(user_id).bind(heroes);
-        for room_id in room_ids {
-            hero_query = hero_query.bind(room_id);
-        }
+        let hero_query = self.engine.bind_list(sqlx::query(&firsts).bind(user_id).bind(heroes), room_ids);
         // Independent: on PostgreSQL each is a round trip.
         let (counted, firsts) = tokio::try_join!(count_query.fetch_all(&self.read), hero_query.fetch_one(&self.read))?;
         for row in counted {

@@ -516,6 +516,33 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// `IN (…)` over a list of `count` values bound last, from `$first` on, by
+    /// [`Engine::bind_list`]. On SQLite the list is one JSON array: one statement shape whatever
+    /// its length (`IN ($1, …, $n)` is a new statement to prepare and plan for every length)
+    /// and one parameter to bind. PostgreSQL plans a plain list best.
+    fn in_list(self, first: usize, count: usize) -> String {
+        match self {
+            Engine::Sqlite => format!("IN (SELECT value FROM json_each(${first}))"),
+            Engine::Postgres => format!("IN ({})", placeholders(first, count)),
+        }
+    }
+
+    /// Binds the list of an [`Engine::in_list`].
+    fn bind_list<'q, T>(self, query: AnyQuery<'q>, values: &'q [T]) -> AnyQuery<'q>
+    where
+        T: serde::Serialize + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + 'q,
+    {
+        match self {
+            Engine::Sqlite => query.bind(serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())),
+            Engine::Postgres => values.iter().fold(query, |query, value| query.bind(value)),
+        }
+    }
+}
+
+/// A statement being built, as `sqlx::query` makes it.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// The SQL type of a column of [`Engine::json_table`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum JsonColumn {

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream, empty_window, placeholders};
+use super::{Result, Storage, Stream, advance_stream, empty_window};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceRow {
@@ -88,12 +88,9 @@ impl Storage {
         if user_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("SELECT {COLUMNS} FROM presence p WHERE p.user_id IN ({})", placeholders(1, user_ids.len()));
-        let mut query = sqlx::query(&sql);
-        for user_id in user_ids {
-            query = query.bind(user_id);
-        }
-        let rows = query.fetch_all(&self.read).await?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM presence p WHERE p.user_id {}", self.engine.in_list(1, user_ids.len()));
+        let rows = self.engine.bind_list(sqlx::query(&sql), user_ids).fetch_all(&self.read).await?;
         rows.iter().map(from_row).collect()
     }
 

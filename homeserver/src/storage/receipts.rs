@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Storage, Stream, advance_stream, empty_window, placeholders};
+use super::{Result, Storage, Stream, advance_stream, empty_window};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptRow {
@@ -57,13 +57,10 @@ impl Storage {
         }
         let sql = format!(
             "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts \
-             WHERE stream_id > $1 AND stream_id <= $2 AND room_id IN ({}) ORDER BY stream_id",
-            placeholders(3, room_ids.len())
+             WHERE stream_id > $1 AND stream_id <= $2 AND room_id {} ORDER BY stream_id",
+            self.engine.in_list(3, room_ids.len())
         );
-        let mut query = sqlx::query(&sql).bind(after).bind(up_to);
-        for room_id in room_ids {
-            query = query.bind(room_id);
-        }
+        let query = self.engine.bind_list(sqlx::query(&sql).bind(after).bind(up_to), room_ids);
         let rows = query.fetch_all(&self.read).await?;
         rows.iter()
             .map(|row| {

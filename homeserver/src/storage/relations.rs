@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::{AnyConnection, Row};
 
 use super::rooms::NewEvent;
-use super::{Order, Result, Storage, placeholders};
+use super::{Order, Result, Storage};
 
 /// A child event of a relation, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,19 +86,17 @@ impl Storage {
         };
         let sql = format!(
             "SELECT {COLUMNS} FROM event_relations WHERE ($1 IS NULL OR rel_type = $1) AND ($2 IS NULL OR event_type = $2) \
-             AND stream_ordering > $3 AND stream_ordering < $4 AND relates_to_id IN ({}) \
+             AND stream_ordering > $3 AND stream_ordering < $4 AND relates_to_id {} \
              ORDER BY stream_ordering {direction} LIMIT $5",
-            placeholders(6, parents.len())
+            self.engine.in_list(6, parents.len())
         );
-        let mut sql_query = sqlx::query(&sql)
+        let sql_query = sqlx::query(&sql)
             .bind(query.rel_type)
             .bind(query.event_type)
             .bind(query.after)
             .bind(query.before)
             .bind(query.limit);
-        for parent in parents {
-            sql_query = sql_query.bind(parent);
-        }
+        let sql_query = self.engine.bind_list(sql_query, parents);
         let rows = sql_query.fetch_all(&self.read).await?;
         rows.iter().map(from_row).collect()
     }
@@ -136,31 +134,26 @@ impl Storage {
         if event_ids.is_empty() {
             return Ok(result);
         }
-        let list = placeholders(2, event_ids.len());
         // Thread summaries: count, latest reply, and whether the user took part.
         let sql = format!(
             "SELECT r.relates_to_id, COUNT(*) AS n, MAX(r.stream_ordering) AS latest, \
              CAST(SUM(CASE WHEN r.sender = $1 THEN 1 ELSE 0 END) AS BIGINT) AS mine \
-             FROM event_relations r WHERE r.rel_type = 'm.thread' AND r.relates_to_id IN ({list}) \
-             GROUP BY r.relates_to_id"
+             FROM event_relations r WHERE r.rel_type = 'm.thread' AND r.relates_to_id {} \
+             GROUP BY r.relates_to_id",
+            self.engine.in_list(2, event_ids.len())
         );
-        let mut thread_query = sqlx::query(&sql).bind(user_id);
-        for id in event_ids {
-            thread_query = thread_query.bind(id);
-        }
+        let thread_query = self.engine.bind_list(sqlx::query(&sql).bind(user_id), event_ids);
         // Edits by the original sender and references, oldest first (so the last edit wins).
+        // The original's sender is looked up per relation found: a join would let the planner
+        // walk the events of the list (most have no relations at all) instead.
         let sql = format!(
             "SELECT r.event_id, r.relates_to_id, r.rel_type FROM event_relations r \
-             JOIN events p ON p.event_id = r.relates_to_id \
-             WHERE r.relates_to_id IN ({}) AND \
-             ((r.rel_type = 'm.replace' AND r.sender = p.sender) OR r.rel_type = 'm.reference') \
+             WHERE r.relates_to_id {} AND (r.rel_type = 'm.reference' OR (r.rel_type = 'm.replace' \
+             AND r.sender = (SELECT p.sender FROM events p WHERE p.event_id = r.relates_to_id))) \
              ORDER BY r.stream_ordering",
-            placeholders(1, event_ids.len())
+            self.engine.in_list(1, event_ids.len())
         );
-        let mut edit_query = sqlx::query(&sql);
-        for id in event_ids {
-            edit_query = edit_query.bind(id);
-        }
+        let edit_query = self.engine.bind_list(sqlx::query(&sql), event_ids);
         // Independent reads, concurrent: on PostgreSQL each is a round trip.
         let (threads, edits) = tokio::try_join!(thread_query.fetch_all(&self.read), edit_query.fetch_all(&self.read))?;
         let mut latest_positions = Vec::new();
@@ -205,14 +198,10 @@ impl Storage {
             return Ok(HashMap::new());
         }
         let sql = format!(
-            "SELECT event_id, stream_ordering FROM event_relations WHERE stream_ordering IN ({})",
-            placeholders(1, positions.len())
+            "SELECT event_id, stream_ordering FROM event_relations WHERE stream_ordering {}",
+            self.engine.in_list(1, positions.len())
         );
-        let mut query = sqlx::query(&sql);
-        for position in positions {
-            query = query.bind(position);
-        }
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = self.engine.bind_list(sqlx::query(&sql), positions).fetch_all(&self.read).await?;
         rows.iter().map(|row| Ok((row.try_get("stream_ordering")?, row.try_get("event_id")?))).collect()
     }
 

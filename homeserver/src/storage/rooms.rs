@@ -265,12 +265,8 @@ impl Storage {
             return Ok(events);
         }
         let sql =
-            format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id IN ({})", placeholders(1, missing.len()));
-        let mut query = sqlx::query(&sql);
-        for id in missing {
-            query = query.bind(id);
-        }
-        let read = query.fetch_all(&self.read).await?;
+            format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id {}", self.engine.in_list(1, missing.len()));
+        let read = self.engine.bind_list(sqlx::query(&sql), &missing).fetch_all(&self.read).await?;
         let read = read.iter().map(|row| EventRow::from_row(&self.codec, row)).collect::<Result<Vec<_>>>()?;
         self.event_cache.insert_read(generation, read.iter().map(|event| (event.event_id.clone(), event.clone())));
         events.extend(read);
@@ -495,13 +491,10 @@ impl Storage {
             return Ok(HashMap::new());
         }
         let sql = format!(
-            "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({})",
-            placeholders(3, event_ids.len())
+            "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id {}",
+            self.engine.in_list(3, event_ids.len())
         );
-        let mut query = sqlx::query(&sql).bind(user_id).bind(device_id);
-        for id in event_ids {
-            query = query.bind(id);
-        }
+        let query = self.engine.bind_list(sqlx::query(&sql).bind(user_id).bind(device_id), event_ids);
         let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(|row| Ok((row.try_get("event_id")?, row.try_get("txn_id")?))).collect()
     }

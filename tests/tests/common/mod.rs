@@ -455,6 +455,24 @@ impl TestServer {
         done.rows_affected()
     }
 
+    /// Empties a SQLite server's WAL into the database file, retrying while one of the server's
+    /// own readers keeps the checkpoint from finishing (a busy checkpoint leaves old frames).
+    pub async fn checkpoint_sqlite(&self) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.state.config.effective_database_url()).await.expect("database");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let busy: i64 =
+                sqlx::query_scalar("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&pool).await.expect("checkpoint");
+            if busy == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the WAL stayed busy");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        pool.close().await;
+    }
+
     /// Runs `SELECT COUNT(*) …` on the server's database, to see what is really stored.
     pub async fn count_rows(&self, sql: &str) -> i64 {
         sqlx::any::install_default_drivers();
