@@ -1,11 +1,16 @@
 //! Redactions and `/context`.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::{Engine, TestServer, assert_error, engine_tests, message_bodies};
 
-engine_tests!(redaction_removes_content_for_everyone, context_around_an_event, state_changes_carry_prev_content);
+engine_tests!(
+    redaction_removes_content_for_everyone,
+    context_around_an_event,
+    state_changes_carry_prev_content,
+    concurrent_state_changes_each_carry_the_one_before
+);
 
 async fn redaction_removes_content_for_everyone(engine: Engine) {
     for version in ["10", "11"] {
@@ -116,4 +121,36 @@ async fn state_changes_carry_prev_content(engine: Engine) {
     assert_eq!(event["unsigned"]["prev_content"], json!({}));
     let sync = server.sync(&alice, "").await;
     assert!(!sync.to_string().contains("first topic"));
+}
+
+/// State events are built on the room's head while the one before is still being committed:
+/// each still carries the content it replaced, and the room ends at the last one.
+async fn concurrent_state_changes_each_carry_the_one_before(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let alice = server.register("alice", "correct-horse").await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic");
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let request = reqwest::Client::new()
+            .put(format!("{}{topic}", server.base_url))
+            .bearer_auth(alice.token().unwrap())
+            .json(&json!({"topic": format!("topic {i}")}));
+        sends.spawn(async move { request.send().await.unwrap().status() });
+    }
+    while let Some(status) = sends.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    let (status, page) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=100"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let topics: Vec<&Value> =
+        page["chunk"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.topic").collect();
+    assert_eq!(topics.len(), 8, "{page}");
+    for pair in topics.windows(2) {
+        assert_eq!(pair[1]["unsigned"]["prev_content"], pair[0]["content"], "{}", pair[1]);
+        assert_eq!(pair[1]["unsigned"]["replaces_state"], pair[0]["event_id"], "{}", pair[1]);
+    }
+    let current = server.state_content(&alice, &room, "m.room.topic", "").await;
+    assert_eq!(current, topics[7]["content"]);
 }

@@ -142,6 +142,22 @@ impl RoomHead {
         Ok(())
     }
 
+    /// Keeps a state event the head does not otherwise keep (not an auth type) until it is
+    /// committed: the room's next event of its type and key reads it for `prev_content`, and
+    /// the database does not have it yet. Returns whether [`Self::release_committed`] is due.
+    pub fn hold_uncommitted(&mut self, pdu: &Pdu) -> bool {
+        if pdu.state_key.is_none() || AUTH_STATE_TYPES.contains(&pdu.event_type.to_string().as_str()) {
+            return false;
+        }
+        self.pdus.insert(pdu.event_id.clone(), pdu.clone());
+        true
+    }
+
+    /// Drops a held event once committed (it is read from the database when needed again).
+    pub fn release_committed(&mut self, event_id: &ruma::EventId) {
+        self.pdus.remove(event_id);
+    }
+
     /// The event a recent message was sent as, for the sender's transaction.
     pub fn queued_txn(&self, sender: &ruma::UserId, txn: &ClientTxn) -> Option<&QueuedTxn> {
         self.recent_txns.events.get(&txn_key(sender, txn))

@@ -32,10 +32,10 @@ pub struct Sent {
 
 /// Sends an event into an existing room as `sender`.
 ///
-/// A message (a non-state event) is only queued for writing under the room lock: the head moves
-/// on at once, so the room's next message is built while this one is committed, and a room's
-/// messages share commits. State events hold the lock until committed, since the next event
-/// needs the state group their write creates.
+/// The event is only queued for writing under the room lock: the head moves on at once, so the
+/// room's next event is built while this one is committed, and a room's events share commits.
+/// A state event's group is numbered before its write for that (the next event is built on it);
+/// should the write fail, the events queued on top of it fail with it and the head is reloaded.
 pub async fn send_event(
     state: &AppState,
     room_id: &RoomId,
@@ -72,16 +72,17 @@ pub async fn send_event(
         Some(head) => head,
         empty => empty.insert(RoomHead::load(state, room_id).await?),
     };
-    if template.state_key.is_some() {
-        return send_locked(state, head, room_id, sender, template, txn).await;
-    }
-
     let position = dag_position(head, sender, &template)?;
     let pdu = build_local_pdu(state, &head.version, room_id, sender, &template, &position)?;
-    let (event, awaiting) = authorize_and_prepare(state, head, pdu, txn.clone(), Relay::AllServers).await?.split();
-    let queued = state.storage.queue_event(event).await?;
-    let unchanged_state = Persisted { stream_ordering: 0, state_group_after: head.state_group };
-    head.advance(&awaiting.pdu, unchanged_state);
+    let (mut event, awaiting) = authorize_and_prepare(state, head, pdu, txn.clone(), Relay::AllServers).await?.split();
+    let state_after = shared_state_after(head, &awaiting.pdu);
+    let state_group_after = match event.state_key {
+        Some(_) => *event.state_group_after.insert(state.storage.reserve_state_group()),
+        None => head.state_group,
+    };
+    let queued = state.storage.queue_event_sharing_state(event, state_after).await?;
+    head.advance(&awaiting.pdu, Persisted { stream_ordering: 0, state_group_after });
+    let held = head.hold_uncommitted(&awaiting.pdu);
     let (outcome, committed) = tokio::sync::watch::channel(None);
     if let Some(txn) = &txn {
         let event_id = awaiting.pdu.event_id.clone();
@@ -96,6 +97,9 @@ pub async fn send_event(
         match queued.committed().await {
             Ok(persisted) => {
                 outcome.send_replace(Some(true));
+                if held && let Some(head) = slot.lock().await.as_mut() {
+                    head.release_committed(&awaiting.pdu.event_id);
+                }
                 Ok(awaiting.committed(&state, persisted))
             }
             Err(e) => {
@@ -338,6 +342,7 @@ pub(super) fn new_event(
         prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
         rejected_reason: None,
         state_group_before,
+        state_group_after: None,
         txn: txn.map(|txn| (sender.to_string(), txn.device_id, txn.txn_id)),
         outlier: false,
         destinations: Vec::new(),

@@ -7,11 +7,14 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::cache::Generation;
 use super::codec::Codec;
 use super::message_batch::{insert_messages, is_plain_message};
 use super::notifications::{RECENT_PUSH_ACTIONS_MOVED_AT, move_recent_push_actions};
+use super::rooms::StateMap;
 use super::rooms::{EventRow, NewEvent, NextOrdering, Persisted, insert_event_at, next_stream_ordering};
-use super::{Engine, EventCache, Result, StorageError};
+use super::state_groups::StateGroupNumbers;
+use super::{Engine, EventCache, Result, StateCache, StorageError};
 use crate::metrics::SharedHistogram;
 
 /// Most events committed in one transaction.
@@ -45,12 +48,14 @@ impl EventWriter {
         codec: Codec,
         order: Arc<Mutex<()>>,
         next_ordering: Arc<NextOrdering>,
+        state_group_numbers: Arc<StateGroupNumbers>,
         latency: Arc<SharedHistogram>,
         cache: Arc<EventCache>,
     ) -> Self {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
         let stages_push_actions = engine.stages_push_actions();
-        let writer = Writer { pool, codec, order, next_ordering, latency, cache, stages_push_actions };
+        let writer =
+            Writer { pool, codec, order, next_ordering, state_group_numbers, latency, cache, stages_push_actions };
         if engine != Engine::Sqlite {
             // PostgreSQL connections are driven by the shared runtime's I/O driver: a writer on
             // a runtime of its own added a wake-up between the two to every statement.
@@ -82,7 +87,7 @@ impl EventWriter {
     pub(super) async fn enqueue(&self, event: NewEvent) -> Result<QueuedEvent> {
         let (reply, response) = oneshot::channel();
         self.jobs.send(Job { event, reply }).await.map_err(|_| writer_gone())?;
-        Ok(QueuedEvent { response })
+        Ok(QueuedEvent { response, shared_state: None })
     }
 }
 
@@ -90,12 +95,32 @@ impl EventWriter {
 #[derive(Debug)]
 pub struct QueuedEvent {
     response: oneshot::Receiver<Result<Persisted>>,
+    /// What goes into the state cache once the event is committed.
+    pub(super) shared_state: Option<SharedState>,
+}
+
+/// The full state after a state event, from its sender's room head, for the state cache.
+#[derive(Debug)]
+pub(super) struct SharedState {
+    pub(super) cache: Arc<StateCache>,
+    /// Taken before the write: a purge meanwhile keeps the state out.
+    pub(super) generation: Generation,
+    pub(super) state_group_before: i64,
+    pub(super) state: StateMap,
 }
 
 impl QueuedEvent {
     /// Waits for the commit (or the failure) of the event's transaction.
     pub async fn committed(self) -> Result<Persisted> {
-        self.response.await.map_err(|_| writer_gone())?
+        let persisted = self.response.await.map_err(|_| writer_gone())??;
+        if let Some(shared) = self.shared_state
+            && persisted.state_group_after != shared.state_group_before
+            && !shared.state.is_empty()
+        {
+            let entry = (persisted.state_group_after, Arc::new(shared.state));
+            shared.cache.insert_read(shared.generation, [entry]);
+        }
+        Ok(persisted)
     }
 }
 
@@ -108,6 +133,7 @@ struct Writer {
     codec: Codec,
     order: Arc<Mutex<()>>,
     next_ordering: Arc<NextOrdering>,
+    state_group_numbers: Arc<StateGroupNumbers>,
     latency: Arc<SharedHistogram>,
     cache: Arc<EventCache>,
     /// Whether this engine writes push actions to `recent_push_actions`, to be moved.
@@ -120,7 +146,12 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
     // stages them they are counted as due at start, so the first batch also moves what an
     // earlier run left there.
     let mut recent_push_actions = if writer.stages_push_actions { RECENT_PUSH_ACTIONS_MOVED_AT } else { 0 };
+    let mut lost = LostGroups::default();
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        lost.fail_dependents(&mut batch);
+        if batch.is_empty() {
+            continue;
+        }
         let _order = writer.order.lock().await;
         if writer.stages_push_actions {
             recent_push_actions += batch.iter().map(|job| job.event.push_actions.len()).sum::<usize>();
@@ -147,7 +178,13 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
             // One bad event must not fail its neighbours: retry each on its own.
             Err(_) => {
                 for job in batch.drain(..) {
-                    let result = write_batch(&writer, std::slice::from_ref(&job)).await.map(|mut r| r.remove(0));
+                    let result = match lost.dependent(&job.event) {
+                        Some(e) => Err(e),
+                        None => write_batch(&writer, std::slice::from_ref(&job)).await.map(|mut r| r.remove(0)),
+                    };
+                    if result.is_err() {
+                        lost.add(&job.event);
+                    }
                     let _ = job.reply.send(result);
                 }
             }
@@ -162,6 +199,54 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Job>) {
                 tracing::warn!(error = %e, "moving recent push actions failed");
             }
         }
+    }
+}
+
+/// State groups reserved for events whose write failed. An event queued after such a state event
+/// was built on its group (the room's head moved on before the commit), so it cannot be written
+/// either: it fails too, and so on down the line, until the room's head is reloaded from what
+/// was committed. Failures are rare; past a bound the oldest are forgotten, by which time their
+/// rooms' heads have long been reloaded.
+#[derive(Default)]
+struct LostGroups(std::collections::VecDeque<i64>);
+
+/// Lost groups remembered at most.
+const LOST_GROUPS_KEPT: usize = 4096;
+
+impl LostGroups {
+    fn add(&mut self, event: &NewEvent) {
+        if let Some(group) = event.state_group_after {
+            if self.0.len() == LOST_GROUPS_KEPT {
+                self.0.pop_front();
+            }
+            self.0.push_back(group);
+        }
+    }
+
+    /// The error for an event built on a lost group.
+    fn dependent(&self, event: &NewEvent) -> Option<StorageError> {
+        let before = event.state_group_before;
+        self.0
+            .contains(&before)
+            .then(|| StorageError::Corrupt(format!("the event before {} in its room was not written", event.event_id)))
+    }
+
+    /// Answers (and drops) the jobs built on a lost group, in order, so their dependents go too.
+    fn fail_dependents(&mut self, batch: &mut Vec<Job>) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut kept = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            match self.dependent(&job.event) {
+                Some(e) => {
+                    self.add(&job.event);
+                    let _ = job.reply.send(Err(e));
+                }
+                None => kept.push(job),
+            }
+        }
+        *batch = kept;
     }
 }
 
@@ -211,7 +296,9 @@ async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persi
         // Runs of messages are written table by table; anything else one event at a time.
         let run = rest.iter().take_while(|job| is_plain_message(&job.event)).count();
         if run == 0 {
-            results.push(insert_event_at(codec, &mut tx, &first.event, stream_ordering).await?);
+            results.push(
+                insert_event_at(codec, &mut tx, &first.event, stream_ordering, &writer.state_group_numbers).await?,
+            );
             stream_ordering += 1;
             rest = &rest[1..];
             continue;

@@ -154,6 +154,7 @@ mod tests {
         NewEvent {
             prev_events: prev_events.iter().map(|p| (*p).to_owned()).collect(),
             state_group_before: 7,
+            state_group_after: None,
             ..test_support::message(room_id, event_id)
         }
     }
@@ -174,7 +175,9 @@ mod tests {
             let mut tx = storage.write.begin().await.unwrap();
             // An extremity from before the run, which the run replaces.
             let before = message("!a:x", "$a0", &[]);
-            super::super::rooms::insert_event_at(&storage.codec, &mut tx, &before, 1).await.unwrap();
+            super::super::rooms::insert_event_at(&storage.codec, &mut tx, &before, 1, &storage.state_group_numbers)
+                .await
+                .unwrap();
 
             let mut with_txn = message("!b:x", "$b2", &["$b1"]);
             with_txn.txn = Some(("@alice:x".into(), "DEV".into(), "t1".into()));

@@ -132,6 +132,8 @@ const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoi
 
 /// Decoded events by ID.
 type EventCache = cache::Cache<String, EventRow>;
+/// Full states of state groups.
+type StateCache = cache::Cache<i64, std::sync::Arc<StateMap>>;
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
@@ -164,6 +166,7 @@ pub struct Storage {
     event_order: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The next event stream ordering, when known (under `event_order`).
     next_ordering: std::sync::Arc<rooms::NextOrdering>,
+    state_group_numbers: std::sync::Arc<state_groups::StateGroupNumbers>,
     event_writer: event_writer::EventWriter,
     event_commit_latency: std::sync::Arc<crate::metrics::SharedHistogram>,
     codec: Codec,
@@ -171,7 +174,7 @@ pub struct Storage {
     /// outlier; those writes invalidate their entries).
     event_cache: std::sync::Arc<EventCache>,
     /// Resolved state groups (immutable; cleared when a room purge frees group numbers).
-    state_cache: std::sync::Arc<cache::Cache<i64, std::sync::Arc<StateMap>>>,
+    state_cache: std::sync::Arc<StateCache>,
     /// Unread counts by user and room, each exact through a stream position.
     unread_cache: std::sync::Arc<notifications::UnreadCache>,
 }
@@ -231,12 +234,14 @@ impl Storage {
         let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
         let event_cache = std::sync::Arc::new(cache::Cache::new(options.cached_events, |_| 1));
         let next_ordering: std::sync::Arc<rooms::NextOrdering> = Default::default();
+        let state_group_numbers: std::sync::Arc<state_groups::StateGroupNumbers> = Default::default();
         let event_writer = event_writer::EventWriter::spawn(
             engine,
             write.clone(),
             options.codec.clone(),
             event_order.clone(),
             next_ordering.clone(),
+            state_group_numbers.clone(),
             latency.clone(),
             event_cache.clone(),
         );
@@ -246,6 +251,7 @@ impl Storage {
             engine,
             event_order,
             next_ordering,
+            state_group_numbers,
             event_writer,
             event_commit_latency: latency,
             codec: options.codec.clone(),
@@ -256,6 +262,7 @@ impl Storage {
             unread_cache: std::sync::Arc::new(cache::Cache::new(notifications::CACHED_UNREAD_ROOMS, |_| 1)),
         };
         storage.migrate().await?;
+        storage.state_group_numbers.seed(&storage.write).await?;
         Ok(storage)
     }
 
@@ -640,6 +647,7 @@ pub(crate) mod test_support {
             prev_events: Vec::new(),
             rejected_reason: None,
             state_group_before: 0,
+            state_group_after: None,
             txn: None,
             outlier: false,
             destinations: Vec::new(),

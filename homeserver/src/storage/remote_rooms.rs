@@ -58,7 +58,8 @@ impl Storage {
         if known.is_empty() {
             let mut outlier = invite.event.clone();
             outlier.outlier = true;
-            let persisted = insert_event(&self.codec, &mut tx, &outlier, &self.next_ordering).await?;
+            let persisted =
+                insert_event(&self.codec, &mut tx, &outlier, &self.next_ordering, &self.state_group_numbers).await?;
             let (room_id, user_id, event_id) = (invite.room_id, invite.user_id, &invite.event.event_id);
             upsert_membership(&mut tx, room_id, user_id, invite.membership, event_id, persisted.stream_ordering)
                 .await?;
@@ -96,7 +97,7 @@ impl Storage {
                 None => {
                     let mut row = event.clone();
                     row.outlier = true;
-                    insert_event(&self.codec, &mut tx, &row, &self.next_ordering).await?;
+                    insert_event(&self.codec, &mut tx, &row, &self.next_ordering, &self.state_group_numbers).await?;
                     true
                 }
             };
@@ -144,7 +145,7 @@ impl Storage {
     pub async fn create_state_group(&self, room_id: &str, state: &StateMap) -> Result<i64> {
         let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
-        let group = write_snapshot(&mut tx, room_id, state).await?;
+        let group = write_snapshot(&mut tx, room_id, self.state_group_numbers.next(), state).await?;
         tx.commit().await?;
         Ok(group)
     }
@@ -156,7 +157,8 @@ impl Storage {
         let mut tx = self.write.begin().await?;
         let mut outlier = event.clone();
         outlier.outlier = true;
-        let persisted = insert_event(&self.codec, &mut tx, &outlier, &self.next_ordering).await?;
+        let persisted =
+            insert_event(&self.codec, &mut tx, &outlier, &self.next_ordering, &self.state_group_numbers).await?;
         sqlx::query(
             "UPDATE memberships SET membership = 'leave', event_id = $3, stream_ordering = $4 \
              WHERE room_id = $1 AND user_id = $2",
@@ -203,7 +205,7 @@ impl Storage {
         let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
         insert_room_row(&mut tx, room.room_id, room.room_version, room.creator, room.now).await?;
-        let group = write_snapshot(&mut tx, room.room_id, room.state).await?;
+        let group = write_snapshot(&mut tx, room.room_id, self.state_group_numbers.next(), room.state).await?;
         let ids: Vec<String> = room.events.iter().map(|e| e.event_id.clone()).collect();
         let known = known_event_ids(&mut tx, &ids).await?;
         for event in room.events {
@@ -213,7 +215,8 @@ impl Storage {
             let mut outlier = event.clone();
             outlier.outlier = true;
             outlier.state_group_before = group;
-            let persisted = insert_event(&self.codec, &mut tx, &outlier, &self.next_ordering).await?;
+            let persisted =
+                insert_event(&self.codec, &mut tx, &outlier, &self.next_ordering, &self.state_group_numbers).await?;
             let in_state = event
                 .state_key
                 .as_ref()

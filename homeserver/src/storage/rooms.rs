@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::state_groups::write_state_group;
+use super::state_groups::{StateGroupNumbers, write_state_group};
 use super::{Engine, Result, Storage, empty_window, flag, placeholders};
 
 /// A state map: `(event type, state key)` → event ID.
@@ -102,6 +102,9 @@ pub struct NewEvent {
     pub rejected_reason: Option<String>,
     /// State group of the room state before the event.
     pub state_group_before: i64,
+    /// For a state event, the number its state group gets when taken in advance (see
+    /// [`Storage::reserve_state_group`]); else the writer takes one.
+    pub state_group_after: Option<i64>,
     /// The client transaction that sent it: (user, device, txn ID).
     pub txn: Option<(String, String, String)>,
     /// Known only for a room's state or auth chain (received when joining over federation): kept
@@ -211,17 +214,31 @@ impl Storage {
         event: &NewEvent,
         state_after: Option<StateMap>,
     ) -> Result<Persisted> {
-        // Taken before the write: a purge meanwhile (which may free group numbers for reuse)
-        // keeps the state out.
-        let generation = self.state_cache.generation();
-        let persisted = self.persist_event(event).await?;
-        if let Some(state) = state_after
-            && persisted.state_group_after != event.state_group_before
-            && !state.is_empty()
-        {
-            self.state_cache.insert_read(generation, [(persisted.state_group_after, std::sync::Arc::new(state))]);
-        }
-        Ok(persisted)
+        self.queue_event_sharing_state(event.clone(), state_after).await?.committed().await
+    }
+
+    /// [`Self::queue_event`], caching `state_after` as [`Self::persist_event_sharing_state`]
+    /// does once the event is committed.
+    pub async fn queue_event_sharing_state(
+        &self,
+        event: NewEvent,
+        state_after: Option<StateMap>,
+    ) -> Result<super::QueuedEvent> {
+        let shared_state = state_after.map(|state| super::event_writer::SharedState {
+            cache: self.state_cache.clone(),
+            generation: self.state_cache.generation(),
+            state_group_before: event.state_group_before,
+            state,
+        });
+        let mut queued = self.queue_event(event).await?;
+        queued.shared_state = shared_state;
+        Ok(queued)
+    }
+
+    /// A number for the state group after a state event, taken before the event is queued (see
+    /// [`NewEvent::state_group_after`]) so the room's next event can be built on it at once.
+    pub fn reserve_state_group(&self) -> i64 {
+        self.state_group_numbers.next()
     }
 
     /// Queues an event for writing without waiting for its commit: events are committed in the
@@ -513,10 +530,11 @@ pub(super) async fn insert_event(
     tx: &mut AnyConnection,
     event: &NewEvent,
     next: &NextOrdering,
+    groups: &StateGroupNumbers,
 ) -> Result<Persisted> {
     next.forget();
     let stream_ordering = next_stream_ordering(tx).await?;
-    insert_event_at(codec, tx, event, stream_ordering).await
+    insert_event_at(codec, tx, event, stream_ordering, groups).await
 }
 
 /// The stream ordering the next event gets, as the event writer last committed it, so a batch
@@ -554,6 +572,7 @@ pub(super) async fn insert_event_at(
     tx: &mut AnyConnection,
     event: &NewEvent,
     stream_ordering: i64,
+    groups: &StateGroupNumbers,
 ) -> Result<Persisted> {
     let accepted = event.rejected_reason.is_none();
     // An outlier changes nothing but the events table: it is not part of the room's history here.
@@ -562,7 +581,8 @@ pub(super) async fn insert_event_at(
     let state_group_after = match (&event.state_key, in_timeline) {
         (Some(state_key), true) => {
             let entry = (event.event_type.clone(), state_key.clone(), event.event_id.clone());
-            write_state_group(tx, &event.room_id, event.state_group_before, &entry).await?
+            let group = event.state_group_after.unwrap_or_else(|| groups.next());
+            write_state_group(tx, &event.room_id, event.state_group_before, group, &entry).await?
         }
         _ => event.state_group_before,
     };
@@ -674,7 +694,39 @@ mod tests {
             event_type: event_type.into(),
             state_key: state_key.map(str::to_owned),
             state_group_before,
+            state_group_after: None,
             ..test_support::message("!r:x", event_id)
+        }
+    }
+
+    #[tokio::test]
+    async fn events_queued_on_a_state_event_whose_write_failed_fail_with_it() {
+        for storage in test_support::engines().await {
+            storage.create_room("!r:x", "11", "@alice:x", false, false, 1).await.unwrap();
+            let empty = storage.create_empty_state_group("!r:x").await.unwrap();
+            // Built on a group that does not exist, so its write fails; the next two are built
+            // on the group it was to create, queued before that is known.
+            let mut broken = event("$broken", Some(""), empty + 1_000_000);
+            let lost = *broken.state_group_after.insert(storage.reserve_state_group());
+            let mut next_state = event("$next", Some("x"), lost);
+            let next_group = *next_state.state_group_after.insert(storage.reserve_state_group());
+            let queued = [broken, next_state, event("$after", None, next_group)];
+            let mut waiting = Vec::new();
+            for event in queued {
+                waiting.push(storage.queue_event(event).await.unwrap());
+            }
+            // Written independently, in the same batches: unaffected.
+            let mut fine = event("$fine", Some("y"), empty);
+            let fine_group = *fine.state_group_after.insert(storage.reserve_state_group());
+            let fine = storage.queue_event(fine).await.unwrap();
+            for queued in waiting {
+                assert!(queued.committed().await.is_err(), "an event on a lost group was written");
+            }
+            assert_eq!(fine.committed().await.unwrap().state_group_after, fine_group, "the reserved number is used");
+            for id in ["$broken", "$next", "$after"] {
+                assert!(storage.event(id).await.unwrap().is_none(), "{id} was stored");
+            }
+            assert!(storage.event("$fine").await.unwrap().is_some());
         }
     }
 

@@ -24,7 +24,7 @@ impl Storage {
     pub async fn create_empty_state_group(&self, room_id: &str) -> Result<i64> {
         let _order = self.event_order.lock().await;
         let mut tx = self.write.begin().await?;
-        let group = next_state_group(&mut tx).await?;
+        let group = self.state_group_numbers.next();
         sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
             .bind(group)
             .bind(room_id)
@@ -181,9 +181,13 @@ fn entries_of(state: &StateMap, keys: &[(String, String)]) -> StateMap {
     keys.iter().filter_map(|key| state.get(key).map(|id| (key.clone(), id.clone()))).collect()
 }
 
-/// Writes a full snapshot state group for `state`.
-pub(super) async fn write_snapshot(conn: &mut AnyConnection, room_id: &str, state: &StateMap) -> Result<i64> {
-    let group = next_state_group(conn).await?;
+/// Writes a full snapshot state group numbered `group` for `state`.
+pub(super) async fn write_snapshot(
+    conn: &mut AnyConnection,
+    room_id: &str,
+    group: i64,
+    state: &StateMap,
+) -> Result<i64> {
     sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
         .bind(group)
         .bind(room_id)
@@ -248,18 +252,34 @@ async fn load_state(conn: &mut AnyConnection, state_group: i64, keys: &[(String,
     Ok(state)
 }
 
-pub(super) async fn next_state_group(conn: &mut AnyConnection) -> Result<i64> {
-    let row =
-        sqlx::query("SELECT COALESCE(MAX(state_group), 0) + 1 AS next FROM state_groups").fetch_one(&mut *conn).await?;
-    Ok(row.try_get("next")?)
+/// Numbers for new state groups, handed out in memory (from the highest stored one at start) so
+/// a state event's group is known before it is written: the room's next event is built on it
+/// while it is committed. A number is never handed out twice in a run; one whose write failed
+/// stays unused.
+#[derive(Debug, Default)]
+pub(super) struct StateGroupNumbers(std::sync::atomic::AtomicI64);
+
+impl StateGroupNumbers {
+    /// Continues after the highest group stored.
+    pub(super) async fn seed(&self, pool: &sqlx::AnyPool) -> Result<()> {
+        let row =
+            sqlx::query("SELECT COALESCE(MAX(state_group), 0) + 1 AS next FROM state_groups").fetch_one(pool).await?;
+        self.0.store(row.try_get("next")?, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub(super) fn next(&self) -> i64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
-/// Writes the state group after a state event: a delta on `before`, or a full snapshot when the
-/// delta chain has grown long.
+/// Writes the state group `group` after a state event: a delta on `before`, or a full snapshot
+/// when the delta chain has grown long.
 pub(super) async fn write_state_group(
     conn: &mut AnyConnection,
     room_id: &str,
     before: i64,
+    group: i64,
     entry: &(String, String, String),
 ) -> Result<i64> {
     let chain_len: i64 = sqlx::query("SELECT chain_len FROM state_groups WHERE state_group = $1")
@@ -269,7 +289,6 @@ pub(super) async fn write_state_group(
         .map(|row| row.try_get("chain_len"))
         .transpose()?
         .ok_or_else(|| StorageError::Corrupt(format!("state group {before} is missing")))?;
-    let group = next_state_group(conn).await?;
     let snapshot = chain_len >= MAX_STATE_CHAIN;
     let (prev_group, new_len) = if snapshot { (None, 0) } else { (Some(before), chain_len + 1) };
     sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)")
