@@ -47,15 +47,13 @@ impl EventWriter {
         pool: AnyPool,
         codec: Codec,
         order: Arc<Mutex<()>>,
-        next_ordering: Arc<NextOrdering>,
-        state_group_numbers: Arc<StateGroupNumbers>,
+        numbers: Numbers,
         latency: Arc<SharedHistogram>,
         cache: Arc<EventCache>,
     ) -> Self {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
         let stages_push_actions = engine.stages_push_actions();
-        let writer =
-            Writer { pool, codec, order, next_ordering, state_group_numbers, latency, cache, stages_push_actions };
+        let writer = Writer { pool, codec, order, numbers, latency, cache, stages_push_actions };
         if engine != Engine::Sqlite {
             // PostgreSQL connections are driven by the shared runtime's I/O driver: a writer on
             // a runtime of its own added a wake-up between the two to every statement.
@@ -128,12 +126,18 @@ fn writer_gone() -> StorageError {
     StorageError::Corrupt("the event writer has stopped".into())
 }
 
+/// The counters the writer numbers events and state groups from, shared with the storage's
+/// other writers.
+pub(super) struct Numbers {
+    pub(super) next_ordering: Arc<NextOrdering>,
+    pub(super) state_groups: Arc<StateGroupNumbers>,
+}
+
 struct Writer {
     pool: AnyPool,
     codec: Codec,
     order: Arc<Mutex<()>>,
-    next_ordering: Arc<NextOrdering>,
-    state_group_numbers: Arc<StateGroupNumbers>,
+    numbers: Numbers,
     latency: Arc<SharedHistogram>,
     cache: Arc<EventCache>,
     /// Whether this engine writes push actions to `recent_push_actions`, to be moved.
@@ -275,10 +279,10 @@ async fn write_batch(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persisted>> {
     match &written {
         Ok(results) => {
             if let Some(last) = results.iter().map(|p| p.stream_ordering).max() {
-                writer.next_ordering.set(last + 1);
+                writer.numbers.next_ordering.set(last + 1);
             }
         }
-        Err(_) => writer.next_ordering.forget(),
+        Err(_) => writer.numbers.next_ordering.forget(),
     }
     written
 }
@@ -287,7 +291,7 @@ async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persi
     let codec = &writer.codec;
     let mut tx = writer.pool.begin().await?;
     let mut results = Vec::with_capacity(jobs.len());
-    let mut stream_ordering = match writer.next_ordering.known() {
+    let mut stream_ordering = match writer.numbers.next_ordering.known() {
         Some(next) => next,
         None => next_stream_ordering(&mut tx).await?,
     };
@@ -297,7 +301,7 @@ async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persi
         let run = rest.iter().take_while(|job| is_plain_message(&job.event)).count();
         if run == 0 {
             results.push(
-                insert_event_at(codec, &mut tx, &first.event, stream_ordering, &writer.state_group_numbers).await?,
+                insert_event_at(codec, &mut tx, &first.event, stream_ordering, &writer.numbers.state_groups).await?,
             );
             stream_ordering += 1;
             rest = &rest[1..];

@@ -240,8 +240,7 @@ impl Storage {
             write.clone(),
             options.codec.clone(),
             event_order.clone(),
-            next_ordering.clone(),
-            state_group_numbers.clone(),
+            event_writer::Numbers { next_ordering: next_ordering.clone(), state_groups: state_group_numbers.clone() },
             latency.clone(),
             event_cache.clone(),
         );
