@@ -29,10 +29,7 @@ pub async fn invite_remote(
     }
     let slot = state.rooms.room_lock(room_id);
     let mut guard = slot.lock().await;
-    let head = match &mut *guard {
-        Some(head) => head,
-        empty => empty.insert(RoomHead::load(state, room_id).await?),
-    };
+    let head = state.rooms.settled_head(state, room_id, &mut guard).await?;
     let template = state_template("m.room.member", target.as_str(), content);
     let position = dag_position(head, sender, &template)?;
     let pdu = build_local_pdu(state, &head.version, room_id, sender, &template, &position)?;

@@ -12,7 +12,6 @@ use ruma::{CanonicalJsonObject, OwnedEventId, OwnedServerName, RoomId, RoomVersi
 use serde_json::Value;
 
 use super::federated_membership::{accept_membership, sign_membership_template, through_first_server};
-use super::head::RoomHead;
 use super::incoming::verify_for_version;
 use super::send::{Relay, accept_pdu};
 use crate::error::{Error, Result};
@@ -246,7 +245,8 @@ async fn store_and_join(
             state: &room.state,
         })
         .await?;
-    let head = guard.insert(RoomHead::load(state, room_id).await?);
+    *guard = None;
+    let head = state.rooms.settled_head(state, room_id, &mut guard).await?;
     let result = accept_pdu(state, head, join, None, Relay::Nobody).await;
     if result.is_err() {
         *guard = None;

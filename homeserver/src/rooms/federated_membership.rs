@@ -6,7 +6,6 @@ use federation::pdu::{event_id_for, rules_for};
 use ruma::{CanonicalJsonObject, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 
-use super::head::RoomHead;
 use super::incoming::{accept_received, verify_received};
 use super::send::{Relay, authorize_at_head, build_local_pdu, dag_position, state_template};
 use crate::error::{Error, Result};
@@ -39,10 +38,7 @@ pub async fn make_membership(
     }
     let slot = state.rooms.room_lock(room_id);
     let mut guard = slot.lock().await;
-    let head = match &mut *guard {
-        Some(head) => head,
-        empty => empty.insert(RoomHead::load(state, room_id).await?),
-    };
+    let head = state.rooms.settled_head(state, room_id, &mut guard).await?;
     if !head.has_joined_member_of(state.server_name.as_str()) {
         return Err(Error::not_found("This server has no members in the room"));
     }

@@ -7,7 +7,6 @@ use federation::incoming::{check_received_pdu, required_signers};
 use federation::pdu::rules_for;
 use ruma::{CanonicalJsonObject, OwnedEventId, RoomId};
 
-use super::head::RoomHead;
 use super::send::{Relay, accept_pdu};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -48,10 +47,7 @@ pub async fn accept_received(state: &AppState, pdu: Pdu, relay: Relay<'_>) -> Re
     if state.storage.event(pdu.event_id.as_str()).await?.is_some() {
         return Ok(pdu.event_id);
     }
-    let head = match &mut *guard {
-        Some(head) => head,
-        empty => empty.insert(RoomHead::load(state, &room_id).await?),
-    };
+    let head = state.rooms.settled_head(state, &room_id, &mut guard).await?;
     let prev_rows = known_prev_events(state, &pdu).await?;
     let event_id = pdu.event_id.clone();
     let is_redaction = pdu.event_type.to_string() == "m.room.redaction";

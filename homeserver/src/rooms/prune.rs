@@ -39,6 +39,8 @@ pub async fn prune_events(state: &AppState, room: &Room, rows: &[EventRow]) -> R
     let room_id = RoomId::parse(&room.row.room_id).map_err(|e| Error::internal(format!("stored room ID: {e}")))?;
     let slot = state.rooms.room_lock(&room_id);
     let mut head = slot.lock().await;
+    // A state event still being written could carry a pruned event's content as `prev_content`.
+    state.rooms.settle_writes(&room_id).await;
     let pruned: Vec<&EventRow> = rows.iter().filter(|row| updates.contains_key(&row.event_id)).collect();
     forget_in_successors(state, &room.row.room_id, &pruned, &mut updates).await?;
     forget_in_redacted(state, &pruned, &mut updates).await?;

@@ -108,6 +108,10 @@ async fn replace_target(
     state.storage.store_redacted_event(&target.room_id, target_id, &redacted, hold).await?;
     state.storage.delete_relation(target_id).await?;
     state.storage.delete_search_entry(target_id).await?;
+    // A successor still being written would be missed, its `prev_content` kept.
+    if let Ok(room_id) = ruma::OwnedRoomId::try_from(target.room_id.as_str()) {
+        state.rooms.settle_writes(&room_id).await;
+    }
     forget_in_successor(state, target, &redacted).await?;
     forget_in_redacted(state, target, &redacted).await?;
     // A cached head may hold the unredacted state event.

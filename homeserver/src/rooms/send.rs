@@ -68,10 +68,7 @@ pub async fn send_event(
             return Ok(Sent { event_id, stream_ordering: 0 });
         }
     }
-    let head = match &mut *guard {
-        Some(head) => head,
-        empty => empty.insert(RoomHead::load(state, room_id).await?),
-    };
+    let head = state.rooms.head_for_send(state, room_id, &mut guard).await?;
     let position = dag_position(head, sender, &template)?;
     let pdu = build_local_pdu(state, &head.version, room_id, sender, &template, &position)?;
     let (mut event, awaiting) = authorize_and_prepare(state, head, pdu, txn.clone(), Relay::AllServers).await?.split();
@@ -80,7 +77,12 @@ pub async fn send_event(
         Some(_) => *event.state_group_after.insert(state.storage.reserve_state_group()),
         None => head.state_group,
     };
+    let is_state = event.state_key.is_some();
     let queued = state.storage.queue_event_sharing_state(event, state_after).await?;
+    let writes = state.rooms.room_writes(room_id);
+    if is_state {
+        writes.begin();
+    }
     head.advance(&awaiting.pdu, Persisted { stream_ordering: 0, state_group_after });
     let held = head.hold_uncommitted(&awaiting.pdu);
     let (outcome, committed) = tokio::sync::watch::channel(None);
@@ -94,7 +96,11 @@ pub async fn send_event(
     // retries of the transaction wait for this outcome.
     let state = state.clone();
     let finish = tokio::spawn(async move {
-        match queued.committed().await {
+        let committed = queued.committed().await;
+        if is_state {
+            writes.end(committed.is_ok());
+        }
+        match committed {
             Ok(persisted) => {
                 outcome.send_replace(Some(true));
                 if held && let Some(head) = slot.lock().await.as_mut() {

@@ -43,27 +43,26 @@ impl Storage {
         Ok(stream_id)
     }
 
-    /// One type of global account data for several users, in one query: user → content, for
-    /// those who have it.
+    /// One type of global account data for several users, in one query per 1,000 users (a room's
+    /// members can outnumber PostgreSQL's bound parameters): user → content, for those who have it.
     pub async fn global_account_data_of_users(
         &self,
         user_ids: &[&str],
         data_type: &str,
     ) -> Result<std::collections::HashMap<String, serde_json::Value>> {
         let mut found = std::collections::HashMap::new();
-        if user_ids.is_empty() {
-            return Ok(found);
-        }
-        let sql = format!(
-            "SELECT user_id, content FROM account_data WHERE room_id = '' AND data_type = $1 AND user_id {}",
-            self.engine.in_list(2, user_ids.len())
-        );
-        let query = self.engine.bind_list(sqlx::query(&sql).bind(data_type), user_ids);
-        for row in query.fetch_all(&self.read).await? {
-            let user_id: String = row.try_get("user_id")?;
-            let bytes: Vec<u8> = row.try_get("content")?;
-            let content = self.codec.decode(&record_id(&user_id, "", data_type), &bytes)?;
-            found.insert(user_id, content);
+        for chunk in user_ids.chunks(1_000) {
+            let sql = format!(
+                "SELECT user_id, content FROM account_data WHERE room_id = '' AND data_type = $1 AND user_id {}",
+                self.engine.in_list(2, chunk.len())
+            );
+            let query = self.engine.bind_list(sqlx::query(&sql).bind(data_type), chunk);
+            for row in query.fetch_all(&self.read).await? {
+                let user_id: String = row.try_get("user_id")?;
+                let bytes: Vec<u8> = row.try_get("content")?;
+                let content = self.codec.decode(&record_id(&user_id, "", data_type), &bytes)?;
+                found.insert(user_id, content);
+            }
         }
         Ok(found)
     }
