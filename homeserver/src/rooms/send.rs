@@ -79,6 +79,8 @@ pub async fn send_event(
     };
     let is_state = event.state_key.is_some();
     let queued = state.storage.queue_event_sharing_state(event, state_after).await?;
+    // Counted once queued (no await until the task that ends it is spawned, so a dropped request
+    // cannot leave it counted); the waits that must not miss it hold the room lock, as we do.
     let writes = state.rooms.room_writes(room_id);
     if is_state {
         writes.begin();
