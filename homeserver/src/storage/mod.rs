@@ -520,9 +520,7 @@ impl Engine {
             }
         }
     }
-}
 
-impl Engine {
     /// `IN (…)` over a list of `count` values bound last, from `$first` on, by
     /// [`Engine::bind_list`]. On SQLite the list is one JSON array: one statement shape whatever
     /// its length (`IN ($1, …, $n)` is a new statement to prepare and plan for every length)
