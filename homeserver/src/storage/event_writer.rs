@@ -78,14 +78,15 @@ impl EventWriter {
     }
 
     pub(super) async fn persist(&self, event: NewEvent) -> Result<Persisted> {
-        self.enqueue(event).await?.committed().await
+        self.enqueue(event, None).await?.committed().await
     }
 
-    /// Queues an event behind every event queued before it; it is committed in that order.
-    pub(super) async fn enqueue(&self, event: NewEvent) -> Result<QueuedEvent> {
+    /// Queues an event behind every event queued before it; it is committed in that order, and
+    /// `shared_state` then goes into the state cache.
+    pub(super) async fn enqueue(&self, event: NewEvent, shared_state: Option<SharedState>) -> Result<QueuedEvent> {
         let (reply, response) = oneshot::channel();
         self.jobs.send(Job { event, reply }).await.map_err(|_| writer_gone())?;
-        Ok(QueuedEvent { response, shared_state: None })
+        Ok(QueuedEvent { response, shared_state })
     }
 }
 
@@ -94,7 +95,7 @@ impl EventWriter {
 pub struct QueuedEvent {
     response: oneshot::Receiver<Result<Persisted>>,
     /// What goes into the state cache once the event is committed.
-    pub(super) shared_state: Option<SharedState>,
+    shared_state: Option<SharedState>,
 }
 
 /// The full state after a state event, from its sender's room head, for the state cache.

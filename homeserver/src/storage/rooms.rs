@@ -230,9 +230,7 @@ impl Storage {
             state_group_before: event.state_group_before,
             state,
         });
-        let mut queued = self.queue_event(event).await?;
-        queued.shared_state = shared_state;
-        Ok(queued)
+        self.event_writer.enqueue(event, shared_state).await
     }
 
     /// A number for the state group after a state event, taken before the event is queued (see
@@ -244,7 +242,7 @@ impl Storage {
     /// Queues an event for writing without waiting for its commit: events are committed in the
     /// order they are queued, so a room's next event may be built on it at once.
     pub async fn queue_event(&self, event: NewEvent) -> Result<super::QueuedEvent> {
-        self.event_writer.enqueue(event).await
+        self.event_writer.enqueue(event, None).await
     }
 
     pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<(String, i64)>> {
