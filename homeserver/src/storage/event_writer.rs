@@ -9,7 +9,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::cache::Generation;
 use super::codec::Codec;
-use super::message_batch::{insert_messages, is_plain_message};
+use super::json_statements::JsonStatements;
+use super::message_batch::{is_plain_message, queue_messages};
 use super::notifications::{RECENT_PUSH_ACTIONS_MOVED_AT, move_recent_push_actions};
 use super::rooms::StateMap;
 use super::rooms::{EventRow, NewEvent, NextOrdering, Persisted, insert_event_at, next_stream_ordering};
@@ -296,11 +297,15 @@ async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persi
         Some(next) => next,
         None => next_stream_ordering(&mut tx).await?,
     };
+    // A batch of messages only (the common case) is one query after `BEGIN` on SQLite.
+    let mut statements = JsonStatements::new(Engine::of(&tx));
     let mut rest = jobs;
     while let Some(first) = rest.first() {
         // Runs of messages are written table by table; anything else one event at a time.
         let run = rest.iter().take_while(|job| is_plain_message(&job.event)).count();
         if run == 0 {
+            // It may cite the run before it: that run's rows go in first.
+            statements.execute(&mut tx).await?;
             results.push(
                 insert_event_at(codec, &mut tx, &first.event, stream_ordering, &writer.numbers.state_groups).await?,
             );
@@ -310,7 +315,7 @@ async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persi
         }
         let (messages, tail) = rest.split_at(run);
         let events: Vec<&NewEvent> = messages.iter().map(|job| &job.event).collect();
-        results.extend(insert_messages(codec, &mut tx, &events, stream_ordering).await?);
+        results.extend(queue_messages(codec, &mut statements, &events, stream_ordering));
         stream_ordering += i64::try_from(run).unwrap_or(i64::MAX);
         rest = tail;
     }
@@ -321,14 +326,14 @@ async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persi
             job.event.push_actions.iter().map(|action| (&job.event, persisted.stream_ordering, action))
         })
         .collect();
-    super::notifications::insert_push_actions(&mut tx, &notified).await?;
-    // The whole batch's search rows in as few statements as possible. With encryption at rest
-    // there is no index: it would hold message text in the clear.
+    super::notifications::queue_push_actions(&mut statements, &notified);
+    // With encryption at rest there is no index: it would hold message text in the clear.
     if !codec.encrypts() {
         let indexed: Vec<(&NewEvent, i64)> =
             jobs.iter().zip(&results).map(|(job, persisted)| (&job.event, persisted.stream_ordering)).collect();
-        super::search::index_events(&mut tx, &indexed).await?;
+        super::search::queue_events(&mut statements, &indexed);
     }
+    statements.execute(&mut tx).await?;
     tx.commit().await?;
     Ok(results)
 }

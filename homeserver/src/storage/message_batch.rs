@@ -1,5 +1,5 @@
-//! Consecutive messages of one event-writer batch, written with a few multi-row statements per
-//! table instead of four or five statements per event (each a round trip on PostgreSQL).
+//! Consecutive messages of one event-writer batch, written with one statement per table (each
+//! fed its rows as one JSON parameter) instead of four or five statements per event.
 //!
 //! Only plain messages take this path: they leave the room state, current state and memberships
 //! as they were, so the rows they write do not depend on each other beyond the forward
@@ -7,76 +7,78 @@
 
 use std::collections::HashSet;
 
-use sqlx::AnyConnection;
-
+use super::JsonColumn::{Hex, Int, Text};
 use super::codec::Codec;
+use super::flag;
+use super::json_statements::{JsonStatements, hex};
 use super::rooms::{NewEvent, Persisted};
-use super::{Result, flag, row_values, statement_chunks};
 
 /// Whether `event` is a plain timeline message: accepted, not an outlier, not state, not
-/// joining forks. Only the tables [`insert_messages`] writes change for it.
+/// joining forks. Only the tables [`queue_messages`] writes change for it.
 pub(super) fn is_plain_message(event: &NewEvent) -> bool {
     event.rejected_reason.is_none() && !event.outlier && event.state_key.is_none() && event.resolved_current.is_none()
 }
 
-/// Writes plain messages (see [`is_plain_message`]) in order, the first at `first_ordering`.
-/// Leaves the rows [`super::rooms::insert_event_at`] would leave, one event after another.
-pub(super) async fn insert_messages(
+/// Adds the writes of plain messages (see [`is_plain_message`]), the first numbered
+/// `first_ordering`, to `statements`. Run in order, they leave the rows
+/// [`super::rooms::insert_event_at`] would leave, one event after another.
+pub(super) fn queue_messages(
     codec: &Codec,
-    tx: &mut AnyConnection,
+    statements: &mut JsonStatements,
     events: &[&NewEvent],
     first_ordering: i64,
-) -> Result<Vec<Persisted>> {
+) -> Vec<Persisted> {
     let numbered: Vec<(&NewEvent, i64)> = events.iter().copied().zip(first_ordering..).collect();
-    insert_event_rows(codec, tx, &numbered).await?;
-    update_extremities(tx, events).await?;
-    insert_txns(tx, events).await?;
-    for (event, stream_ordering) in &numbered {
-        // Few messages relate to another; each of those is one statement.
-        super::relations::insert_relation(tx, event, *stream_ordering).await?;
-    }
-    queue_for_destinations(tx, &numbered).await?;
-    Ok(numbered
+    queue_event_rows(codec, statements, &numbered);
+    queue_extremities(statements, events);
+    queue_txns(statements, events);
+    queue_relations(statements, &numbered);
+    queue_for_destinations(statements, &numbered);
+    numbered
         .iter()
         .map(|(event, stream_ordering)| Persisted {
             stream_ordering: *stream_ordering,
             state_group_after: event.state_group_before,
         })
-        .collect())
+        .collect()
 }
 
-async fn insert_event_rows(codec: &Codec, tx: &mut AnyConnection, events: &[(&NewEvent, i64)]) -> Result<()> {
-    for chunk in statement_chunks(events, 13) {
-        let sql = format!(
+fn queue_event_rows(codec: &Codec, statements: &mut JsonStatements, events: &[(&NewEvent, i64)]) {
+    // A message is neither state, rejected nor an outlier, and the state after it is the state
+    // before it.
+    let rows: Vec<_> = events
+        .iter()
+        .map(|(event, stream_ordering)| {
+            (
+                *stream_ordering,
+                event.event_id.as_str(),
+                event.room_id.as_str(),
+                event.event_type.as_str(),
+                None::<&str>,
+                event.sender.as_str(),
+                event.depth,
+                event.origin_server_ts,
+                event.state_group_before,
+                event.state_group_before,
+                None::<&str>,
+                hex(&codec.encode(&event.event_id, &event.json)),
+                flag(false),
+            )
+        })
+        .collect();
+    let engine = statements.engine();
+    statements.push(&rows, |param| {
+        format!(
             "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, depth, \
-             origin_server_ts, state_group_before, state_group_after, rejected_reason, json, outlier) VALUES {}",
-            row_values(chunk.len(), 13)
-        );
-        let mut query = sqlx::query(&sql);
-        for (event, stream_ordering) in chunk {
-            query = query
-                .bind(*stream_ordering)
-                .bind(&event.event_id)
-                .bind(&event.room_id)
-                .bind(&event.event_type)
-                .bind(None::<String>)
-                .bind(&event.sender)
-                .bind(event.depth)
-                .bind(event.origin_server_ts)
-                .bind(event.state_group_before)
-                .bind(event.state_group_before)
-                .bind(None::<String>)
-                .bind(codec.encode(&event.event_id, &event.json))
-                .bind(flag(false));
-        }
-        query.execute(&mut *tx).await?;
-    }
-    Ok(())
+             origin_server_ts, state_group_before, state_group_after, rejected_reason, json, outlier) {}",
+            engine.json_table(param, &[Int, Text, Text, Text, Text, Text, Int, Int, Int, Int, Text, Hex, Int])
+        )
+    });
 }
 
 /// The run's net change to the forward extremities: every event it cites stops being one, and
 /// each of its events no later event of the run cites becomes one.
-async fn update_extremities(tx: &mut AnyConnection, events: &[&NewEvent]) -> Result<()> {
+fn queue_extremities(statements: &mut JsonStatements, events: &[&NewEvent]) {
     let written: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     let cited: HashSet<(&str, &str)> =
         events.iter().flat_map(|e| e.prev_events.iter().map(|prev| (e.room_id.as_str(), prev.as_str()))).collect();
@@ -87,62 +89,74 @@ async fn update_extremities(tx: &mut AnyConnection, events: &[&NewEvent]) -> Res
         .filter(|e| !cited_ids.contains(e.event_id.as_str()))
         .map(|e| (e.room_id.as_str(), e.event_id.as_str()))
         .collect();
-
-    for chunk in statement_chunks(&removed, 2) {
-        let pairs: Vec<String> =
-            (0..chunk.len()).map(|i| format!("(room_id = ${} AND event_id = ${})", 2 * i + 1, 2 * i + 2)).collect();
-        let sql = format!("DELETE FROM forward_extremities WHERE {}", pairs.join(" OR "));
-        let mut query = sqlx::query(&sql);
-        for (room_id, event_id) in chunk {
-            query = query.bind(*room_id).bind(*event_id);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    for chunk in statement_chunks(&added, 2) {
-        let sql = format!("INSERT INTO forward_extremities (room_id, event_id) VALUES {}", row_values(chunk.len(), 2));
-        let mut query = sqlx::query(&sql);
-        for (room_id, event_id) in chunk {
-            query = query.bind(*room_id).bind(*event_id);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    Ok(())
+    let engine = statements.engine();
+    statements.push(&removed, |param| {
+        format!(
+            "DELETE FROM forward_extremities WHERE (room_id, event_id) IN ({})",
+            engine.json_table(param, &[Text, Text])
+        )
+    });
+    statements.push(&added, |param| {
+        format!("INSERT INTO forward_extremities (room_id, event_id) {}", engine.json_table(param, &[Text, Text]))
+    });
 }
 
-async fn insert_txns(tx: &mut AnyConnection, events: &[&NewEvent]) -> Result<()> {
-    let txns: Vec<(&(String, String, String), &str)> =
-        events.iter().filter_map(|e| e.txn.as_ref().map(|txn| (txn, e.event_id.as_str()))).collect();
-    for chunk in statement_chunks(&txns, 4) {
-        let sql = format!(
-            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES {}",
-            row_values(chunk.len(), 4)
-        );
-        let mut query = sqlx::query(&sql);
-        for ((user_id, device_id, txn_id), event_id) in chunk {
-            query = query.bind(user_id).bind(device_id).bind(txn_id).bind(*event_id);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    Ok(())
+fn queue_txns(statements: &mut JsonStatements, events: &[&NewEvent]) {
+    let txns: Vec<(&str, &str, &str, &str)> = events
+        .iter()
+        .filter_map(|e| {
+            let (user_id, device_id, txn_id) = e.txn.as_ref()?;
+            Some((user_id.as_str(), device_id.as_str(), txn_id.as_str(), e.event_id.as_str()))
+        })
+        .collect();
+    let engine = statements.engine();
+    statements.push(&txns, |param| {
+        format!(
+            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id) {}",
+            engine.json_table(param, &[Text, Text, Text, Text])
+        )
+    });
 }
 
-async fn queue_for_destinations(tx: &mut AnyConnection, events: &[(&NewEvent, i64)]) -> Result<()> {
+/// Replies, edits, reactions and threads: the events that relate to another.
+fn queue_relations(statements: &mut JsonStatements, events: &[(&NewEvent, i64)]) {
+    let relations: Vec<_> = events
+        .iter()
+        .filter_map(|(event, stream_ordering)| {
+            let (rel_type, parent) = super::relations::relation_of(event)?;
+            Some((
+                event.event_id.as_str(),
+                event.room_id.as_str(),
+                parent,
+                rel_type,
+                event.event_type.as_str(),
+                event.sender.as_str(),
+                *stream_ordering,
+            ))
+        })
+        .collect();
+    let engine = statements.engine();
+    statements.push(&relations, |param| {
+        format!(
+            "INSERT INTO event_relations (event_id, room_id, relates_to_id, rel_type, event_type, sender, \
+             stream_ordering) {} ON CONFLICT (event_id) DO NOTHING",
+            engine.json_table(param, &[Text, Text, Text, Text, Text, Text, Int])
+        )
+    });
+}
+
+fn queue_for_destinations(statements: &mut JsonStatements, events: &[(&NewEvent, i64)]) {
     let queued: Vec<(&str, i64)> = events
         .iter()
         .flat_map(|(event, ordering)| event.destinations.iter().map(move |d| (d.as_str(), *ordering)))
         .collect();
-    for chunk in statement_chunks(&queued, 2) {
-        let sql = format!(
-            "INSERT INTO federation_outbox_pdus (destination, stream_ordering) VALUES {}",
-            row_values(chunk.len(), 2)
-        );
-        let mut query = sqlx::query(&sql);
-        for (destination, ordering) in chunk {
-            query = query.bind(*destination).bind(*ordering);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    Ok(())
+    let engine = statements.engine();
+    statements.push(&queued, |param| {
+        format!(
+            "INSERT INTO federation_outbox_pdus (destination, stream_ordering) {}",
+            engine.json_table(param, &[Text, Int])
+        )
+    });
 }
 
 #[cfg(test)]
@@ -196,7 +210,9 @@ mod tests {
                 run.push(message("!c:x", id, &prev));
             }
             let events: Vec<&NewEvent> = run.iter().collect();
-            let persisted = insert_messages(&storage.codec, &mut tx, &events, 2).await.unwrap();
+            let mut statements = JsonStatements::new(storage.engine);
+            let persisted = queue_messages(&storage.codec, &mut statements, &events, 2);
+            statements.execute(&mut tx).await.unwrap();
             tx.commit().await.unwrap();
 
             let orderings: Vec<i64> = persisted.iter().map(|p| p.stream_ordering).collect();

@@ -19,6 +19,7 @@ mod erasure;
 mod event_writer;
 mod federation;
 mod filters;
+mod json_statements;
 mod key_backup;
 mod key_check;
 mod media;
@@ -501,20 +502,29 @@ impl Engine {
 
     /// A `SELECT` of the rows of the JSON array bound as `$param` (each row an array of values
     /// typed `columns`), to feed a multi-row `INSERT`: one statement with one parameter whatever
-    /// the number of rows, so a batch is one round trip and one statement shape.
+    /// the number of rows, so a batch is one round trip and one statement shape (see
+    /// [`json_statements::JsonStatements`]).
     fn json_table(self, param: usize, columns: &[JsonColumn]) -> String {
         let values: Vec<String> = columns
             .iter()
             .enumerate()
             .map(|(i, column)| match (self, column) {
+                (Engine::Sqlite, JsonColumn::Hex) => format!("unhex(value ->> {i})"),
                 (Engine::Sqlite, _) => format!("value ->> {i}"),
                 (Engine::Postgres, JsonColumn::Text) => format!("x ->> {i}"),
                 (Engine::Postgres, JsonColumn::Int) => format!("CAST(x ->> {i} AS BIGINT)"),
+                (Engine::Postgres, JsonColumn::Hex) => format!("decode(x ->> {i}, 'hex')"),
             })
             .collect();
         match self {
-            // `WHERE true` tells SQLite's parser that a following `ON CONFLICT` is an upsert.
-            Engine::Sqlite => format!("SELECT {} FROM json_each(${param}) WHERE true", values.join(", ")),
+            // Each row is materialized once: `json_each` hands out a row's value as new text
+            // every time a column reads it. `WHERE true` tells SQLite's parser that a following
+            // `ON CONFLICT` is an upsert.
+            Engine::Sqlite => format!(
+                "WITH json_rows (value) AS MATERIALIZED (SELECT value FROM json_each(${param})) \
+                 SELECT {} FROM json_rows WHERE true",
+                values.join(", ")
+            ),
             Engine::Postgres => {
                 format!("SELECT {} FROM json_array_elements(CAST(${param} AS json)) AS x", values.join(", "))
             }
@@ -564,6 +574,8 @@ type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q
 enum JsonColumn {
     Text,
     Int,
+    /// A BLOB, as hex text ([`json_statements::hex`]).
+    Hex,
 }
 
 /// The rows of a [`Engine::json_rows`] column.

@@ -3,6 +3,7 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::json_statements::JsonStatements;
 use super::rooms::{NewEvent, PushAction};
 use super::{Engine, JsonColumn, Result, Storage, flag, placeholders};
 
@@ -44,51 +45,39 @@ const READ_UP_TO: &str = "COALESCE((SELECT MAX(e.stream_ordering) FROM receipts 
      WHERE r.room_id = a.room_id AND r.user_id = a.user_id AND r.receipt_type IN ('m.read', 'm.read.private') \
      AND (r.thread_id = '' OR r.thread_id = a.thread_id)), 0)";
 
-/// Push-action rows written per statement at most (a batch's rows are one JSON parameter).
-const PUSH_ACTIONS_PER_INSERT: usize = 2_000;
-
-/// Writes the push actions of a batch of events on the event writer's transaction, each at its
-/// event's stream ordering, in one statement (see [`Engine::json_table`]). Where the engine
-/// stages them (see [`Engine::stages_push_actions`]) they go to `recent_push_actions`, ordered by
-/// position, so a batch appends to a page or two however many members it notifies;
-/// [`move_recent_push_actions`] later files them by member.
-pub(super) async fn insert_push_actions(
-    conn: &mut AnyConnection,
-    actions: &[(&NewEvent, i64, &PushAction)],
-) -> Result<()> {
+/// Adds the push actions of a batch of events, each at its event's stream ordering, to the
+/// event writer's statements. Where the engine stages them (see [`Engine::stages_push_actions`])
+/// they go to `recent_push_actions`, ordered by position, so a batch appends to a page or two
+/// however many members it notifies; [`move_recent_push_actions`] later files them by member.
+pub(super) fn queue_push_actions(statements: &mut JsonStatements, actions: &[(&NewEvent, i64, &PushAction)]) {
     use JsonColumn::{Int, Text};
-    if actions.is_empty() {
-        return Ok(());
-    }
-    let engine = Engine::of(conn);
+    let engine = statements.engine();
     let (table, key) = if engine.stages_push_actions() {
         ("recent_push_actions", "stream_ordering, user_id")
     } else {
         ("event_push_actions", "user_id, room_id, stream_ordering")
     };
-    let sql = format!(
-        "INSERT INTO {table} (user_id, room_id, event_id, stream_ordering, thread_id, highlight, actions) \
-         {} ON CONFLICT ({key}) DO NOTHING",
-        engine.json_table(1, &[Text, Text, Text, Int, Text, Int, Text])
-    );
-    for chunk in actions.chunks(PUSH_ACTIONS_PER_INSERT) {
-        let rows: Vec<serde_json::Value> = chunk
-            .iter()
-            .map(|(event, stream_ordering, action)| {
-                serde_json::json!([
-                    action.user_id,
-                    event.room_id,
-                    event.event_id,
-                    stream_ordering,
-                    action.thread_id,
-                    flag(action.highlight),
-                    action.actions.to_string(),
-                ])
-            })
-            .collect();
-        sqlx::query(&sql).bind(serde_json::Value::Array(rows).to_string()).execute(&mut *conn).await?;
-    }
-    Ok(())
+    let rows: Vec<_> = actions
+        .iter()
+        .map(|(event, stream_ordering, action)| {
+            (
+                action.user_id.as_str(),
+                event.room_id.as_str(),
+                event.event_id.as_str(),
+                *stream_ordering,
+                action.thread_id.as_str(),
+                flag(action.highlight),
+                action.actions.to_string(),
+            )
+        })
+        .collect();
+    statements.push(&rows, |param| {
+        format!(
+            "INSERT INTO {table} (user_id, room_id, event_id, stream_ordering, thread_id, highlight, actions) \
+             {} ON CONFLICT ({key}) DO NOTHING",
+            engine.json_table(param, &[Text, Text, Text, Int, Text, Int, Text])
+        )
+    });
 }
 
 /// Recent push actions are moved into `event_push_actions` once this many have been written:

@@ -28,10 +28,15 @@ pub struct Aggregation {
     pub references: Vec<String>,
 }
 
+/// The relation type and parent event of an event that relates to another.
+pub(super) fn relation_of(event: &NewEvent) -> Option<(&str, &str)> {
+    let relates_to = &event.json["content"]["m.relates_to"];
+    Some((relates_to["rel_type"].as_str()?, relates_to["event_id"].as_str()?))
+}
+
 /// Records the event's relation, if its content declares one.
 pub(super) async fn insert_relation(conn: &mut AnyConnection, event: &NewEvent, stream_ordering: i64) -> Result<()> {
-    let relates_to = &event.json["content"]["m.relates_to"];
-    let (Some(rel_type), Some(parent)) = (relates_to["rel_type"].as_str(), relates_to["event_id"].as_str()) else {
+    let Some((rel_type, parent)) = relation_of(event) else {
         return Ok(());
     };
     sqlx::query(

@@ -3,10 +3,12 @@
 //! queries: SQLite's FTS5 (`MATCH`, `bm25`) and PostgreSQL's text search (`@@`, `ts_rank_cd`).
 //! Both receive the same pre-tokenized terms, so user input never reaches a query parser.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use super::JsonColumn::{Int, Text};
+use super::json_statements::JsonStatements;
 use super::rooms::NewEvent;
-use super::{Engine, Result, Storage, Stream, placeholders, row_values, statement_chunks};
+use super::{Engine, Result, Storage, Stream, placeholders};
 
 /// The searchable text of an event: `(key, value)`, for the event types search covers.
 pub fn searchable_text(event_type: &str, content: &serde_json::Value) -> Option<(&'static str, String)> {
@@ -31,8 +33,9 @@ struct IndexRow<'a> {
     value: String,
 }
 
-/// Indexes the accepted, searchable events of a batch: `(event, stream ordering)`.
-pub(super) async fn index_events(conn: &mut AnyConnection, events: &[(&NewEvent, i64)]) -> Result<()> {
+/// Adds the index rows of a batch's accepted, searchable events, `(event, stream ordering)`, to
+/// the event writer's statements.
+pub(super) fn queue_events(statements: &mut JsonStatements, events: &[(&NewEvent, i64)]) {
     let rows: Vec<IndexRow<'_>> = events
         .iter()
         .filter(|(event, _)| event.rejected_reason.is_none() && !event.outlier)
@@ -49,30 +52,32 @@ pub(super) async fn index_events(conn: &mut AnyConnection, events: &[(&NewEvent,
             })
         })
         .collect();
-    insert_rows(conn, &rows).await
+    queue_rows(statements, &rows);
 }
 
-async fn insert_rows(conn: &mut AnyConnection, rows: &[IndexRow<'_>]) -> Result<()> {
-    for chunk in statement_chunks(rows, 7) {
-        let sql = format!(
+fn queue_rows(statements: &mut JsonStatements, rows: &[IndexRow<'_>]) {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.stream_ordering,
+                row.event_id,
+                row.room_id,
+                row.sender,
+                row.key,
+                row.origin_server_ts,
+                row.value.as_str(),
+            )
+        })
+        .collect();
+    let engine = statements.engine();
+    statements.push(&rows, |param| {
+        format!(
             "INSERT INTO event_search (stream_ordering, event_id, room_id, sender, search_key, origin_server_ts, value) \
-             VALUES {} ON CONFLICT (stream_ordering) DO NOTHING",
-            row_values(chunk.len(), 7)
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query
-                .bind(row.stream_ordering)
-                .bind(row.event_id)
-                .bind(row.room_id)
-                .bind(row.sender)
-                .bind(row.key)
-                .bind(row.origin_server_ts)
-                .bind(row.value.as_str());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+             {} ON CONFLICT (stream_ordering) DO NOTHING",
+            engine.json_table(param, &[Int, Text, Text, Text, Text, Int, Text])
+        )
+    });
 }
 
 impl Storage {
@@ -108,7 +113,9 @@ impl Storage {
             })
             .collect();
         let mut tx = self.write.begin().await?;
-        insert_rows(&mut tx, &rows).await?;
+        let mut statements = JsonStatements::new(self.engine);
+        queue_rows(&mut statements, &rows);
+        statements.execute(&mut tx).await?;
         tx.commit().await?;
         self.set_search_backfill_position(last).await?;
         // A redaction may have replaced an event after it was read above and deleted its (not yet
