@@ -54,7 +54,7 @@ impl EventWriter {
     ) -> Self {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
         let stages_push_actions = engine.stages_push_actions();
-        let writer = Writer { pool, codec, order, numbers, latency, cache, stages_push_actions };
+        let writer = Writer { engine, pool, codec, order, numbers, latency, cache, stages_push_actions };
         if engine != Engine::Sqlite {
             // PostgreSQL connections are driven by the shared runtime's I/O driver: a writer on
             // a runtime of its own added a wake-up between the two to every statement.
@@ -136,6 +136,7 @@ pub(super) struct Numbers {
 }
 
 struct Writer {
+    engine: Engine,
     pool: AnyPool,
     codec: Codec,
     order: Arc<Mutex<()>>,
@@ -290,15 +291,26 @@ async fn write_batch(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persisted>> {
 }
 
 async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persisted>> {
+    let known = writer.numbers.next_ordering.known();
+    let mut statements = JsonStatements::new(writer.engine);
+    // The common case, a batch of messages only: one query after `BEGIN` on SQLite, one round
+    // trip on PostgreSQL.
+    if let Some(first_ordering) = known
+        && jobs.iter().all(|job| is_plain_message(&job.event))
+    {
+        let events: Vec<&NewEvent> = jobs.iter().map(|job| &job.event).collect();
+        let results = queue_messages(&writer.codec, &mut statements, &events, first_ordering);
+        queue_notifications_and_search(writer, &mut statements, jobs, &results);
+        statements.execute_atomically(&writer.pool).await?;
+        return Ok(results);
+    }
     let codec = &writer.codec;
     let mut tx = writer.pool.begin().await?;
     let mut results = Vec::with_capacity(jobs.len());
-    let mut stream_ordering = match writer.numbers.next_ordering.known() {
+    let mut stream_ordering = match known {
         Some(next) => next,
         None => next_stream_ordering(&mut tx).await?,
     };
-    // A batch of messages only (the common case) is one query after `BEGIN` on SQLite.
-    let mut statements = JsonStatements::new(Engine::of(&tx));
     let mut rest = jobs;
     while let Some(first) = rest.first() {
         // Runs of messages are written table by table; anything else one event at a time.
@@ -319,21 +331,31 @@ async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persi
         stream_ordering += i64::try_from(run).unwrap_or(i64::MAX);
         rest = tail;
     }
+    queue_notifications_and_search(writer, &mut statements, jobs, &results);
+    statements.execute(&mut tx).await?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Adds the push actions and search rows of a batch's events, numbered as in `results`.
+fn queue_notifications_and_search(
+    writer: &Writer,
+    statements: &mut JsonStatements,
+    jobs: &[Job],
+    results: &[Persisted],
+) {
     let notified: Vec<(&NewEvent, i64, &super::PushAction)> = jobs
         .iter()
-        .zip(&results)
+        .zip(results)
         .flat_map(|(job, persisted)| {
             job.event.push_actions.iter().map(|action| (&job.event, persisted.stream_ordering, action))
         })
         .collect();
-    super::notifications::queue_push_actions(&mut statements, &notified);
+    super::notifications::queue_push_actions(statements, &notified);
     // With encryption at rest there is no index: it would hold message text in the clear.
-    if !codec.encrypts() {
+    if !writer.codec.encrypts() {
         let indexed: Vec<(&NewEvent, i64)> =
-            jobs.iter().zip(&results).map(|(job, persisted)| (&job.event, persisted.stream_ordering)).collect();
-        super::search::queue_events(&mut statements, &indexed);
+            jobs.iter().zip(results).map(|(job, persisted)| (&job.event, persisted.stream_ordering)).collect();
+        super::search::queue_events(statements, &indexed);
     }
-    statements.execute(&mut tx).await?;
-    tx.commit().await?;
-    Ok(results)
 }

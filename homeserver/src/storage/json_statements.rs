@@ -1,22 +1,26 @@
 //! Multi-row writes whose rows travel as one JSON array parameter per statement (see
-//! [`Engine::json_table`]), gathered so that SQLite runs a whole batch of them as one query.
+//! [`Engine::json_table`]), gathered so that a whole batch of them is one round trip.
 
 use serde::Serialize;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, AnyPool};
 
 use super::{Engine, Result};
 
 /// Rows in one statement's parameter at most: bounds the size of one JSON text.
 const ROWS_PER_STATEMENT: usize = 2_000;
 
-/// Statements that each insert (or delete) the rows of one JSON array parameter, run in order.
+/// Statements that each insert (or delete) the rows of one JSON array parameter, run together.
+///
+/// The statements must touch disjoint rows and none may read what another writes: on
+/// PostgreSQL they run as one statement (each but the last a data-modifying `WITH` clause), so
+/// all of them see the database as it was before it. That one statement is one round trip,
+/// where one per table left the event writer waiting on the network for most of a batch, and
+/// one prepared statement for the batch's shape (statements with no rows are left out).
 ///
 /// On SQLite every statement is a hand-off to the connection's worker thread and back, two
-/// context switches that cost more than the statement itself, so the statements go as one
-/// multi-statement query. Each is kept there even with no rows: the query's text, and with it
-/// the prepared statements sqlx caches by that text, then stays the same from batch to batch.
-/// PostgreSQL runs them one by one (its protocol prepares one statement at a time) and leaves
-/// out those with no rows.
+/// context switches that cost more than the statement itself, so they go as one multi-statement
+/// query, in order. Each is kept there even with no rows: the query's text, and with it the
+/// prepared statements sqlx caches by that text, then stays the same from batch to batch.
 pub(super) struct JsonStatements {
     engine: Engine,
     statements: Vec<String>,
@@ -49,34 +53,49 @@ impl JsonStatements {
     }
 
     fn add(&mut self, sql: &impl Fn(usize) -> String, param: String) {
-        let number = match self.engine {
-            Engine::Sqlite => self.params.len() + 1,
-            Engine::Postgres => 1,
-        };
-        self.statements.push(sql(number));
+        self.statements.push(sql(self.params.len() + 1));
         self.params.push(param);
     }
 
-    /// Runs the statements gathered so far, in order, and leaves none.
+    /// Runs the statements gathered so far and leaves none.
     pub(super) async fn execute(&mut self, conn: &mut AnyConnection) -> Result<()> {
         let statements = std::mem::take(&mut self.statements);
         let params = std::mem::take(&mut self.params);
-        if statements.is_empty() {
+        let Some(sql) = self.combined(&statements) else {
             return Ok(());
-        }
-        match self.engine {
-            Engine::Sqlite => {
-                let sql = statements.join(";\n");
-                let query = params.iter().fold(sqlx::query(&sql), |query, param| query.bind(param.as_str()));
-                query.execute(&mut *conn).await?;
-            }
-            Engine::Postgres => {
-                for (sql, param) in statements.iter().zip(&params) {
-                    sqlx::query(sql).bind(param.as_str()).execute(&mut *conn).await?;
-                }
-            }
-        }
+        };
+        let query = params.iter().fold(sqlx::query(&sql), |query, param| query.bind(param.as_str()));
+        query.execute(&mut *conn).await?;
         Ok(())
+    }
+
+    /// Runs the statements gathered so far as one transaction, on a connection of `pool`: on
+    /// PostgreSQL the one statement they are is a transaction of its own, so this is one round
+    /// trip rather than three.
+    pub(super) async fn execute_atomically(&mut self, pool: &AnyPool) -> Result<()> {
+        match self.engine {
+            Engine::Postgres => self.execute(&mut *pool.acquire().await?).await,
+            Engine::Sqlite => {
+                let mut tx = pool.begin().await?;
+                self.execute(&mut tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The one query that runs `statements` (`None` for none).
+    fn combined(&self, statements: &[String]) -> Option<String> {
+        let (last, before) = statements.split_last()?;
+        Some(match self.engine {
+            Engine::Sqlite => statements.join(";\n"),
+            Engine::Postgres if before.is_empty() => last.clone(),
+            Engine::Postgres => {
+                let clauses: Vec<String> =
+                    before.iter().enumerate().map(|(i, statement)| format!("w{i} AS ({statement})")).collect();
+                format!("WITH {} {last}", clauses.join(", "))
+            }
+        })
     }
 }
 
@@ -96,37 +115,75 @@ mod tests {
     use super::super::{JsonColumn, test_support};
     use super::*;
 
+    /// A table of the test's database (not a temporary one: a pool's connections all see it).
+    async fn scratch_table(storage: &super::super::Storage) {
+        let blob = if storage.engine == Engine::Sqlite { "BLOB" } else { "BYTEA" };
+        sqlx::query(&format!("CREATE TABLE scratch (id BIGINT PRIMARY KEY, name TEXT, data {blob})"))
+            .execute(&storage.write)
+            .await
+            .unwrap();
+    }
+
+    fn insert(engine: Engine) -> impl Fn(usize) -> String {
+        move |param| {
+            format!(
+                "INSERT INTO scratch (id, name, data) {}",
+                engine.json_table(param, &[JsonColumn::Int, JsonColumn::Text, JsonColumn::Hex])
+            )
+        }
+    }
+
+    async fn stored(storage: &super::super::Storage) -> Vec<(i64, String, Vec<u8>)> {
+        sqlx::query_as("SELECT id, name, data FROM scratch ORDER BY id").fetch_all(&storage.write).await.unwrap()
+    }
+
     #[tokio::test]
-    async fn statements_run_in_order_and_blobs_round_trip() {
+    async fn every_statement_runs_and_blobs_round_trip() {
         for storage in test_support::engines().await {
             let engine = storage.engine;
-            let mut conn = storage.write.acquire().await.unwrap();
-            let blob = if engine == Engine::Sqlite { "BLOB" } else { "BYTEA" };
-            sqlx::query(&format!("CREATE TEMPORARY TABLE scratch (id BIGINT PRIMARY KEY, name TEXT, data {blob})"))
-                .execute(&mut *conn)
-                .await
-                .unwrap();
-            let insert = |param: usize| {
-                format!(
-                    "INSERT INTO scratch (id, name, data) {}",
-                    engine.json_table(param, &[JsonColumn::Int, JsonColumn::Text, JsonColumn::Hex])
-                )
-            };
+            scratch_table(&storage).await;
+            sqlx::query("INSERT INTO scratch (id, name) VALUES (9, 'old')").execute(&storage.write).await.unwrap();
             let mut statements = JsonStatements::new(engine);
-            let rows = vec![(1, "one", hex(&[0, 159, 255])), (2, "two \"quoted\"", hex(b"{}"))];
-            statements.push(&rows, insert);
-            statements.push::<(i64, &str, String)>(&[], insert);
-            // Runs after the insert: the delete sees its rows.
-            statements.push(&[(2,)], |param| {
+            let rows = vec![(1, "one", hex(&[0, 159, 255])), (2, "two \"quoted\" $1 ')", hex(b"{}"))];
+            statements.push(&rows, insert(engine));
+            statements.push::<(i64, &str, String)>(&[], insert(engine));
+            statements.push(&[(9,)], |param| {
                 format!("DELETE FROM scratch WHERE id IN ({})", engine.json_table(param, &[JsonColumn::Int]))
             });
+            // More rows than one statement takes.
+            let many: Vec<(i64, String, String)> =
+                (100..100 + ROWS_PER_STATEMENT as i64 + 5).map(|id| (id, format!("n{id}"), hex(&[1]))).collect();
+            statements.push(&many, insert(engine));
+            let mut conn = storage.write.acquire().await.unwrap();
             statements.execute(&mut conn).await.unwrap();
             // Nothing is left to run twice.
             statements.execute(&mut conn).await.unwrap();
+            drop(conn);
 
-            let stored: Vec<(i64, String, Vec<u8>)> =
-                sqlx::query_as("SELECT id, name, data FROM scratch ORDER BY id").fetch_all(&mut *conn).await.unwrap();
-            assert_eq!(stored, vec![(1, "one".to_owned(), vec![0, 159, 255])]);
+            let stored = stored(&storage).await;
+            assert_eq!(stored.len(), 2 + many.len());
+            assert_eq!(stored[0], (1, "one".to_owned(), vec![0, 159, 255]));
+            assert_eq!(stored[1], (2, "two \"quoted\" $1 ')".to_owned(), b"{}".to_vec()));
+            assert_eq!(stored.last().map(|row| row.0), many.last().map(|row| row.0));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_statement_leaves_nothing_of_the_others() {
+        for storage in test_support::engines().await {
+            let engine = storage.engine;
+            scratch_table(&storage).await;
+            let mut statements = JsonStatements::new(engine);
+            statements.push(&[(1, "one", hex(b"a"))], insert(engine));
+            // The same key twice in one insert: a constraint violation.
+            statements.push(&[(2, "two", hex(b"b")), (2, "again", hex(b"c"))], insert(engine));
+            assert!(statements.execute_atomically(&storage.write).await.is_err());
+            assert!(stored(&storage).await.is_empty());
+
+            // The connection is usable afterwards, and a good batch commits.
+            statements.push(&[(3, "three", hex(b"d"))], insert(engine));
+            statements.execute_atomically(&storage.write).await.unwrap();
+            assert_eq!(stored(&storage).await, vec![(3, "three".to_owned(), b"d".to_vec())]);
         }
     }
 

@@ -495,11 +495,6 @@ impl Engine {
         }
     }
 
-    /// The engine behind a connection.
-    fn of(conn: &sqlx::AnyConnection) -> Self {
-        if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME { Engine::Sqlite } else { Engine::Postgres }
-    }
-
     /// A `SELECT` of the rows of the JSON array bound as `$param` (each row an array of values
     /// typed `columns`), to feed a multi-row `INSERT`: one statement with one parameter whatever
     /// the number of rows, so a batch is one round trip and one statement shape (see
@@ -525,8 +520,10 @@ impl Engine {
                  SELECT {} FROM json_rows WHERE true",
                 values.join(", ")
             ),
+            // `jsonb`, parsed once: on a `json` value every `->>` parses the row's text again
+            // (a batch of 31 events spent 3 ms of its 3.5 ms there).
             Engine::Postgres => {
-                format!("SELECT {} FROM json_array_elements(CAST(${param} AS json)) AS x", values.join(", "))
+                format!("SELECT {} FROM jsonb_array_elements(CAST(${param} AS jsonb)) AS x", values.join(", "))
             }
         }
     }
