@@ -9,11 +9,11 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::cache::Generation;
 use super::codec::Codec;
+use super::event_batch::{Numbered, has_state_group, queue_events, write_state_group_of};
 use super::json_statements::JsonStatements;
-use super::message_batch::{is_plain_message, queue_messages};
 use super::notifications::{RECENT_PUSH_ACTIONS_MOVED_AT, move_recent_push_actions};
 use super::rooms::StateMap;
-use super::rooms::{EventRow, NewEvent, NextOrdering, Persisted, insert_event_at, next_stream_ordering};
+use super::rooms::{EventRow, NewEvent, NextOrdering, Persisted, next_stream_ordering};
 use super::state_groups::StateGroupNumbers;
 use super::{Engine, EventCache, Result, StateCache, StorageError};
 use crate::metrics::SharedHistogram;
@@ -293,69 +293,58 @@ async fn write_batch(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persisted>> {
 async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persisted>> {
     let known = writer.numbers.next_ordering.known();
     let mut statements = JsonStatements::new(writer.engine);
-    // The common case, a batch of messages only: one query after `BEGIN` on SQLite, one round
-    // trip on PostgreSQL.
-    if let Some(first_ordering) = known
-        && jobs.iter().all(|job| is_plain_message(&job.event))
+    // Without state events (the common case, messages) nothing is written before the batch's
+    // statements: one query after `BEGIN` on SQLite, one round trip on PostgreSQL.
+    if let Some(first) = known
+        && !jobs.iter().any(|job| has_state_group(&job.event))
     {
-        let events: Vec<&NewEvent> = jobs.iter().map(|job| &job.event).collect();
-        let results = queue_messages(&writer.codec, &mut statements, &events, first_ordering);
-        queue_notifications_and_search(writer, &mut statements, jobs, &results);
+        let numbered: Vec<Numbered<'_>> = jobs
+            .iter()
+            .zip(first..)
+            .map(|(job, ordering)| (&job.event, ordering, job.event.state_group_before))
+            .collect();
+        queue_batch(writer, &mut statements, &numbered);
         statements.execute_atomically(&writer.pool).await?;
-        return Ok(results);
+        return Ok(persisted(&numbered));
     }
-    let codec = &writer.codec;
     let mut tx = writer.pool.begin().await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    let mut stream_ordering = match known {
+    let first = match known {
         Some(next) => next,
         None => next_stream_ordering(&mut tx).await?,
     };
-    let mut rest = jobs;
-    while let Some(first) = rest.first() {
-        // Runs of messages are written table by table; anything else one event at a time.
-        let run = rest.iter().take_while(|job| is_plain_message(&job.event)).count();
-        if run == 0 {
-            // It may cite the run before it: that run's rows go in first.
-            statements.execute(&mut tx).await?;
-            results.push(
-                insert_event_at(codec, &mut tx, &first.event, stream_ordering, &writer.numbers.state_groups).await?,
-            );
-            stream_ordering += 1;
-            rest = &rest[1..];
-            continue;
-        }
-        let (messages, tail) = rest.split_at(run);
-        let events: Vec<&NewEvent> = messages.iter().map(|job| &job.event).collect();
-        results.extend(queue_messages(codec, &mut statements, &events, stream_ordering));
-        stream_ordering += i64::try_from(run).unwrap_or(i64::MAX);
-        rest = tail;
+    // State groups first, in order: a state event's may build on the one before it.
+    let mut numbered = Vec::with_capacity(jobs.len());
+    for (job, ordering) in jobs.iter().zip(first..) {
+        let group = write_state_group_of(&mut tx, &job.event, &writer.numbers.state_groups).await?;
+        numbered.push((&job.event, ordering, group));
     }
-    queue_notifications_and_search(writer, &mut statements, jobs, &results);
+    queue_batch(writer, &mut statements, &numbered);
     statements.execute(&mut tx).await?;
     tx.commit().await?;
-    Ok(results)
+    Ok(persisted(&numbered))
 }
 
-/// Adds the push actions and search rows of a batch's events, numbered as in `results`.
-fn queue_notifications_and_search(
-    writer: &Writer,
-    statements: &mut JsonStatements,
-    jobs: &[Job],
-    results: &[Persisted],
-) {
-    let notified: Vec<(&NewEvent, i64, &super::PushAction)> = jobs
+fn persisted(numbered: &[Numbered<'_>]) -> Vec<Persisted> {
+    numbered
         .iter()
-        .zip(results)
-        .flat_map(|(job, persisted)| {
-            job.event.push_actions.iter().map(|action| (&job.event, persisted.stream_ordering, action))
+        .map(|(_, stream_ordering, state_group_after)| Persisted {
+            stream_ordering: *stream_ordering,
+            state_group_after: *state_group_after,
         })
+        .collect()
+}
+
+/// Adds every write of a batch of numbered events: their rows, push actions and search rows.
+fn queue_batch(writer: &Writer, statements: &mut JsonStatements, numbered: &[Numbered<'_>]) {
+    queue_events(&writer.codec, statements, numbered);
+    let notified: Vec<(&NewEvent, i64, &super::PushAction)> = numbered
+        .iter()
+        .flat_map(|(event, ordering, _)| event.push_actions.iter().map(move |action| (*event, *ordering, action)))
         .collect();
     super::notifications::queue_push_actions(statements, &notified);
     // With encryption at rest there is no index: it would hold message text in the clear.
     if !writer.codec.encrypts() {
-        let indexed: Vec<(&NewEvent, i64)> =
-            jobs.iter().zip(results).map(|(job, persisted)| (&job.event, persisted.stream_ordering)).collect();
+        let indexed: Vec<(&NewEvent, i64)> = numbered.iter().map(|(event, ordering, _)| (*event, *ordering)).collect();
         super::search::queue_events(statements, &indexed);
     }
 }

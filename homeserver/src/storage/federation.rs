@@ -28,21 +28,6 @@ impl OutboxBatch {
     }
 }
 
-/// Queues an event for `destinations` inside the event's own transaction.
-pub(super) async fn queue_pdu(tx: &mut AnyConnection, destinations: &[String], stream_ordering: i64) -> Result<()> {
-    if destinations.is_empty() {
-        return Ok(());
-    }
-    let values: Vec<String> = (0..destinations.len()).map(|i| format!("(${}, $1)", i + 2)).collect();
-    let sql = format!("INSERT INTO federation_outbox_pdus (destination, stream_ordering) VALUES {}", values.join(", "));
-    let mut query = sqlx::query(&sql).bind(stream_ordering);
-    for destination in destinations {
-        query = query.bind(destination);
-    }
-    query.execute(&mut *tx).await?;
-    Ok(())
-}
-
 /// Queues an EDU for one destination inside a transaction.
 /// The identity of a queued EDU (its associated data when sealed).
 pub(super) fn edu_record_id(destination: &str, position: i64) -> String {

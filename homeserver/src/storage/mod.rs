@@ -16,6 +16,7 @@ mod content_reports;
 mod copy;
 mod e2ee_keys;
 mod erasure;
+mod event_batch;
 mod event_writer;
 mod federation;
 mod filters;
@@ -25,7 +26,6 @@ mod key_check;
 mod media;
 mod media_admin;
 mod memberships;
-mod message_batch;
 mod notifications;
 mod openid;
 mod presence;
@@ -495,8 +495,13 @@ impl Engine {
         }
     }
 
+    /// The engine a connection talks to.
+    fn of(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME { Engine::Sqlite } else { Engine::Postgres }
+    }
+
     /// A `SELECT` of the rows of the JSON array bound as `$param` (each row an array of values
-    /// typed `columns`), to feed a multi-row `INSERT`: one statement with one parameter whatever
+    /// typed `columns`, named `c0`, `c1`, …), to feed a multi-row `INSERT`: one statement with one parameter whatever
     /// the number of rows, so a batch is one round trip and one statement shape (see
     /// [`json_statements::JsonStatements`]).
     fn json_table(self, param: usize, columns: &[JsonColumn]) -> String {
@@ -504,11 +509,11 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(i, column)| match (self, column) {
-                (Engine::Sqlite, JsonColumn::Hex) => format!("unhex(value ->> {i})"),
-                (Engine::Sqlite, _) => format!("value ->> {i}"),
-                (Engine::Postgres, JsonColumn::Text) => format!("x ->> {i}"),
-                (Engine::Postgres, JsonColumn::Int) => format!("CAST(x ->> {i} AS BIGINT)"),
-                (Engine::Postgres, JsonColumn::Hex) => format!("decode(x ->> {i}, 'hex')"),
+                (Engine::Sqlite, JsonColumn::Hex) => format!("unhex(value ->> {i}) AS c{i}"),
+                (Engine::Sqlite, _) => format!("value ->> {i} AS c{i}"),
+                (Engine::Postgres, JsonColumn::Text) => format!("x ->> {i} AS c{i}"),
+                (Engine::Postgres, JsonColumn::Int) => format!("CAST(x ->> {i} AS BIGINT) AS c{i}"),
+                (Engine::Postgres, JsonColumn::Hex) => format!("decode(x ->> {i}, 'hex') AS c{i}"),
             })
             .collect();
         match self {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 use super::rooms::NewEvent;
 use super::{Order, Result, Storage};
@@ -32,27 +32,6 @@ pub struct Aggregation {
 pub(super) fn relation_of(event: &NewEvent) -> Option<(&str, &str)> {
     let relates_to = &event.json["content"]["m.relates_to"];
     Some((relates_to["rel_type"].as_str()?, relates_to["event_id"].as_str()?))
-}
-
-/// Records the event's relation, if its content declares one.
-pub(super) async fn insert_relation(conn: &mut AnyConnection, event: &NewEvent, stream_ordering: i64) -> Result<()> {
-    let Some((rel_type, parent)) = relation_of(event) else {
-        return Ok(());
-    };
-    sqlx::query(
-        "INSERT INTO event_relations (event_id, room_id, relates_to_id, rel_type, event_type, sender, stream_ordering) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(&event.event_id)
-    .bind(&event.room_id)
-    .bind(parent)
-    .bind(rel_type)
-    .bind(&event.event_type)
-    .bind(&event.sender)
-    .bind(stream_ordering)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 const COLUMNS: &str = "event_id, relates_to_id, rel_type, sender, stream_ordering";

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::state_groups::{StateGroupNumbers, write_state_group};
+use super::state_groups::StateGroupNumbers;
 use super::{Engine, Result, Storage, empty_window, flag, placeholders};
 
 /// A state map: `(event type, state key)` → event ID.
@@ -572,85 +572,10 @@ pub(super) async fn insert_event_at(
     stream_ordering: i64,
     groups: &StateGroupNumbers,
 ) -> Result<Persisted> {
-    let accepted = event.rejected_reason.is_none();
-    // An outlier changes nothing but the events table: it is not part of the room's history here.
-    let in_timeline = accepted && !event.outlier;
-
-    let state_group_after = match (&event.state_key, in_timeline) {
-        (Some(state_key), true) => {
-            let entry = (event.event_type.clone(), state_key.clone(), event.event_id.clone());
-            let group = event.state_group_after.unwrap_or_else(|| groups.next());
-            write_state_group(tx, &event.room_id, event.state_group_before, group, &entry).await?
-        }
-        _ => event.state_group_before,
-    };
-
-    sqlx::query(
-        "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, depth, \
-         origin_server_ts, state_group_before, state_group_after, rejected_reason, json, outlier) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(stream_ordering)
-    .bind(&event.event_id)
-    .bind(&event.room_id)
-    .bind(&event.event_type)
-    .bind(event.state_key.as_deref())
-    .bind(&event.sender)
-    .bind(event.depth)
-    .bind(event.origin_server_ts)
-    .bind(event.state_group_before)
-    .bind(state_group_after)
-    .bind(event.rejected_reason.as_deref())
-    .bind(codec.encode(&event.event_id, &event.json))
-    .bind(flag(event.outlier))
-    .execute(&mut *tx)
-    .await?;
-
-    if in_timeline {
-        for prev in &event.prev_events {
-            sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
-                .bind(&event.room_id)
-                .bind(prev)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)")
-            .bind(&event.room_id)
-            .bind(&event.event_id)
-            .execute(&mut *tx)
-            .await?;
-        // A message leaves the state as it was (its state group is the one before it).
-        if event.state_key.is_some() || event.resolved_current.is_some() {
-            let current = event.resolved_current.as_ref().map_or(state_group_after, |r| r.state_group);
-            sqlx::query("UPDATE rooms SET current_state_group = $2 WHERE room_id = $1")
-                .bind(&event.room_id)
-                .bind(current)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (user_id, membership, event_id) in event.resolved_current.iter().flat_map(|r| &r.memberships) {
-            upsert_membership(tx, &event.room_id, user_id, membership, event_id, stream_ordering).await?;
-        }
-        if let (Some(user_id), "m.room.member", None) =
-            (&event.state_key, event.event_type.as_str(), &event.resolved_current)
-        {
-            let membership = event.json["content"]["membership"].as_str().unwrap_or("leave");
-            upsert_membership(tx, &event.room_id, user_id, membership, &event.event_id, stream_ordering).await?;
-        }
-    }
-    if let Some((user_id, device_id, txn_id)) = &event.txn {
-        sqlx::query("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)")
-            .bind(user_id)
-            .bind(device_id)
-            .bind(txn_id)
-            .bind(&event.event_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    if in_timeline {
-        super::relations::insert_relation(tx, event, stream_ordering).await?;
-        super::federation::queue_pdu(tx, &event.destinations, stream_ordering).await?;
-    }
+    let state_group_after = super::event_batch::write_state_group_of(tx, event, groups).await?;
+    let mut statements = super::json_statements::JsonStatements::new(super::Engine::of(tx));
+    super::event_batch::queue_events(codec, &mut statements, &[(event, stream_ordering, state_group_after)]);
+    statements.execute(tx).await?;
     Ok(Persisted { stream_ordering, state_group_after })
 }
 
