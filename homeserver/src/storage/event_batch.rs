@@ -1,9 +1,10 @@
 //! The rows of a batch of events, written with one statement per table (each fed its rows as
 //! one JSON parameter) instead of four to eight statements per event.
 //!
-//! Only the state groups are written as the batch is gathered ([`write_state_group_of`]): a
-//! state event's group may build on the one before it in the same batch. Nothing else in a
-//! batch reads what the batch writes, so the rest are gathered and run together, after them.
+//! Nothing in a batch reads what the batch writes, so all of it runs together: state groups
+//! are numbered and chained as the batch is gathered ([`state_group_of`]; a state event's group
+//! may build on the one before it in the same batch), and only a full snapshot reads the state
+//! it copies, after writing what was gathered before it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +16,7 @@ use super::codec::Codec;
 use super::flag;
 use super::json_statements::{JsonStatements, hex};
 use super::rooms::NewEvent;
-use super::state_groups::{StateGroupNumbers, write_state_group};
+use super::state_groups::{NewStateGroups, StateGroupNumbers};
 
 /// Whether `event` is part of the room's timeline here: accepted and not an outlier. Other
 /// events change nothing but the events table (and their transaction ID).
@@ -23,23 +24,24 @@ fn in_timeline(event: &NewEvent) -> bool {
     event.rejected_reason.is_none() && !event.outlier
 }
 
-/// Whether `event` brings a new state group, written by [`write_state_group_of`].
+/// Whether `event` brings a new state group (see [`state_group_of`]).
 pub(super) fn has_state_group(event: &NewEvent) -> bool {
     event.state_key.is_some() && in_timeline(event)
 }
 
-/// The state group after `event`: for a state event in the timeline a new one, written here on
-/// `tx` (a delta on the group before it), for any other event the group before it.
-pub(super) async fn write_state_group_of(
+/// The state group after `event`: for a state event in the timeline a new one, added to
+/// `new_groups` (a delta on the group before it), for any other event the group before it.
+pub(super) async fn state_group_of(
     tx: &mut AnyConnection,
     event: &NewEvent,
-    groups: &StateGroupNumbers,
+    numbers: &StateGroupNumbers,
+    new_groups: &mut NewStateGroups,
 ) -> Result<i64> {
     match &event.state_key {
         Some(state_key) if has_state_group(event) => {
             let entry = (event.event_type.clone(), state_key.clone(), event.event_id.clone());
-            let group = event.state_group_after.unwrap_or_else(|| groups.next());
-            write_state_group(tx, &event.room_id, event.state_group_before, group, &entry).await
+            let group = event.state_group_after.unwrap_or_else(|| numbers.next());
+            new_groups.add(tx, &event.room_id, event.state_group_before, group, &entry).await
         }
         _ => Ok(event.state_group_before),
     }
@@ -48,7 +50,7 @@ pub(super) async fn write_state_group_of(
 /// One event of a batch: the event, its stream ordering and the state group after it.
 pub(super) type Numbered<'a> = (&'a NewEvent, i64, i64);
 
-/// Adds the writes of a batch of events (their state groups already written) to `statements`.
+/// Adds the writes of a batch of events (their state groups gathered apart) to `statements`.
 /// Run, they leave the rows writing the events one after another would leave.
 pub(super) fn queue_events(codec: &Codec, statements: &mut JsonStatements, events: &[Numbered<'_>]) {
     queue_event_rows(codec, statements, events);
@@ -386,10 +388,13 @@ mod tests {
                 let mut tx = storage.write.begin().await.unwrap();
                 if one_batch {
                     let mut numbered = Vec::new();
+                    let mut new_groups = NewStateGroups::default();
                     for (event, ordering) in events.iter().zip(first..) {
-                        numbered.push((event, ordering, write_state_group_of(&mut tx, event, groups).await.unwrap()));
+                        let group = state_group_of(&mut tx, event, groups, &mut new_groups).await.unwrap();
+                        numbered.push((event, ordering, group));
                     }
                     let mut statements = JsonStatements::new(storage.engine);
+                    new_groups.queue(&mut statements);
                     queue_events(&storage.codec, &mut statements, &numbered);
                     statements.execute(&mut tx).await.unwrap();
                 } else {
@@ -422,6 +427,57 @@ mod tests {
             let types: Vec<&str> = state.iter().map(|(t, _, _)| t.as_str()).collect();
             assert_eq!(types, vec!["m.room.member", "m.room.member", "m.room.topic"]);
             assert_eq!(extremities, &vec!["$4".to_owned()]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_longer_than_a_delta_chain_snapshots_the_state_it_builds_on() {
+        for storage in test_support::engines().await {
+            storage.create_room("!r:x", "11", "@alice:x", false, false, 1).await.unwrap();
+            let mut before = storage.create_empty_state_group("!r:x").await.unwrap();
+            // Each state event adds a key, so every snapshot must copy all the keys before it.
+            let mut events = Vec::new();
+            for i in 0..120 {
+                let id = format!("$s{i}");
+                let group = storage.reserve_state_group();
+                events.push(NewEvent {
+                    event_type: "org.example.state".into(),
+                    state_key: Some(format!("k{i}")),
+                    state_group_before: before,
+                    state_group_after: Some(group),
+                    ..test_support::message("!r:x", &id)
+                });
+                before = group;
+            }
+            let mut tx = storage.write.begin().await.unwrap();
+            let mut new_groups = NewStateGroups::default();
+            let mut numbered = Vec::new();
+            for (event, ordering) in events.iter().zip(10..) {
+                let group =
+                    state_group_of(&mut tx, event, &storage.state_group_numbers, &mut new_groups).await.unwrap();
+                numbered.push((event, ordering, group));
+            }
+            let mut statements = JsonStatements::new(storage.engine);
+            new_groups.queue(&mut statements);
+            queue_events(&storage.codec, &mut statements, &numbered);
+            statements.execute(&mut tx).await.unwrap();
+            tx.commit().await.unwrap();
+
+            let state = storage.state_at_group(before).await.unwrap();
+            assert_eq!(state.len(), 120);
+            for i in 0..120 {
+                let key = ("org.example.state".to_owned(), format!("k{i}"));
+                assert_eq!(state.get(&key).map(String::as_str), Some(format!("$s{i}").as_str()));
+            }
+            let (longest, snapshots): (i64, i64) = sqlx::query_as(
+                "SELECT MAX(chain_len), CAST(SUM(CASE WHEN chain_len = 0 THEN 1 ELSE 0 END) AS BIGINT) \
+                 FROM state_groups WHERE room_id = '!r:x'",
+            )
+            .fetch_one(&storage.write)
+            .await
+            .unwrap();
+            // The empty group and two snapshots (after 50 and 101 deltas), no chain past 50.
+            assert_eq!((longest, snapshots), (50, 3));
         }
     }
 

@@ -9,12 +9,12 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::cache::Generation;
 use super::codec::Codec;
-use super::event_batch::{Numbered, has_state_group, queue_events, write_state_group_of};
+use super::event_batch::{Numbered, has_state_group, queue_events, state_group_of};
 use super::json_statements::JsonStatements;
 use super::notifications::{RECENT_PUSH_ACTIONS_MOVED_AT, move_recent_push_actions};
 use super::rooms::StateMap;
 use super::rooms::{EventRow, NewEvent, NextOrdering, Persisted, next_stream_ordering};
-use super::state_groups::StateGroupNumbers;
+use super::state_groups::{NewStateGroups, StateGroupNumbers};
 use super::{Engine, EventCache, Result, StateCache, StorageError};
 use crate::metrics::SharedHistogram;
 
@@ -312,12 +312,14 @@ async fn write_batch_numbered(writer: &Writer, jobs: &[Job]) -> Result<Vec<Persi
         Some(next) => next,
         None => next_stream_ordering(&mut tx).await?,
     };
-    // State groups first, in order: a state event's may build on the one before it.
+    // State groups in order: a state event's may build on the one before it.
+    let mut new_groups = NewStateGroups::default();
     let mut numbered = Vec::with_capacity(jobs.len());
     for (job, ordering) in jobs.iter().zip(first..) {
-        let group = write_state_group_of(&mut tx, &job.event, &writer.numbers.state_groups).await?;
+        let group = state_group_of(&mut tx, &job.event, &writer.numbers.state_groups, &mut new_groups).await?;
         numbered.push((&job.event, ordering, group));
     }
+    new_groups.queue(&mut statements);
     queue_batch(writer, &mut statements, &numbered);
     statements.execute(&mut tx).await?;
     tx.commit().await?;

@@ -572,8 +572,10 @@ pub(super) async fn insert_event_at(
     stream_ordering: i64,
     groups: &StateGroupNumbers,
 ) -> Result<Persisted> {
-    let state_group_after = super::event_batch::write_state_group_of(tx, event, groups).await?;
+    let mut new_groups = super::state_groups::NewStateGroups::default();
+    let state_group_after = super::event_batch::state_group_of(tx, event, groups, &mut new_groups).await?;
     let mut statements = super::json_statements::JsonStatements::new(super::Engine::of(tx));
+    new_groups.queue(&mut statements);
     super::event_batch::queue_events(codec, &mut statements, &[(event, stream_ordering, state_group_after)]);
     statements.execute(tx).await?;
     Ok(Persisted { stream_ordering, state_group_after })

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
+use super::json_statements::JsonStatements;
 use super::rooms::{EVENT_COLUMNS, EventRow, StateMap};
-use super::{Result, Storage, StorageError};
+use super::{JsonColumn, Result, Storage, StorageError};
 
 /// Longest delta chain before a state group is written as a full snapshot.
 const MAX_STATE_CHAIN: i64 = 50;
@@ -273,38 +274,83 @@ impl StateGroupNumbers {
     }
 }
 
-/// Writes the state group `group` after a state event: a delta on `before`, or a full snapshot
-/// when the delta chain has grown long.
-pub(super) async fn write_state_group(
-    conn: &mut AnyConnection,
-    room_id: &str,
-    before: i64,
-    group: i64,
-    entry: &(String, String, String),
-) -> Result<i64> {
-    let chain_len: i64 = sqlx::query("SELECT chain_len FROM state_groups WHERE state_group = $1")
-        .bind(before)
+/// The state groups of a batch of state events, gathered to be written with the batch's other
+/// rows (one statement per table) rather than three statements each.
+#[derive(Debug, Default)]
+pub(super) struct NewStateGroups {
+    /// The delta chain length of each group this batch writes or has looked up.
+    chain_lens: HashMap<i64, i64>,
+    /// `(group, room, previous group, chain length)`, not written yet.
+    groups: Vec<(i64, String, Option<i64>, i64)>,
+    /// `(group, type, state key, event ID)`, not written yet.
+    entries: Vec<(i64, String, String, String)>,
+}
+
+impl NewStateGroups {
+    /// Adds the state group `group` after a state event: a delta on `before`, or a full
+    /// snapshot when the delta chain has grown long.
+    pub(super) async fn add(
+        &mut self,
+        conn: &mut AnyConnection,
+        room_id: &str,
+        before: i64,
+        group: i64,
+        entry: &(String, String, String),
+    ) -> Result<i64> {
+        let chain_len = match self.chain_lens.get(&before) {
+            Some(len) => *len,
+            None => {
+                let len = chain_len_of(conn, before).await?;
+                self.chain_lens.insert(before, len);
+                len
+            }
+        };
+        let snapshot = chain_len >= MAX_STATE_CHAIN;
+        let (prev_group, new_len) = if snapshot { (None, 0) } else { (Some(before), chain_len + 1) };
+        if snapshot {
+            // The state before may be one gathered here: what is gathered goes in first.
+            self.write(conn).await?;
+            let full_before = load_state(conn, before, &[]).await?;
+            let kept = full_before.into_iter().filter(|((t, k), _)| !(t == &entry.0 && k == &entry.1));
+            self.entries.extend(kept.map(|((t, k), id)| (group, t, k, id)));
+        }
+        self.entries.push((group, entry.0.clone(), entry.1.clone(), entry.2.clone()));
+        self.groups.push((group, room_id.to_owned(), prev_group, new_len));
+        self.chain_lens.insert(group, new_len);
+        Ok(group)
+    }
+
+    /// Adds the gathered rows to `statements`, and forgets them.
+    pub(super) fn queue(&mut self, statements: &mut JsonStatements) {
+        let engine = statements.engine();
+        statements.push(&std::mem::take(&mut self.groups), |param| {
+            format!(
+                "INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) {}",
+                engine.json_table(param, &[JsonColumn::Int, JsonColumn::Text, JsonColumn::Int, JsonColumn::Int])
+            )
+        });
+        statements.push(&std::mem::take(&mut self.entries), |param| {
+            format!(
+                "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) {}",
+                engine.json_table(param, &[JsonColumn::Int, JsonColumn::Text, JsonColumn::Text, JsonColumn::Text])
+            )
+        });
+    }
+
+    /// Writes the gathered rows now.
+    async fn write(&mut self, conn: &mut AnyConnection) -> Result<()> {
+        let mut statements = JsonStatements::new(super::Engine::of(conn));
+        self.queue(&mut statements);
+        statements.execute(conn).await
+    }
+}
+
+async fn chain_len_of(conn: &mut AnyConnection, group: i64) -> Result<i64> {
+    sqlx::query("SELECT chain_len FROM state_groups WHERE state_group = $1")
+        .bind(group)
         .fetch_optional(&mut *conn)
         .await?
         .map(|row| row.try_get("chain_len"))
         .transpose()?
-        .ok_or_else(|| StorageError::Corrupt(format!("state group {before} is missing")))?;
-    let snapshot = chain_len >= MAX_STATE_CHAIN;
-    let (prev_group, new_len) = if snapshot { (None, 0) } else { (Some(before), chain_len + 1) };
-    sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)")
-        .bind(group)
-        .bind(room_id)
-        .bind(prev_group)
-        .bind(new_len)
-        .execute(&mut *conn)
-        .await?;
-    let full_before = if snapshot { load_state(conn, before, &[]).await? } else { StateMap::new() };
-    let mut entries: Vec<(&str, &str, &str)> = full_before
-        .iter()
-        .filter(|((t, k), _)| !(t == &entry.0 && k == &entry.1))
-        .map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str()))
-        .collect();
-    entries.push((&entry.0, &entry.1, &entry.2));
-    insert_state_entries(conn, group, &entries).await?;
-    Ok(group)
+        .ok_or_else(|| StorageError::Corrupt(format!("state group {group} is missing")))
 }
