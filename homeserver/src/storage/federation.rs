@@ -28,12 +28,12 @@ impl OutboxBatch {
     }
 }
 
-/// Queues an EDU for one destination inside a transaction.
 /// The identity of a queued EDU (its associated data when sealed).
 pub(super) fn edu_record_id(destination: &str, position: i64) -> String {
     format!("outbox_edu/{destination}/{position}")
 }
 
+/// Queues an EDU for one destination inside a transaction.
 pub(super) async fn insert_edu(
     codec: &super::Codec,
     tx: &mut AnyConnection,

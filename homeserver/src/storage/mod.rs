@@ -501,9 +501,9 @@ impl Engine {
     }
 
     /// A `SELECT` of the rows of the JSON array bound as `$param` (each row an array of values
-    /// typed `columns`, named `c0`, `c1`, …), to feed a multi-row `INSERT`: one statement with one parameter whatever
-    /// the number of rows, so a batch is one round trip and one statement shape (see
-    /// [`json_statements::JsonStatements`]).
+    /// typed `columns`, named `c0`, `c1`, …), to feed a multi-row `INSERT`: one statement with
+    /// one parameter whatever the number of rows, so a batch is one round trip and one statement
+    /// shape (see [`json_statements::JsonStatements`]).
     fn json_table(self, param: usize, columns: &[JsonColumn]) -> String {
         let values: Vec<String> = columns
             .iter()

@@ -189,36 +189,10 @@ pub(super) async fn write_snapshot(
     group: i64,
     state: &StateMap,
 ) -> Result<i64> {
-    sqlx::query("INSERT INTO state_groups (state_group, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
-        .bind(group)
-        .bind(room_id)
-        .execute(&mut *conn)
-        .await?;
-    let entries: Vec<(&str, &str, &str)> =
-        state.iter().map(|((t, k), id)| (t.as_str(), k.as_str(), id.as_str())).collect();
-    insert_state_entries(conn, group, &entries).await?;
+    let mut snapshot = NewStateGroups::default();
+    snapshot.add_snapshot(room_id, group, state.iter().map(|((t, k), id)| (t.clone(), k.clone(), id.clone())));
+    snapshot.write(conn).await?;
     Ok(group)
-}
-
-/// Rows per multi-row insert of state entries (four parameters each).
-const STATE_ENTRIES_PER_INSERT: usize = 100;
-
-/// Writes a state group's entries `(type, state_key, event ID)`, many rows per statement.
-async fn insert_state_entries(conn: &mut AnyConnection, group: i64, entries: &[(&str, &str, &str)]) -> Result<()> {
-    for chunk in entries.chunks(STATE_ENTRIES_PER_INSERT) {
-        let values: Vec<String> =
-            (0..chunk.len()).map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
-        let sql = format!(
-            "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(group);
-        for (event_type, state_key, event_id) in chunk {
-            query = query.bind(*event_type).bind(*state_key).bind(*event_id);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 /// `WHERE` clause matching `count` `(type, state_key)` pairs bound from parameter `$first` on;
@@ -305,19 +279,25 @@ impl NewStateGroups {
                 len
             }
         };
-        let snapshot = chain_len >= MAX_STATE_CHAIN;
-        let (prev_group, new_len) = if snapshot { (None, 0) } else { (Some(before), chain_len + 1) };
-        if snapshot {
+        if chain_len >= MAX_STATE_CHAIN {
             // The state before may be one gathered here: what is gathered goes in first.
             self.write(conn).await?;
-            let full_before = load_state(conn, before, &[]).await?;
-            let kept = full_before.into_iter().filter(|((t, k), _)| !(t == &entry.0 && k == &entry.1));
-            self.entries.extend(kept.map(|((t, k), id)| (group, t, k, id)));
+            let mut state = load_state(conn, before, &[]).await?;
+            state.insert((entry.0.clone(), entry.1.clone()), entry.2.clone());
+            self.add_snapshot(room_id, group, state.into_iter().map(|((t, k), id)| (t, k, id)));
+        } else {
+            self.entries.push((group, entry.0.clone(), entry.1.clone(), entry.2.clone()));
+            self.groups.push((group, room_id.to_owned(), Some(before), chain_len + 1));
+            self.chain_lens.insert(group, chain_len + 1);
         }
-        self.entries.push((group, entry.0.clone(), entry.1.clone(), entry.2.clone()));
-        self.groups.push((group, room_id.to_owned(), prev_group, new_len));
-        self.chain_lens.insert(group, new_len);
         Ok(group)
+    }
+
+    /// Adds the full snapshot state group `group` with the entries `(type, state key, event ID)`.
+    fn add_snapshot(&mut self, room_id: &str, group: i64, entries: impl Iterator<Item = (String, String, String)>) {
+        self.entries.extend(entries.map(|(t, k, id)| (group, t, k, id)));
+        self.groups.push((group, room_id.to_owned(), None, 0));
+        self.chain_lens.insert(group, 0);
     }
 
     /// Adds the gathered rows to `statements`, and forgets them.
