@@ -20,9 +20,22 @@ const MAX_PAGE: i64 = 100;
 /// Adds `unsigned.m.relations` to client-format events that have threads, edits or references.
 pub async fn bundle(state: &AppState, user_id: &UserId, events: &mut [Value]) -> Result<()> {
     let ids: Vec<String> = events.iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect();
-    let aggregations = state.storage.aggregations(user_id.as_str(), &ids).await?;
+    let mut bundled = bundled(state, user_id, &ids).await?;
+    for event in events.iter_mut() {
+        let Some(relations) = event["event_id"].as_str().and_then(|id| bundled.remove(id)) else { continue };
+        if !event["unsigned"].is_object() {
+            event["unsigned"] = json!({});
+        }
+        event["unsigned"]["m.relations"] = relations;
+    }
+    Ok(())
+}
+
+/// `unsigned.m.relations` of the events that have threads, edits or references, by event ID.
+pub async fn bundled(state: &AppState, user_id: &UserId, event_ids: &[String]) -> Result<HashMap<String, Value>> {
+    let aggregations = state.storage.aggregations(user_id.as_str(), event_ids).await?;
     if aggregations.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
     let needed: Vec<String> = aggregations
         .values()
@@ -36,8 +49,8 @@ pub async fn bundle(state: &AppState, user_id: &UserId, events: &mut [Value]) ->
         .iter()
         .map(|row| (row.event_id.clone(), client_event(row, now, true, None)))
         .collect();
-    for event in events.iter_mut() {
-        let Some(aggregation) = event["event_id"].as_str().and_then(|id| aggregations.get(id)) else { continue };
+    let mut bundled = HashMap::with_capacity(aggregations.len());
+    for (event_id, aggregation) in aggregations {
         let mut relations = serde_json::Map::new();
         if let Some((count, latest, participated)) = &aggregation.thread
             && let Some(latest_event) = related.get(latest)
@@ -55,13 +68,10 @@ pub async fn bundle(state: &AppState, user_id: &UserId, events: &mut [Value]) ->
             relations.insert("m.reference".into(), json!({"chunk": chunk}));
         }
         if !relations.is_empty() {
-            if !event["unsigned"].is_object() {
-                event["unsigned"] = json!({});
-            }
-            event["unsigned"]["m.relations"] = Value::Object(relations);
+            bundled.insert(event_id, Value::Object(relations));
         }
     }
-    Ok(())
+    Ok(bundled)
 }
 
 /// A `/relations` request.

@@ -152,14 +152,21 @@ pub fn glob_matches(pattern: &str, value: &str) -> bool {
 /// The newest stream position `user_id` may read in a room: now for members, the moment they
 /// left for former members. `None` when they were never in the room.
 pub async fn readable_up_to(state: &AppState, room_id: &RoomId, user_id: &UserId) -> Result<Option<i64>> {
-    let membership = state.storage.membership(room_id.as_str(), user_id.as_str()).await?;
-    Ok(match membership {
-        Some(m) if m.membership == "join" || m.membership == "invite" => {
-            Some(state.storage.max_stream_ordering().await?)
-        }
-        Some(m) => Some(m.stream_ordering),
-        None => None,
-    })
+    Ok(readable(state, room_id, user_id).await?.map(|(ceiling, _)| ceiling))
+}
+
+/// [`readable_up_to`] and the membership it follows from.
+async fn readable(state: &AppState, room_id: &RoomId, user_id: &UserId) -> Result<Option<(i64, MembershipRow)>> {
+    // The newest position is read alongside, though former members do not need it: it is one
+    // cheap query, and on PostgreSQL waiting for the membership first is one more round trip.
+    let (membership, newest) = tokio::try_join!(
+        async { Ok::<_, Error>(state.storage.membership(room_id.as_str(), user_id.as_str()).await?) },
+        async { Ok(state.storage.max_stream_ordering().await?) },
+    )?;
+    Ok(membership.map(|m| {
+        let ceiling = if m.membership == "join" || m.membership == "invite" { newest } else { m.stream_ordering };
+        (ceiling, m)
+    }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +176,9 @@ pub enum Direction {
 }
 
 pub struct MessagesPage {
-    pub chunk: Vec<Value>,
+    pub chunk: Vec<EventRow>,
+    /// `unsigned.m.relations` of the chunk's events that have any, by event ID.
+    pub relations: HashMap<String, Value>,
     pub start: String,
     pub end: Option<String>,
 }
@@ -186,21 +195,24 @@ pub struct MessagesQuery<'a> {
     pub filter: &'a RoomEventFilter,
 }
 
+/// A page of `/messages`. Each stage's independent reads run concurrently (on PostgreSQL each
+/// is a round trip): the room, membership, newest position and ignored users; then the events;
+/// then their visibility and their bundled relations.
 pub async fn messages(
     state: &AppState,
     user_id: &UserId,
     room_id: &RoomId,
     query: MessagesQuery<'_>,
 ) -> Result<MessagesPage> {
-    // Independent reads, concurrent (on PostgreSQL each is a round trip).
-    let (_, ceiling, ignored) = tokio::try_join!(
+    let (_, readable, ignored) = tokio::try_join!(
         super::state::room(state, room_id.as_str()),
-        readable_up_to(state, room_id, user_id),
+        readable(state, room_id, user_id),
         crate::account_data::ignored_users(state, user_id),
     )?;
-    let Some(ceiling) = ceiling else {
+    let Some((ceiling, membership)) = readable else {
         return Err(Error::forbidden("You have not been in this room"));
     };
+    let memberships = [membership];
     let MessagesQuery { from, to, dir, limit, filter } = query;
     let limit = limit.clamp(1, 1000);
     let from_position = match from {
@@ -209,9 +221,9 @@ pub async fn messages(
         None => HISTORY_FLOOR,
     };
     let to_position = to.map(parse_token).transpose()?;
-    let now = state.now_ms();
 
     let mut chunk = Vec::new();
+    let mut relations = HashMap::new();
     let mut cursor = from_position;
     let mut exhausted = false;
     let mut backfilled = false;
@@ -237,7 +249,14 @@ pub async fn messages(
                 Direction::Forward => last.stream_ordering,
             };
         }
-        let visible = filter_visible(state, user_id, rows).await?;
+        // Relations are looked up for every fetched event, not only the visible ones, so that
+        // the two lookups need not wait for each other; nearly every fetched event is shown.
+        let ids: Vec<String> = rows.iter().map(|row| row.event_id.clone()).collect();
+        let (visible, bundled) = tokio::try_join!(
+            filter_visible_given(state, user_id, rows, &memberships),
+            super::relations::bundled(state, user_id, &ids),
+        )?;
+        relations.extend(bundled);
         chunk.extend(
             visible
                 .into_iter()
@@ -260,9 +279,7 @@ pub async fn messages(
         }
     }
     let end = if exhausted && chunk.is_empty() { None } else { Some(format_token(cursor)) };
-    let mut chunk: Vec<Value> = chunk.iter().map(|row| client_event(row, now, true, None)).collect();
-    super::relations::bundle(state, user_id, &mut chunk).await?;
-    Ok(MessagesPage { chunk, start: format_token(from_position), end })
+    Ok(MessagesPage { chunk, relations, start: format_token(from_position), end })
 }
 
 /// One event, if it is in the room and visible to the user.

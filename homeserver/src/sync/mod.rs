@@ -260,7 +260,7 @@ async fn sync_once(
             let (user, device) = (authed.user_id.as_str(), authed.device_id.as_str());
             Ok(state.storage.txn_ids_for_events(user, device, &own_ids).await?)
         },
-        bundled_relations(state, authed, &timeline_ids),
+        crate::rooms::relations::bundled(state, &authed.user_id, &timeline_ids),
         async { Ok(state.storage.member_summaries(&summary_candidates, authed.user_id.as_str(), 5).await?) },
         async { Ok(state.storage.unread_counts(authed.user_id.as_str(), &response_rooms, up_to).await?) },
     )?;
@@ -501,20 +501,6 @@ fn presence_filter_allows(filter: &ruma::api::client::filter::Filter, event: &Va
         && !filter.not_types.iter().any(|t| glob_matches(t, event_type))
         && filter.senders.as_ref().is_none_or(|senders| senders.iter().any(|s| s.as_str() == sender))
         && !filter.not_senders.iter().any(|s| s.as_str() == sender)
-}
-
-/// `unsigned.m.relations` for the events that have any, by event ID.
-async fn bundled_relations(state: &AppState, authed: &Authed, event_ids: &[String]) -> Result<HashMap<String, Value>> {
-    let mut stubs: Vec<Value> = event_ids.iter().map(|id| serde_json::json!({"event_id": id})).collect();
-    crate::rooms::relations::bundle(state, &authed.user_id, &mut stubs).await?;
-    Ok(stubs
-        .into_iter()
-        .filter_map(|mut stub| {
-            let relations = stub["unsigned"]["m.relations"].take();
-            let id = stub["event_id"].as_str()?.to_owned();
-            (!relations.is_null()).then_some((id, relations))
-        })
-        .collect())
 }
 
 /// Unread notification and highlight counts for every joined room in the response: per thread

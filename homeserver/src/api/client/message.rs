@@ -9,7 +9,7 @@ use ruma::{RoomId, UserId};
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
-use crate::rooms::client_event::{client_event, to_raw};
+use crate::rooms::client_event::{ClientEvent, client_event, to_raw};
 use crate::rooms::send::{ClientTxn, send_event, state_template};
 use crate::rooms::timeline::{self, Direction, MessagesQuery};
 use crate::state::AppState;
@@ -119,7 +119,15 @@ pub async fn messages(
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;
     response.end = page.end;
-    response.chunk = page.chunk.iter().map(to_raw).collect::<Result<_>>()?;
+    let now_ms = state.now_ms();
+    response.chunk = page
+        .chunk
+        .iter()
+        .map(|row| {
+            let relations = page.relations.get(&row.event_id);
+            ClientEvent { row, now_ms, with_room_id: true, transaction_id: None, relations }.to_raw()
+        })
+        .collect::<Result<_>>()?;
     Ok(response)
 }
 
