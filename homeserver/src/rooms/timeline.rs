@@ -226,6 +226,7 @@ pub async fn messages(
     let mut relations = HashMap::new();
     let mut cursor = from_position;
     let mut exhausted = false;
+    let mut history_started = false;
     let mut backfilled = false;
     for _ in 0..MAX_SCAN_ROUNDS {
         let want = i64::try_from(limit - chunk.len()).unwrap_or(1);
@@ -243,6 +244,10 @@ pub async fn messages(
             }
         };
         let fetched = rows.len();
+        // Going back, the room's creation is where its history starts: nothing to fetch from
+        // other servers, and no `end` token, so clients need not ask for an empty page.
+        let reached_creation = dir == Direction::Backward
+            && rows.last().is_some_and(|row| row.event_type == "m.room.create" && row.state_key.as_deref() == Some(""));
         if let Some(last) = rows.last() {
             cursor = match dir {
                 Direction::Backward => last.stream_ordering - 1,
@@ -262,6 +267,10 @@ pub async fn messages(
                 .into_iter()
                 .filter(|row| matches_filter(filter, row) && crate::account_data::not_ignored(&ignored, row)),
         );
+        if reached_creation {
+            history_started = true;
+            break;
+        }
         if (fetched as i64) < want {
             // Past the start of what we have: a room joined over federation has older history
             // on other servers. Ask once per request.
@@ -278,7 +287,7 @@ pub async fn messages(
             break;
         }
     }
-    let end = if exhausted && chunk.is_empty() { None } else { Some(format_token(cursor)) };
+    let end = if history_started || (exhausted && chunk.is_empty()) { None } else { Some(format_token(cursor)) };
     Ok(MessagesPage { chunk, relations, start: format_token(from_position), end })
 }
 
