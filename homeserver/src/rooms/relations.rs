@@ -20,9 +20,9 @@ const MAX_PAGE: i64 = 100;
 /// Adds `unsigned.m.relations` to client-format events that have threads, edits or references.
 pub async fn bundle(state: &AppState, user_id: &UserId, events: &mut [Value]) -> Result<()> {
     let ids: Vec<String> = events.iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect();
-    let mut bundled = bundled(state, user_id, &ids).await?;
+    let bundled = bundled(state, user_id, &ids).await?;
     for event in events.iter_mut() {
-        let Some(relations) = event["event_id"].as_str().and_then(|id| bundled.remove(id)) else { continue };
+        let Some(relations) = event["event_id"].as_str().and_then(|id| bundled.get(id)).cloned() else { continue };
         if !event["unsigned"].is_object() {
             event["unsigned"] = json!({});
         }

@@ -503,13 +503,13 @@ fn presence_filter_allows(filter: &ruma::api::client::filter::Filter, event: &Va
         && !filter.not_senders.iter().any(|s| s.as_str() == sender)
 }
 
-/// Unread notification and highlight counts for every joined room in the response: per thread
-/// when the filter asks for that, otherwise all threads together.
 /// An event in a room's /sync section (which is keyed by room, so events carry no room ID).
 fn sync_event(row: &EventRow, now_ms: i64) -> ClientEvent<'_> {
     ClientEvent { row, now_ms, with_room_id: false, transaction_id: None, relations: None }
 }
 
+/// Unread notification and highlight counts for every joined room in the response: per thread
+/// when the filter asks for that, otherwise all threads together.
 fn add_unread_counts(counts: Vec<crate::storage::UnreadCount>, per_thread: bool, response: &mut Response) {
     use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
     let uint = |n: i64| ruma::UInt::try_from(n).unwrap_or_default();
