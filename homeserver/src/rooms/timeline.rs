@@ -230,7 +230,7 @@ pub async fn messages(
     let mut backfilled = false;
     for _ in 0..MAX_SCAN_ROUNDS {
         let want = i64::try_from(limit - chunk.len()).unwrap_or(1);
-        let rows = match dir {
+        let mut rows = match dir {
             Direction::Backward => {
                 let floor = to_position.unwrap_or(HISTORY_FLOOR);
                 state
@@ -254,19 +254,16 @@ pub async fn messages(
                 Direction::Forward => last.stream_ordering,
             };
         }
-        // Relations are looked up for every fetched event, not only the visible ones, so that
-        // the two lookups need not wait for each other; nearly every fetched event is shown.
+        // The filters that need no reads first; then relations are looked up for every event
+        // left, visible or not, so that the two lookups need not wait for each other.
+        rows.retain(|row| matches_filter(filter, row) && crate::account_data::not_ignored(&ignored, row));
         let ids: Vec<String> = rows.iter().map(|row| row.event_id.clone()).collect();
         let (visible, bundled) = tokio::try_join!(
             filter_visible_given(state, user_id, rows, &memberships),
             super::relations::bundled(state, user_id, &ids),
         )?;
         relations.extend(bundled);
-        chunk.extend(
-            visible
-                .into_iter()
-                .filter(|row| matches_filter(filter, row) && crate::account_data::not_ignored(&ignored, row)),
-        );
+        chunk.extend(visible);
         if reached_creation {
             history_started = true;
             break;
