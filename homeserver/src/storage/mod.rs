@@ -126,10 +126,10 @@ impl StorageError {
 
 /// SQLite page caches: readers share the OS page cache and mostly read recent pages; the one
 /// writer's transactions touch many index pages, and a small cache would spill and re-read them.
-/// WAL checkpoints run in the background (`checkpoint`); the writer's own threshold (pages) is
-/// only a backstop should those fall behind.
+/// WAL checkpoints run in the background (`checkpoint`); the writer's own threshold (pages, 200
+/// MiB) is only a backstop should those stop.
 const READER_PRAGMAS: &str = "PRAGMA cache_size = -1024;";
-const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 10000;";
+const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 50000;";
 
 /// Decoded events by ID.
 type EventCache = cache::Cache<String, EventRow>;
@@ -223,7 +223,6 @@ impl Storage {
             Engine::Sqlite => {
                 let write = pool_options(1, WRITER_PRAGMAS).connect_with(connect_options.clone()).await?;
                 let read = pool_options(options.max_connections, READER_PRAGMAS).connect_with(connect_options).await?;
-                checkpoint::spawn(read.clone());
                 (read, write)
             }
             Engine::Postgres => {
@@ -232,6 +231,9 @@ impl Storage {
             }
         };
         let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
+        if engine == Engine::Sqlite {
+            checkpoint::spawn(read.clone(), event_order.clone());
+        }
         let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
         let event_cache = std::sync::Arc::new(cache::Cache::new(options.cached_events, |_| 1));
         let next_ordering: std::sync::Arc<rooms::NextOrdering> = Default::default();

@@ -24,7 +24,6 @@ const ROOM_TABLES: &[&str] = &[
     "event_push_actions",
     "recent_push_actions",
     "event_relations",
-    "event_search",
     "remote_invites",
     "content_reports",
     "key_backup_keys",
@@ -51,6 +50,8 @@ impl Storage {
         for sql in [
             "DELETE FROM federation_outbox_pdus WHERE stream_ordering IN \
              (SELECT stream_ordering FROM events WHERE room_id = $1)",
+            // Search rows have no index by room on SQLite.
+            "DELETE FROM event_search WHERE stream_ordering IN (SELECT stream_ordering FROM events WHERE room_id = $1)",
             "DELETE FROM event_txns WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
             "DELETE FROM state_group_entries WHERE state_group IN \
              (SELECT state_group FROM state_groups WHERE room_id = $1)",

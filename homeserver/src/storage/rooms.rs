@@ -471,9 +471,17 @@ impl Storage {
                 .await?;
         }
         for ids in pruned.chunks(500) {
-            for table in ["event_search", "event_relations"] {
-                let sql = format!("DELETE FROM {table} WHERE event_id IN ({})", placeholders(1, ids.len()));
-                let mut query = sqlx::query(&sql);
+            // Search rows by stream ordering: they have no index by event ID.
+            let ids_in = placeholders(1, ids.len());
+            let deletes = [
+                format!(
+                    "DELETE FROM event_search WHERE stream_ordering IN \
+                     (SELECT stream_ordering FROM events WHERE event_id IN ({ids_in}))"
+                ),
+                format!("DELETE FROM event_relations WHERE event_id IN ({ids_in})"),
+            ];
+            for sql in &deletes {
+                let mut query = sqlx::query(sql);
                 for id in ids {
                     query = query.bind(id);
                 }

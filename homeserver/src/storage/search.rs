@@ -300,7 +300,13 @@ impl Storage {
 
     /// Removes an event from the index (it was redacted).
     pub async fn delete_search_entry(&self, event_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM event_search WHERE event_id = $1").bind(event_id).execute(&self.write).await?;
+        // By stream ordering: the rows have no index by event ID.
+        sqlx::query(
+            "DELETE FROM event_search WHERE stream_ordering IN (SELECT stream_ordering FROM events WHERE event_id = $1)",
+        )
+        .bind(event_id)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 }
