@@ -38,13 +38,39 @@ pub struct RoomHead {
     recent_txns: RecentTxns,
 }
 
-/// Most client transactions a head remembers; far more than can be waiting for the writer.
+/// Most client transactions a head remembers while their messages are written; far more than
+/// can be waiting for the writer.
 const RECENT_TXNS: usize = 8192;
 
 #[derive(Default)]
 struct RecentTxns {
     order: VecDeque<TxnKey>,
     events: HashMap<TxnKey, QueuedTxn>,
+}
+
+impl RecentTxns {
+    fn remember(&mut self, key: TxnKey, queued: QueuedTxn) {
+        // A committed message's transaction is in `event_txns`, where a retry finds it: only those
+        // still being written need remembering (every room kept thousands otherwise). Messages
+        // commit in the order they were queued, so the committed ones are the oldest.
+        while let Some(oldest) = self.order.front() {
+            let committed = self.events.get(oldest).is_none_or(|queued| *queued.committed.borrow() == Some(true));
+            if !committed {
+                break;
+            }
+            if let Some(oldest) = self.order.pop_front() {
+                self.events.remove(&oldest);
+            }
+        }
+        if self.events.insert(key.clone(), queued).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > RECENT_TXNS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.events.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// A message sent with a client transaction, and whether it has been committed yet: `None`
@@ -164,16 +190,7 @@ impl RoomHead {
     }
 
     pub fn remember_txn(&mut self, sender: &ruma::UserId, txn: &ClientTxn, queued: QueuedTxn) {
-        let key = txn_key(sender, txn);
-        let txns = &mut self.recent_txns;
-        if txns.events.insert(key.clone(), queued).is_none() {
-            txns.order.push_back(key);
-        }
-        while txns.order.len() > RECENT_TXNS {
-            if let Some(oldest) = txns.order.pop_front() {
-                txns.events.remove(&oldest);
-            }
-        }
+        self.recent_txns.remember(txn_key(sender, txn), queued);
     }
 
     /// The room after an accepted event.
@@ -217,5 +234,43 @@ impl RoomHead {
                 self.joined_by_server.remove(&server);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(id: &str) -> (tokio::sync::watch::Sender<Option<bool>>, QueuedTxn) {
+        let (outcome, committed) = tokio::sync::watch::channel(None);
+        (outcome, QueuedTxn { event_id: OwnedEventId::try_from(id).unwrap(), committed })
+    }
+
+    fn key(txn_id: &str) -> TxnKey {
+        ("@a:x".into(), "DEV".into(), txn_id.into())
+    }
+
+    #[test]
+    fn transactions_are_remembered_until_their_messages_commit() {
+        let mut txns = RecentTxns::default();
+        let (first_outcome, first) = queued("$1");
+        let (_second_outcome, second) = queued("$2");
+        txns.remember(key("t1"), first);
+        txns.remember(key("t2"), second);
+        // Both still being written: a retry of either finds its event.
+        let (_third_outcome, third) = queued("$3");
+        txns.remember(key("t3"), third);
+        assert_eq!(txns.events.len(), 3);
+
+        // The first commits: the next send forgets it (its retry finds it in the database), and
+        // keeps the second, still uncommitted, and everything after it.
+        first_outcome.send_replace(Some(true));
+        let (_fourth_outcome, fourth) = queued("$4");
+        txns.remember(key("t4"), fourth);
+        assert!(!txns.events.contains_key(&key("t1")));
+        for kept in ["t2", "t3", "t4"] {
+            assert!(txns.events.contains_key(&key(kept)), "{kept}");
+        }
+        assert_eq!(txns.order.len(), 3);
     }
 }

@@ -31,18 +31,23 @@ pub(super) fn spawn(readers: AnyPool, event_order: Arc<Mutex<()>>) {
             if readers.is_closed() {
                 return;
             }
-            match checkpoint(&readers).await {
-                Ok(frames) if frames > RESTART_AT_FRAMES => {
-                    let _writes_held = event_order.lock().await;
-                    if let Err(e) = checkpoint(&readers).await {
-                        warn(&readers, &e);
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => warn(&readers, &e),
+            if let Err(e) = pass(&readers, &event_order, RESTART_AT_FRAMES).await
+                && !readers.is_closed()
+            {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
             }
         }
     });
+}
+
+/// One checkpoint, and when the log is longer than `restart_at` frames, a second one that
+/// finishes the copy with event writes held off, so the next one restarts the log.
+async fn pass(readers: &AnyPool, event_order: &Mutex<()>, restart_at: i64) -> Result<(), sqlx::Error> {
+    if checkpoint(readers).await? > restart_at {
+        let _writes_held = event_order.lock().await;
+        checkpoint(readers).await?;
+    }
+    Ok(())
 }
 
 /// Copies what the log holds that no reader still needs; returns the log's length in frames.
@@ -52,8 +57,48 @@ async fn checkpoint(readers: &AnyPool) -> Result<i64, sqlx::Error> {
     row.try_get::<i64, _>(1)
 }
 
-fn warn(readers: &AnyPool, error: &sqlx::Error) {
-    if !readers.is_closed() {
-        tracing::warn!(error = %error, "WAL checkpoint failed");
+#[cfg(test)]
+mod tests {
+    use super::super::test_support;
+
+    /// Frames in the log now, copied as far as readers allow.
+    async fn log_frames(storage: &super::super::Storage) -> i64 {
+        super::checkpoint(&storage.read).await.unwrap()
+    }
+
+    async fn write_messages(storage: &super::super::Storage, from: usize, count: usize) {
+        for i in from..from + count {
+            let event_id = format!("$m{i}");
+            storage.persist_event(&test_support::message("!r:x", &event_id)).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_alongside_writes_copy_the_log_and_let_it_start_again() {
+        let storage = std::sync::Arc::new(test_support::sqlite().await);
+        storage.create_room("!r:x", "11", "@alice:x", false, false, 1).await.unwrap();
+        write_messages(&storage, 0, 50).await;
+        let grown = log_frames(&storage).await;
+        assert!(grown > 50, "each commit adds frames: {grown}");
+
+        // Passes that hold writes off while writes queue up: neither waits on the other for good.
+        let writer = {
+            let storage = storage.clone();
+            tokio::spawn(async move { write_messages(&storage, 50, 100).await })
+        };
+        for _ in 0..5 {
+            super::pass(&storage.read, &storage.event_order, 0).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        writer.await.unwrap();
+        super::pass(&storage.read, &storage.event_order, 0).await.unwrap();
+
+        // The next write starts the log over instead of appending to its 150 commits.
+        write_messages(&storage, 150, 1).await;
+        let restarted = log_frames(&storage).await;
+        assert!(restarted < grown / 4, "{restarted} frames after a restart, {grown} before");
+        for id in ["$m0", "$m149", "$m150"] {
+            assert_eq!(storage.event(id).await.unwrap().map(|e| e.event_id).as_deref(), Some(id));
+        }
     }
 }
