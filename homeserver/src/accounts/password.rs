@@ -137,7 +137,7 @@ mod tests {
         let hash = super::hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{hash}");
         assert!(super::verify(Some(hash.clone()), "correct horse".into()).await.unwrap());
-        assert!(!super::verify(Some(hash), "wrong".into()).await.unwrap());
+        assert!(!super::verify(Some(hash.clone()), "wrong".into()).await.unwrap());
         assert!(!super::verify(None, "anything".into()).await.unwrap());
         assert!(!super::verify(Some("not a hash".into()), "x".into()).await.unwrap());
 
