@@ -94,6 +94,12 @@ struct WorkingMemory {
     blocks: usize,
 }
 
+/// Every page is written: mapping them all at once costs less than a fault for each.
+#[cfg(target_os = "linux")]
+const PREFAULT: libc::c_int = libc::MAP_POPULATE;
+#[cfg(not(target_os = "linux"))]
+const PREFAULT: libc::c_int = 0;
+
 impl WorkingMemory {
     fn new(blocks: usize) -> Result<Self> {
         let length = blocks.checked_mul(Block::SIZE).filter(|&n| n > 0).ok_or_else(|| internal("no memory cost"))?;
@@ -104,7 +110,7 @@ impl WorkingMemory {
                 std::ptr::null_mut(),
                 length,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | PREFAULT,
                 -1,
                 0,
             )
