@@ -20,6 +20,9 @@ const INTERVAL: Duration = Duration::from_millis(500);
 /// Log frames (pages) past which the log is made to restart: 16 MiB of 4 KiB pages.
 const RESTART_AT_FRAMES: i64 = 4096;
 
+/// How long a pass waits to hold event writes off (a batch takes a few milliseconds).
+const HOLD_WAIT: Duration = Duration::from_millis(50);
+
 /// Checkpoints on `readers` until the pool is closed; `event_order` is the lock the event
 /// writer holds while it writes.
 pub(super) fn spawn(readers: AnyPool, event_order: Arc<Mutex<()>>) {
@@ -43,16 +46,21 @@ pub(super) fn spawn(readers: AnyPool, event_order: Arc<Mutex<()>>) {
 /// One checkpoint, and when the log is longer than `restart_at` frames, a second one that
 /// finishes the copy with event writes held off, so the next one restarts the log.
 async fn pass(readers: &AnyPool, event_order: &Mutex<()>, restart_at: i64) -> Result<(), sqlx::Error> {
-    if checkpoint(readers).await? > restart_at {
-        let _writes_held = event_order.lock().await;
-        checkpoint(readers).await?;
+    let mut conn = readers.acquire().await?;
+    if checkpoint(&mut conn).await? > restart_at {
+        // The connection is in hand before writes are held: they wait only for the copy. A
+        // long holder of the lock (a room purge) is not waited for: the next pass tries again,
+        // and the reader connection is not kept from readers meanwhile.
+        if let Ok(_writes_held) = tokio::time::timeout(HOLD_WAIT, event_order.lock()).await {
+            checkpoint(&mut conn).await?;
+        }
     }
     Ok(())
 }
 
 /// Copies what the log holds that no reader still needs; returns the log's length in frames.
-async fn checkpoint(readers: &AnyPool) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(readers).await?;
+async fn checkpoint(conn: &mut sqlx::AnyConnection) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await?;
     // (busy, frames in the log, frames copied); -1 when the database is not in WAL mode.
     row.try_get::<i64, _>(1)
 }
@@ -63,7 +71,7 @@ mod tests {
 
     /// Frames in the log now, copied as far as readers allow.
     async fn log_frames(storage: &super::super::Storage) -> i64 {
-        super::checkpoint(&storage.read).await.unwrap()
+        super::checkpoint(&mut storage.read.acquire().await.unwrap()).await.unwrap()
     }
 
     async fn write_messages(storage: &super::super::Storage, from: usize, count: usize) {
@@ -100,5 +108,21 @@ mod tests {
         for id in ["$m0", "$m149", "$m150"] {
             assert_eq!(storage.event(id).await.unwrap().map(|e| e.event_id).as_deref(), Some(id));
         }
+    }
+
+    #[tokio::test]
+    async fn a_pass_does_not_wait_for_a_long_holder_of_the_write_lock() {
+        let storage = test_support::sqlite().await;
+        storage.create_room("!r:x", "11", "@alice:x", false, false, 1).await.unwrap();
+        write_messages(&storage, 0, 5).await;
+        let _purge_in_progress = storage.event_order.lock().await;
+        // It copies what it can and gives up the held-off part, rather than waiting as long as
+        // the holder (here, for ever).
+        let passed = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            super::pass(&storage.read, &storage.event_order, 0),
+        )
+        .await;
+        assert!(matches!(passed, Ok(Ok(()))), "{passed:?}");
     }
 }
