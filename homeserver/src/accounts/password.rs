@@ -50,14 +50,14 @@ pub async fn hash(password: String) -> Result<String> {
 pub async fn verify(stored_hash: Option<String>, password: String) -> Result<bool> {
     let Some(stored_hash) = stored_hash else { return Ok(false) };
     let _slot = hashing_slot().await?;
-    tokio::task::spawn_blocking(move || matches(&stored_hash, password.as_bytes()).unwrap_or(false))
+    tokio::task::spawn_blocking(move || stored_hash_matches(&stored_hash, password.as_bytes()).unwrap_or(false))
         .await
         .map_err(|e| Error::internal(e.to_string()))
 }
 
 /// Recomputes the stored hash's output with its own algorithm, version and parameters; `None`
 /// when the hash cannot be read or computed.
-fn matches(stored_hash: &str, password: &[u8]) -> Option<bool> {
+fn stored_hash_matches(stored_hash: &str, password: &[u8]) -> Option<bool> {
     let parsed = PasswordHash::new(stored_hash).ok()?;
     let (salt, expected) = (parsed.salt?, parsed.hash?);
     let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;

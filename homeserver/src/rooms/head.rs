@@ -58,17 +58,19 @@ impl RecentTxns {
             if !committed {
                 break;
             }
-            if let Some(oldest) = self.order.pop_front() {
-                self.events.remove(&oldest);
-            }
+            self.forget_oldest();
         }
         if self.events.insert(key.clone(), queued).is_none() {
             self.order.push_back(key);
         }
         while self.order.len() > RECENT_TXNS {
-            if let Some(oldest) = self.order.pop_front() {
-                self.events.remove(&oldest);
-            }
+            self.forget_oldest();
+        }
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some(oldest) = self.order.pop_front() {
+            self.events.remove(&oldest);
         }
     }
 }

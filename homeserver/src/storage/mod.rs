@@ -218,11 +218,13 @@ impl Storage {
                     })
                 })
         };
+        let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
         // SQLite writes go through one connection of their own (see [`Storage`]).
         let (read, write) = match engine {
             Engine::Sqlite => {
                 let write = pool_options(1, WRITER_PRAGMAS).connect_with(connect_options.clone()).await?;
                 let read = pool_options(options.max_connections, READER_PRAGMAS).connect_with(connect_options).await?;
+                checkpoint::spawn(read.clone(), event_order.clone());
                 (read, write)
             }
             Engine::Postgres => {
@@ -230,10 +232,6 @@ impl Storage {
                 (pool.clone(), pool)
             }
         };
-        let event_order: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
-        if engine == Engine::Sqlite {
-            checkpoint::spawn(read.clone(), event_order.clone());
-        }
         let latency: std::sync::Arc<crate::metrics::SharedHistogram> = Default::default();
         let event_cache = std::sync::Arc::new(cache::Cache::new(options.cached_events, |_| 1));
         let next_ordering: std::sync::Arc<rooms::NextOrdering> = Default::default();

@@ -50,8 +50,7 @@ impl Storage {
         for sql in [
             "DELETE FROM federation_outbox_pdus WHERE stream_ordering IN \
              (SELECT stream_ordering FROM events WHERE room_id = $1)",
-            // Search rows have no index by room on SQLite.
-            "DELETE FROM event_search WHERE stream_ordering IN (SELECT stream_ordering FROM events WHERE room_id = $1)",
+            &super::search::delete_search_rows_of("room_id = $1"),
             "DELETE FROM event_txns WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
             "DELETE FROM state_group_entries WHERE state_group IN \
              (SELECT state_group FROM state_groups WHERE room_id = $1)",

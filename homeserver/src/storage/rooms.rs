@@ -471,13 +471,9 @@ impl Storage {
                 .await?;
         }
         for ids in pruned.chunks(500) {
-            // Search rows by stream ordering: they have no index by event ID.
             let ids_in = placeholders(1, ids.len());
             let deletes = [
-                format!(
-                    "DELETE FROM event_search WHERE stream_ordering IN \
-                     (SELECT stream_ordering FROM events WHERE event_id IN ({ids_in}))"
-                ),
+                super::search::delete_search_rows_of(&format!("event_id IN ({ids_in})")),
                 format!("DELETE FROM event_relations WHERE event_id IN ({ids_in})"),
             ];
             for sql in &deletes {

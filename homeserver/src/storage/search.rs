@@ -230,6 +230,14 @@ impl SearchQuery<'_> {
     }
 }
 
+/// Deletes the search rows of the events `events_condition` picks: by stream ordering, since
+/// the rows have no index by event ID or by room (on SQLite), and a row's ordering is its event's.
+pub(super) fn delete_search_rows_of(events_condition: &str) -> String {
+    format!(
+        "DELETE FROM event_search WHERE stream_ordering IN (SELECT stream_ordering FROM events WHERE {events_condition})"
+    )
+}
+
 /// Appends ` AND <test> ($n, …)` for `values`, numbering parameters after the two fixed ones.
 fn in_list<'a>(sql: &mut String, params: &mut Vec<&'a str>, test: &str, values: &[&'a str]) {
     sql.push_str(&format!(" AND {test} ({})", placeholders(3 + params.len(), values.len())));
@@ -300,13 +308,7 @@ impl Storage {
 
     /// Removes an event from the index (it was redacted).
     pub async fn delete_search_entry(&self, event_id: &str) -> Result<()> {
-        // By stream ordering: the rows have no index by event ID.
-        sqlx::query(
-            "DELETE FROM event_search WHERE stream_ordering IN (SELECT stream_ordering FROM events WHERE event_id = $1)",
-        )
-        .bind(event_id)
-        .execute(&self.write)
-        .await?;
+        sqlx::query(&delete_search_rows_of("event_id = $1")).bind(event_id).execute(&self.write).await?;
         Ok(())
     }
 }
